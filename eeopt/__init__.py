@@ -1,0 +1,23 @@
+"""eeopt: choose, check and explain early-exit policies for multi-exit neural networks.
+
+Cache each exit's outputs once; eeopt fits exit thresholds (BEEM, EENet, MSDNet, PABEE and
+confidence baselines), evaluates accuracy against cost, checks the theory and draws fronts.
+"""
+
+from eeopt.data import ExitData
+from eeopt.engine import EvaluationResult
+from eeopt.methods import fit, method_names
+from eeopt.policy import Policy, load_policy
+from eeopt.quantile import quantile_thresholds
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EvaluationResult",
+    "ExitData",
+    "Policy",
+    "fit",
+    "load_policy",
+    "method_names",
+    "quantile_thresholds",
+]

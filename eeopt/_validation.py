@@ -1,0 +1,220 @@
+"""Every boundary check of eeopt, in one place.
+
+Public functions call these on their arguments; the code behind them trusts its inputs. Each
+message names the argument and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+INPUT_KINDS = ("auto", "logits", "probs")
+#: Tolerance on row sums when deciding (input="auto") or checking (input="probs") probabilities.
+PROB_SUM_ATOL = 1e-4
+
+
+def check_float_array(x: Any, name: str, ndim: int) -> np.ndarray:
+    """Return ``x`` as a floating array of ``ndim`` dimensions, non-empty and finite.
+
+    float32 and float64 are kept as given (no copy, no upcast); integer and boolean input is
+    converted to float64, float16 to float32.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}.")
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        shape_names = {
+            1: "(n,)",
+            2: "(n_samples, n_exits)",
+            3: "(n_samples, n_exits, n_classes)",
+        }
+        raise ValueError(
+            f"{name} must have {ndim} dimensions {shape_names.get(ndim, '')}, "
+            f"got shape {arr.shape}."
+        )
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample.")
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(
+            f"{name} contains {n_bad} NaN or infinite value(s); remove or repair those samples."
+        )
+    return arr
+
+
+def looks_like_probs(arr: np.ndarray) -> bool:
+    """True if every value is in [0, 1] and every row (last axis) sums to 1 within 1e-4."""
+    if arr.min() < 0 or arr.max() > 1:
+        return False
+    return bool(np.all(np.abs(arr.sum(axis=-1, dtype=np.float64) - 1.0) <= PROB_SUM_ATOL))
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}.")
+    return value
+
+
+def check_shapes_agree(
+    probs_shape: tuple[int, ...], labels: Any, costs: Any, name: str = "probs"
+) -> None:
+    """Catch the (n_exits, n_samples, n_classes) layout early, with a message that says so."""
+    if len(probs_shape) != 3:
+        return
+    n_samples, n_exits = probs_shape[0], probs_shape[1]
+    n_labels = np.shape(labels)[0] if labels is not None and np.ndim(labels) == 1 else None
+    n_costs = np.shape(costs)[0] if costs is not None and np.ndim(costs) == 1 else None
+    labels_fit_transposed = n_labels is not None and n_labels != n_samples and n_labels == n_exits
+    costs_fit_transposed = n_costs is not None and n_costs != n_exits and n_costs == n_samples
+    if (labels_fit_transposed or costs_fit_transposed) and not (
+        (n_labels is not None and n_labels == n_samples)
+        or (n_costs is not None and n_costs == n_exits)
+    ):
+        raise ValueError(
+            f"{name} has shape {probs_shape}, but labels/costs only fit the transposed layout "
+            f"(n_exits, n_samples, n_classes) used by MSDNet-family caches. eeopt puts samples "
+            f"first: pass {name}.transpose(1, 0, 2), or read the cache with "
+            f"eeopt.io.load_msdnet_cache."
+        )
+
+
+def check_labels(labels: Any, n_samples: int, n_classes: int, name: str = "labels") -> np.ndarray:
+    if isinstance(labels, (str, bytes)):
+        raise TypeError(f"{name} must be an array of integer class indices, got a string.")
+    arr = np.asarray(labels)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"{name} must hold integer class indices in [0, {n_classes}), got dtype {arr.dtype}; "
+            f"convert with labels.astype(int) if they are whole numbers."
+        )
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must have shape (n_samples,), got shape {arr.shape}.")
+    if arr.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} entries but there are {n_samples} samples; "
+            f"pass one label per sample."
+        )
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {n_classes}) (n_classes = {n_classes}); "
+            f"found values in [{arr.min()}, {arr.max()}]."
+        )
+    return arr.astype(np.int64, copy=False)
+
+
+def check_costs(costs: Any, n_exits: int, name: str = "costs") -> np.ndarray:
+    """Cumulative per-exit costs: positive, non-decreasing, finite, one per exit.
+
+    ``None`` gives ``[1, 2, ..., n_exits]`` (the layer count used by PABEE and BEEM).
+    """
+    if costs is None:
+        return np.arange(1, n_exits + 1, dtype=np.float64)
+    arr = check_float_array(costs, name, ndim=1).astype(np.float64, copy=False)
+    if arr.shape[0] != n_exits:
+        raise ValueError(
+            f"{name} must have one cumulative cost per exit ({n_exits}), got {arr.shape[0]}."
+        )
+    if np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive; got {arr.tolist()}.")
+    if np.any(np.diff(arr) < 0):
+        raise ValueError(
+            f"{name} must be non-decreasing (cumulative cost up to each exit); got "
+            f"{arr.tolist()}. If these are per-stage costs, pass np.cumsum(costs)."
+        )
+    return arr
+
+
+def check_budget(budget: Any, costs: np.ndarray, name: str = "budget") -> float:
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
+        raise TypeError(f"{name} must be a number (a mean cost per sample), got {budget!r}.")
+    budget = float(budget)
+    if not np.isfinite(budget) or budget < costs[0] or budget > costs[-1]:
+        raise ValueError(
+            f"{name} must lie in [costs[0], costs[-1]] = [{costs[0]:g}, {costs[-1]:g}] "
+            f"(a mean cost per sample in the units of costs); got {budget:g}."
+        )
+    return budget
+
+
+def check_fraction(value: Any, name: str, low: float = 0.0, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [{low}, {high}], got {value!r}.")
+    value = float(value)
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value:g}.")
+    return value
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_options(method: str, options: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    allowed = sorted(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
+            f"allowed: {', '.join(allowed) if allowed else 'none'}."
+        )
+
+
+def check_thresholds(value: Any, n_exits: int, name: str = "threshold") -> np.ndarray:
+    """A direct threshold setting: a scalar for every early exit, or one per exit.
+
+    Returns the ``(n_exits,)`` thresholds with the last exit at ``-inf`` (it always fires).
+    ``+inf`` disables an exit. An array may have ``n_exits - 1`` entries (the early exits) or
+    ``n_exits`` entries whose last is ``-inf``.
+    """
+    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
+    if arr is None or arr.ndim > 1:
+        raise TypeError(f"{name} must be a number or a 1-d array of numbers, got {value!r}.")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} contains NaN; use +inf to disable an exit.")
+    out = np.full(n_exits, -np.inf)
+    if arr.ndim == 0:
+        out[:-1] = float(arr)
+        return out
+    if arr.shape[0] == n_exits - 1:
+        out[:-1] = arr
+        return out
+    if arr.shape[0] == n_exits:
+        if arr[-1] != -np.inf:
+            raise ValueError(
+                f"{name}[-1] must be -inf: the last exit always fires. Pass {n_exits - 1} "
+                f"values for the early exits, or end the array with -np.inf."
+            )
+        return arr.copy()
+    raise ValueError(
+        f"{name} must be a number or have {n_exits - 1} (early exits) or {n_exits} entries, "
+        f"got {arr.shape[0]}."
+    )
+
+
+def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.Generator)):
+        if isinstance(random_state, bool):
+            raise TypeError(f"{name} must be None, an int or a numpy Generator.")
+        return np.random.default_rng(random_state)
+    raise TypeError(f"{name} must be None, an int or a numpy Generator, got {random_state!r}.")

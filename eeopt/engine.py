@@ -1,0 +1,136 @@
+"""The exit rule and its metrics: the one place that maps scores and thresholds to exits.
+
+Every policy exits at the first exit whose rule fires (``score >= threshold``); the last exit
+always fires. A sample's cost is ``costs[exit]`` and its prediction the argmax at that exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def first_exit(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Index of the first exit whose score reaches its threshold.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_exits)
+    thresholds : ndarray of shape (n_exits,)
+        ``+inf`` disables an exit; the last exit fires whatever its threshold.
+
+    Returns
+    -------
+    exit_index : ndarray of shape (n_samples,), int64, in ``[0, n_exits)``
+    """
+    n_exits = scores.shape[1]
+    if n_exits == 1:
+        return np.zeros(scores.shape[0], dtype=np.int64)
+    fires = scores[:, :-1] >= thresholds[:-1]
+    # argmax finds the first True; rows with none get n_exits - 1 (the last exit).
+    exit_index = fires.argmax(axis=1)
+    exit_index[~fires[np.arange(fires.shape[0]), exit_index]] = n_exits - 1
+    return exit_index
+
+
+def at_exit(values: np.ndarray, exit_index: np.ndarray) -> np.ndarray:
+    """``values[n, exit_index[n]]`` for a per-exit array of shape (n_samples, n_exits)."""
+    return np.take_along_axis(values, exit_index[:, None], axis=1)[:, 0]
+
+
+def mean_cost(exit_index: np.ndarray, costs: np.ndarray) -> float:
+    """Mean of ``costs[exit_index]``, summed per exit so that it is exact and order-free."""
+    return _mean_from_counts(np.bincount(exit_index, minlength=costs.shape[0]), costs)
+
+
+def _mean_from_counts(counts: np.ndarray, costs: np.ndarray) -> float:
+    return float(counts @ costs / counts.sum())
+
+
+@dataclass
+class EvaluationResult:
+    """Accuracy and cost of a policy on a set of samples.
+
+    Attributes
+    ----------
+    accuracy : float or None
+        ``mean(prediction == label)``; None without labels.
+    mean_cost : float
+        ``mean(costs[exit_index])``, in the units of ``costs``.
+    speedup : float
+        ``costs[-1] / mean_cost``.
+    exit_fractions : ndarray of shape (n_exits,)
+        Share of samples leaving at each exit; sums to 1.
+    exit_index : ndarray of shape (n_samples,)
+    predictions : ndarray of shape (n_samples,)
+    costs : ndarray of shape (n_exits,)
+    intervals : dict
+        Percentile bootstrap intervals, filled by ``evaluate(..., n_bootstrap=...)``.
+    """
+
+    accuracy: float | None
+    mean_cost: float
+    speedup: float
+    exit_fractions: np.ndarray
+    exit_index: np.ndarray
+    predictions: np.ndarray
+    costs: np.ndarray
+    intervals: dict = field(default_factory=dict)
+
+    def to_dict(self, include_samples: bool = False) -> dict[str, Any]:
+        """Plain-Python summary; per-sample arrays only with ``include_samples=True``."""
+        out: dict[str, Any] = {
+            "accuracy": self.accuracy,
+            "mean_cost": self.mean_cost,
+            "speedup": self.speedup,
+            "exit_fractions": self.exit_fractions.tolist(),
+            "costs": self.costs.tolist(),
+        }
+        if self.intervals:
+            out["intervals"] = {k: list(v) for k, v in self.intervals.items()}
+        if include_samples:
+            out["exit_index"] = self.exit_index.tolist()
+            out["predictions"] = self.predictions.tolist()
+        return out
+
+    def __repr__(self) -> str:
+        acc = "n/a" if self.accuracy is None else f"{self.accuracy:.4f}"
+        fractions = ", ".join(f"{f:.3f}" for f in self.exit_fractions)
+        return (
+            f"EvaluationResult(accuracy={acc}, mean_cost={self.mean_cost:.6g}, "
+            f"speedup={self.speedup:.3f}x, exit_fractions=[{fractions}])"
+        )
+
+
+def evaluate_exits(
+    exit_index: np.ndarray,
+    predictions: np.ndarray,
+    labels: np.ndarray | None,
+    costs: np.ndarray,
+) -> EvaluationResult:
+    """Metrics of section 1 for given exits.
+
+    Parameters
+    ----------
+    exit_index : ndarray of shape (n_samples,)
+    predictions : ndarray of shape (n_samples, n_exits)
+        Every exit's predicted class; the one at each sample's exit is its prediction.
+    labels : ndarray of shape (n_samples,) or None
+    costs : ndarray of shape (n_exits,)
+    """
+    n_exits = costs.shape[0]
+    chosen = at_exit(predictions, exit_index)
+    counts = np.bincount(exit_index, minlength=n_exits)
+    avg_cost = _mean_from_counts(counts, costs)
+    accuracy = None if labels is None else float(np.mean(chosen == labels))
+    return EvaluationResult(
+        accuracy=accuracy,
+        mean_cost=avg_cost,
+        speedup=float(costs[-1] / avg_cost),
+        exit_fractions=counts / exit_index.shape[0],
+        exit_index=exit_index,
+        predictions=chosen,
+        costs=costs,
+    )

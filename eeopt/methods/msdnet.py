@@ -1,0 +1,110 @@
+"""MSDNet's budgeted classification (Huang et al., ICLR 2018), also EENet's baseline.
+
+Exit fractions follow a geometric law ``pi_k ∝ q^k``; thresholds are the quantile thresholds of
+section 6 on a confidence score. ``q`` is solved for, not scanned: the largest ``q`` whose
+realised mean cost on the fitting data is within the budget (the reference code scans a coarse
+grid and overshoots).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eeopt import _validation as v
+from eeopt import engine, scores
+from eeopt.data import ExitData
+from eeopt.methods._registry import Target, record_fit, register
+from eeopt.policy import ScorePolicy
+from eeopt.quantile import _quantile_thresholds, exit_counts
+
+#: Search range of log q: e^-60 puts every sample at the first exit, e^60 at the last.
+_LOG_Q_RANGE = 60.0
+
+
+def geometric_fractions(q: float, n_exits: int) -> np.ndarray:
+    """Exit distribution ``pi_k = q^k / sum_j q^j``, ``(n_exits,)``; q = 0 and q = inf allowed."""
+    if q == 0:
+        return np.eye(n_exits)[0]
+    if np.isinf(q):
+        return np.eye(n_exits)[-1]
+    log_weights = np.arange(n_exits) * np.log(q)
+    weights = np.exp(log_weights - log_weights.max())
+    return weights / weights.sum()
+
+
+def _thresholds_for(q: float, exit_scores: np.ndarray) -> np.ndarray:
+    counts = exit_counts(geometric_fractions(q, exit_scores.shape[1]), exit_scores.shape[0])
+    return _quantile_thresholds(exit_scores, counts)
+
+
+def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
+    """The largest q whose quantile thresholds give a mean cost <= budget on these scores.
+
+    Bisection on log q; the realised cost is a step function of q, so the search stops once
+    both ends give the same exit counts.
+    """
+    n_samples, n_exits = exit_scores.shape
+
+    def realised(q: float) -> float:
+        exits = engine.first_exit(exit_scores, _thresholds_for(q, exit_scores))
+        return engine.mean_cost(exits, costs)
+
+    if realised(np.inf) <= budget:
+        return np.inf
+    lo, hi = -_LOG_Q_RANGE, _LOG_Q_RANGE
+    if realised(np.exp(lo)) > budget:
+        return 0.0
+    for _ in range(200):
+        same = np.array_equal(
+            exit_counts(geometric_fractions(np.exp(lo), n_exits), n_samples),
+            exit_counts(geometric_fractions(np.exp(hi), n_exits), n_samples),
+        )
+        if same or hi - lo < 1e-12:
+            break
+        mid = 0.5 * (lo + hi)
+        if realised(np.exp(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(lo))
+
+
+@register(
+    "msdnet",
+    {"budget", "q", "score"},
+    "geometric exit distribution pi_k ∝ q^k with quantile thresholds (budget only)",
+)
+def fit_msdnet(
+    data: ExitData,
+    method: str,
+    budget: float | None = None,
+    q: float | None = None,
+    score: str = "maxprob",
+) -> ScorePolicy:
+    """Fit MSDNet's budgeted policy: ``budget=B`` (solve for q) or a direct ``q=``.
+
+    ``score=`` picks the confidence the quantile thresholds apply to (default ``maxprob``).
+    Labels are not needed (they only add the fitting accuracy to ``fit_info_``).
+    """
+    v.check_choice(score, "score", scores.SCORE_NAMES)
+    if (budget is None) == (q is None):
+        raise ValueError("method 'msdnet' needs exactly one of budget= or q=.")
+    exit_scores = data.score(score)
+    if budget is not None:
+        budget = v.check_budget(budget, data.costs)
+        q = solve_q(exit_scores, data.costs, budget)
+        target = Target("budget", budget)
+    else:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not q >= 0:
+            raise ValueError(f"q must be a number >= 0 (inf allowed), got {q!r}.")
+        q = float(q)
+        target = Target("direct", q)
+    policy = ScorePolicy(
+        method, _thresholds_for(q, exit_scores), data.costs, data.n_classes, score=score
+    )
+    if data.labels is None:
+        policy.fit_info_ = {**target.describe(), "q": q}
+        return policy
+    return record_fit(
+        policy, data, target, q=q, fractions=geometric_fractions(q, data.n_exits).tolist()
+    )

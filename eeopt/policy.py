@@ -1,0 +1,230 @@
+"""Policies: fitted parameters + method name; exit_index / predict / evaluate; JSON files.
+
+A policy holds what was fitted and computes per-exit scores; the exit rule itself lives in
+:mod:`eeopt.engine`. Every subclass registers itself by class name so that
+:func:`load_policy` can rebuild it from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from eeopt import _validation as v
+from eeopt import engine
+from eeopt.data import ExitData, as_exit_data
+
+_FORMAT = "eeopt.policy"
+_FORMAT_VERSION = 1
+_POLICY_CLASSES: dict[str, type[Policy]] = {}
+
+
+class Policy:
+    """A fitted early-exit policy.
+
+    Attributes
+    ----------
+    method : str
+        The method name (``"maxprob"``, ``"beem-a"``, ...).
+    thresholds_ : ndarray of shape (n_exits,)
+        Per-exit thresholds on the policy's score; ``+inf`` disables an exit, the last is
+        ``-inf`` (it always fires).
+    costs_ : ndarray of shape (n_exits,)
+        The cumulative costs it was fitted with; used by :meth:`evaluate` by default.
+    n_classes_ : int
+    fit_info_ : dict
+        How it was fitted: the target, the fitted parameter, accuracy and mean cost on the
+        fitting data.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _POLICY_CLASSES[cls.__name__] = cls
+
+    def __init__(
+        self,
+        method: str,
+        thresholds: np.ndarray,
+        costs: np.ndarray,
+        n_classes: int,
+        fit_info: dict | None = None,
+    ) -> None:
+        self.method = method
+        self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
+        self.costs_ = np.asarray(costs, dtype=np.float64)
+        self.n_classes_ = int(n_classes)
+        self.fit_info_ = dict(fit_info or {})
+
+    @property
+    def n_exits_(self) -> int:
+        return self.thresholds_.shape[0]
+
+    # -- to be provided by subclasses ----------------------------------------------------
+    def compute_scores(self, data: ExitData) -> np.ndarray:
+        """Per-sample, per-exit scores ``(n_samples, n_exits)`` that the thresholds apply to."""
+        raise NotImplementedError
+
+    def _params(self) -> dict[str, Any]:
+        """Method-specific settings, JSON-serialisable."""
+        return {}
+
+    @classmethod
+    def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> Policy:
+        return cls(**common, **params)
+
+    # -- use -----------------------------------------------------------------------------
+    def _data(self, logits: Any, labels: Any = None, input: str = "auto") -> ExitData:
+        data = as_exit_data(logits, labels, input=input)
+        if data.n_exits != self.n_exits_ or data.n_classes != self.n_classes_:
+            raise ValueError(
+                f"logits have {data.n_exits} exits and {data.n_classes} classes, but this "
+                f"{self.method!r} policy was fitted on {self.n_exits_} exits and "
+                f"{self.n_classes_} classes; pass outputs of the same model."
+            )
+        return data
+
+    def exit_index(self, logits: Any, *, input: str = "auto") -> np.ndarray:
+        """The exit each sample leaves at, ``(n_samples,)`` int, 0-based.
+
+        ``logits`` is an :class:`ExitData` or an array ``(n_samples, n_exits, n_classes)`` of
+        logits or probabilities (``input``).
+        """
+        data = self._data(logits, input=input)
+        return engine.first_exit(self.compute_scores(data), self.thresholds_)
+
+    def predict(self, logits: Any, *, input: str = "auto") -> np.ndarray:
+        """The predicted class of each sample at its exit, ``(n_samples,)`` int."""
+        data = self._data(logits, input=input)
+        exits = engine.first_exit(self.compute_scores(data), self.thresholds_)
+        return engine.at_exit(data.predictions, exits)
+
+    def evaluate(
+        self,
+        logits: Any,
+        labels: Any = None,
+        *,
+        costs: Any = None,
+        input: str = "auto",
+    ) -> engine.EvaluationResult:
+        """Accuracy, mean cost, speedup and exit fractions on the given samples.
+
+        Parameters
+        ----------
+        logits : ExitData or array-like of shape (n_samples, n_exits, n_classes)
+        labels : array-like of shape (n_samples,), optional
+            Taken from ``logits`` when it is an ExitData; without labels accuracy is None.
+        costs : array-like of shape (n_exits,), optional
+            Cumulative costs for the metrics; default the policy's ``costs_``.
+        """
+        data = self._data(logits, labels, input=input)
+        costs = self.costs_ if costs is None else v.check_costs(costs, self.n_exits_)
+        exits = engine.first_exit(self.compute_scores(data), self.thresholds_)
+        return engine.evaluate_exits(exits, data.predictions, data.labels, costs)
+
+    # -- files ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "policy_class": type(self).__name__,
+            "method": self.method,
+            "n_classes": self.n_classes_,
+            "costs": encode_floats(self.costs_),
+            "thresholds": encode_floats(self.thresholds_),
+            "params": self._params(),
+            "fit_info": _jsonable(self.fit_info_),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the policy as JSON; :func:`load_policy` restores it exactly."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, allow_nan=False)
+            f.write("\n")
+
+    def __repr__(self) -> str:
+        thresholds = ", ".join(f"{t:.4g}" for t in self.thresholds_)
+        return f"{type(self).__name__}(method={self.method!r}, thresholds_=[{thresholds}])"
+
+
+def policy_from_dict(d: dict[str, Any]) -> Policy:
+    """Rebuild a policy from :meth:`Policy.to_dict` output."""
+    if not isinstance(d, dict) or d.get("format") != _FORMAT:
+        raise ValueError("not an eeopt policy: the JSON has no 'format': 'eeopt.policy' field.")
+    cls = _POLICY_CLASSES.get(d.get("policy_class", ""))
+    if cls is None:
+        raise ValueError(
+            f"unknown policy_class {d.get('policy_class')!r}; known: {sorted(_POLICY_CLASSES)}."
+        )
+    common = {
+        "method": d["method"],
+        "thresholds": decode_floats(d["thresholds"]),
+        "costs": decode_floats(d["costs"]),
+        "n_classes": d["n_classes"],
+        "fit_info": d.get("fit_info", {}),
+    }
+    return cls._from_params(common, d.get("params", {}))
+
+
+def load_policy(path: str | os.PathLike) -> Policy:
+    """Read a policy written by :meth:`Policy.save`."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            d = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"path {os.fspath(path)!r} is not valid JSON: {exc}") from None
+    return policy_from_dict(d)
+
+
+def encode_floats(values: Any) -> list:
+    """A float array as a JSON list, with infinities as the strings "inf" and "-inf".
+
+    Python's ``repr`` of a float round-trips exactly, so the file restores identical values.
+    """
+    return [_encode_float(x) for x in np.asarray(values, dtype=np.float64).ravel().tolist()]
+
+
+def decode_floats(values: list) -> np.ndarray:
+    return np.array([float(x) for x in values], dtype=np.float64)
+
+
+def _encode_float(x: float) -> float | str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if math.isnan(x):
+        raise ValueError("a policy parameter is NaN; this is a bug, please report it.")
+    return x
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(val) for k, val in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(x) for x in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float):
+        return _encode_float(obj)
+    return obj
+
+
+class ScorePolicy(Policy):
+    """Thresholds on a named confidence score of :mod:`eeopt.scores`.
+
+    Used by ``maxprob``, ``entropy``, ``margin``, ``patience`` and ``msdnet``.
+    """
+
+    def __init__(self, method, thresholds, costs, n_classes, fit_info=None, *, score: str):
+        super().__init__(method, thresholds, costs, n_classes, fit_info)
+        self.score = score
+
+    def compute_scores(self, data: ExitData) -> np.ndarray:
+        return data.score(self.score)
+
+    def _params(self) -> dict[str, Any]:
+        return {"score": self.score}

@@ -1,0 +1,83 @@
+"""Quantile thresholds from an exit distribution (spec section 6; MSDNet, EENet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eeopt import _validation as v
+
+#: Slack added before flooring ``pi_k * n_samples`` so that 0.3 * 10 counts as 3, not 2.
+_FLOOR_SLACK = 1e-9
+
+
+def exit_counts(fractions: np.ndarray, n_samples: int) -> np.ndarray:
+    """Samples per exit: ``floor(pi_k N)`` for the early exits, the rest at the last."""
+    counts = np.floor(fractions * n_samples + _FLOOR_SLACK).astype(np.int64)
+    counts[-1] = n_samples - counts[:-1].sum()
+    return counts
+
+
+def quantile_thresholds(scores: Any, fractions: Any) -> np.ndarray:
+    """Per-exit thresholds that send the top ``pi_k`` share of the samples out at exit k.
+
+    ``n_k = floor(pi_k N)`` for k < K-1. For k = 0 .. K-2, among the samples not yet assigned,
+    ``tau_k`` is the ``n_k``-th largest score at exit k and the samples with score >= tau_k are
+    assigned to k (ties may assign a few more). ``n_k = 0`` gives ``tau_k = +inf``; if fewer
+    than ``n_k`` samples remain, ``tau_k`` is the smallest remaining score (all of them leave);
+    if none remain, ``+inf``. The last threshold is ``-inf``. With these thresholds,
+    :func:`eeopt.engine.first_exit` reproduces the assignment exactly.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples, n_exits)
+        Higher = more confident.
+    fractions : array-like of shape (n_exits,)
+        Target exit distribution ``pi``: non-negative, sums to 1.
+
+    Returns
+    -------
+    thresholds : ndarray of shape (n_exits,), float64
+
+    Examples
+    --------
+    >>> import numpy as np, eeopt
+    >>> scores = np.array([[0.9, 1.0], [0.5, 1.0], [0.7, 1.0], [0.2, 1.0]])
+    >>> eeopt.quantile_thresholds(scores, [0.5, 0.5])
+    array([0.7, -inf])
+    """
+    scores = v.check_float_array(scores, "scores", ndim=2)
+    fractions = v.check_float_array(fractions, "fractions", ndim=1).astype(np.float64)
+    n_samples, n_exits = scores.shape
+    if fractions.shape[0] != n_exits:
+        raise ValueError(
+            f"fractions must have one entry per exit ({n_exits}), got {fractions.shape[0]}."
+        )
+    if np.any(fractions < 0) or abs(fractions.sum() - 1.0) > 1e-6:
+        raise ValueError(
+            f"fractions must be non-negative and sum to 1, got sum {fractions.sum():.6g}; "
+            f"pass fractions / fractions.sum()."
+        )
+    return _quantile_thresholds(scores, exit_counts(fractions, n_samples))
+
+
+def _quantile_thresholds(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    n_samples, n_exits = scores.shape
+    thresholds = np.full(n_exits, np.inf)
+    thresholds[-1] = -np.inf
+    remaining = np.ones(n_samples, dtype=bool)
+    for k in range(n_exits - 1):
+        if counts[k] == 0:
+            continue
+        candidates = scores[remaining, k]
+        if candidates.size == 0:
+            break
+        if counts[k] >= candidates.size:
+            tau = candidates.min()
+        else:
+            position = candidates.size - counts[k]
+            tau = np.partition(candidates, position)[position]
+        thresholds[k] = tau
+        remaining &= scores[:, k] < tau
+    return thresholds
