@@ -46,7 +46,9 @@ def mean_cost(exit_index: np.ndarray, costs: np.ndarray) -> float:
 
 
 def _mean_from_counts(counts: np.ndarray, costs: np.ndarray) -> float:
-    return float(counts @ costs / counts.sum())
+    # Fractions first: when every sample leaves at one exit the mean is that exit's cost
+    # exactly (N * c / N can round above c), so a budget equal to an exit's cost is reachable.
+    return float((counts / counts.sum()) @ costs)
 
 
 @dataclass
