@@ -69,14 +69,17 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
     for k in range(n_exits - 2, -1, -1):
         next_record[:, k] = following
         following = np.where(is_record[:, k], k, following).astype(next_record.dtype)
-    rows, to_exit = np.nonzero(is_record)
-    from_exit = next_record[rows, to_exit].astype(np.int64)
-    values = early[rows, to_exit]
-    order = np.argsort(values, kind="stable")[::-1]
-    values = values[order]
-    rows, to_exit, from_exit = rows[order], to_exit[order], from_exit[order]
-    delta_cost = costs[to_exit] - costs[from_exit]
-    delta_correct = correct[rows, to_exit].astype(np.int64) - correct[rows, from_exit]
+    # Changes caused by each record, computed densely and then picked out by the mask (cheaper
+    # than gathering by index pairs).
+    exit_costs = costs[:-1].astype(np.float64)
+    delta_cost = (exit_costs[None, :] - costs[next_record])[is_record]
+    delta_correct = (
+        correct[:, :-1].astype(np.int8)
+        - np.take_along_axis(correct, next_record.astype(np.intp), axis=1)
+    )[is_record]
+    values = early[is_record]
+    order = np.argsort(values)[::-1]
+    values, delta_cost, delta_correct = values[order], delta_cost[order], delta_correct[order]
     # Ties: a threshold equal to a value applies every event with that value at once.
     group_end = np.flatnonzero(np.r_[values[1:] != values[:-1], True])
     total_cost = n_samples * costs[-1] + np.cumsum(delta_cost)[group_end]
