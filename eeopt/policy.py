@@ -72,6 +72,31 @@ class Policy:
         """Method-specific settings, JSON-serialisable."""
         return {}
 
+    def prefix_scores(self, probs_prefix: np.ndarray) -> np.ndarray:
+        """Scores of the first ``k + 1`` exits from their probabilities alone.
+
+        Every policy's score at exit k depends only on exits ``0..k`` (a sample cannot see
+        deeper exits before it reaches them), so a model run exit by exit can ask for the
+        score of the exit it just computed: ``prefix_scores(probs[:, :k + 1])[:, k]``.
+
+        Parameters
+        ----------
+        probs_prefix : ndarray of shape (n_samples, k + 1, n_classes)
+            Probabilities of exits ``0..k``, ``k < n_exits``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, k + 1)
+        """
+        n_prefix = probs_prefix.shape[1]
+        if not 1 <= n_prefix <= self.n_exits_ or probs_prefix.shape[2] != self.n_classes_:
+            raise ValueError(
+                f"probs_prefix must have shape (n, k + 1 <= {self.n_exits_}, "
+                f"{self.n_classes_}), got {probs_prefix.shape}."
+            )
+        prefix = ExitData(probs_prefix, costs=self.costs_[:n_prefix], input="probs")
+        return self.compute_scores(prefix)
+
     @classmethod
     def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> Policy:
         return cls(**common, **params)
