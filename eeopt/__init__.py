@@ -4,8 +4,10 @@ Cache each exit's outputs once; eeopt fits exit thresholds (BEEM, EENet, MSDNet,
 confidence baselines), evaluates accuracy against cost, checks the theory and draws fronts.
 """
 
+from eeopt.compare import ComparisonTable, compare
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
+from eeopt.frontier import Front, oracle_front, pareto_front
 from eeopt.methods import fit, method_names
 from eeopt.policy import Policy, load_policy
 from eeopt.quantile import quantile_thresholds
@@ -13,11 +15,16 @@ from eeopt.quantile import quantile_thresholds
 __version__ = "0.1.0"
 
 __all__ = [
+    "ComparisonTable",
     "EvaluationResult",
     "ExitData",
+    "Front",
     "Policy",
+    "compare",
     "fit",
     "load_policy",
     "method_names",
+    "oracle_front",
+    "pareto_front",
     "quantile_thresholds",
 ]

@@ -134,6 +134,9 @@ class Policy:
         *,
         costs: Any = None,
         input: str = "auto",
+        n_bootstrap: int = 0,
+        confidence: float = 0.95,
+        random_state: Any = None,
     ) -> engine.EvaluationResult:
         """Accuracy, mean cost, speedup and exit fractions on the given samples.
 
@@ -144,11 +147,27 @@ class Policy:
             Taken from ``logits`` when it is an ExitData; without labels accuracy is None.
         costs : array-like of shape (n_exits,), optional
             Cumulative costs for the metrics; default the policy's ``costs_``.
+        n_bootstrap : int, default=0
+            With n > 0, ``result.intervals`` holds percentile bootstrap intervals (n resamples
+            of the samples) for ``accuracy`` (needs labels) and ``mean_cost``.
+        confidence : float, default=0.95
+            Coverage of the intervals.
+        random_state : int, Generator or None
+            Seed of the resampling; the same seed gives the same intervals.
         """
         data = self._data(logits, labels, input=input)
         costs = self.costs_ if costs is None else v.check_costs(costs, self.n_exits_)
+        n_bootstrap = v.check_positive_int(n_bootstrap, "n_bootstrap", minimum=0)
+        confidence = v.check_fraction(confidence, "confidence")
+        rng = v.check_random_state(random_state)
         exits = engine.first_exit(self.compute_scores(data), self.thresholds_)
-        return engine.evaluate_exits(exits, data.predictions, data.labels, costs)
+        result = engine.evaluate_exits(exits, data.predictions, data.labels, costs)
+        if n_bootstrap:
+            per_sample = {"mean_cost": costs[exits]}
+            if data.labels is not None:
+                per_sample["accuracy"] = result.predictions == data.labels
+            result.intervals = engine.bootstrap_intervals(per_sample, n_bootstrap, confidence, rng)
+        return result
 
     # -- files ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
