@@ -177,3 +177,54 @@ def oracle_front(logits: Any, labels: Any = None, costs: Any = None, *,
     keep = non_dominated(point_costs, point_accuracies)
     return Front("oracle", point_costs[keep], point_accuracies[keep],
                  np.arange(gains.size + 1)[keep].astype(float), "n_moved")
+
+
+def heldout_front(
+    val: Any,
+    test: Any,
+    method: str = "maxprob",
+    *,
+    budgets: Any = None,
+    max_points: int = 60,
+    n_budgets: int = 15,
+    verbose: bool = True,
+    **options: Any,
+) -> Front:
+    """Test-set front of policies fitted on validation data: what a paper reports.
+
+    For swept methods each validation front point is refitted with its own cost as the budget,
+    which returns exactly that point's setting (it is the most accurate within that cost), and
+    evaluated on ``test``; at most ``max_points`` points, spread along the front. Budgeted
+    methods are fitted at ``budgets`` (default ``n_budgets`` evenly spaced). Dominated test
+    points are dropped; ``parameters`` holds the budgets.
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")
+    val = as_exit_data(val, name="val")
+    test = as_exit_data(test, name="test")
+    if method in SWEEPS and budgets is None:
+        val_front = pareto_front(val, method=method, verbose=False, **options)
+        budgets = val_front.costs
+        if budgets.size > max_points:
+            budgets = budgets[np.unique(np.linspace(0, budgets.size - 1, max_points).round()
+                                        .astype(int))]
+    elif budgets is None:
+        budgets = np.linspace(val.costs[0], val.costs[-1], n_budgets)
+    budgets = np.array([v.check_budget(b, val.costs, "budgets") for b in np.ravel(budgets)])
+    points, used = [], []
+    for budget in progress(budgets, f"front {method}", verbose):
+        try:
+            policy = fit(val, method=method, budget=float(budget), **options)
+        except ValueError as exc:
+            if "below the cheapest" in str(exc):
+                continue  # this method cannot reach so low a budget
+            raise
+        result = policy.evaluate(test)
+        points.append((result.mean_cost, result.accuracy))
+        used.append(budget)
+    if not points:
+        raise ValueError(f"no budget in budgets is reachable by {method!r}; raise budgets.")
+    point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
+    keep = non_dominated(point_costs, point_accuracies)
+    return Front(method, point_costs[keep], point_accuracies[keep], np.array(used)[keep],
+                 "budget", dict(options))
