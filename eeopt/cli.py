@@ -164,6 +164,10 @@ def _methods(text: str | None) -> list[str] | None:
 def _cmd_compare(args: argparse.Namespace) -> None:
     import eeopt
 
+    writers = {".csv": "to_csv", ".md": "to_markdown", ".tex": "to_latex"}
+    for path in args.table or []:
+        if Path(path).suffix not in writers:
+            raise CLIError(f"--table {path!r}: use a .csv, .md or .tex file name.")
     val, test = load_splits(args.data, costs=args.costs, test=args.test,
                             random_state=args.random_state)
     methods = _methods(args.methods)
@@ -171,12 +175,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     table = eeopt.compare(val, test, methods, budgets, verbose=not args.quiet)
     print(table)
     for path in args.table or []:
-        suffix = Path(path).suffix
-        writer = {".csv": table.to_csv, ".md": table.to_markdown, ".tex": table.to_latex}.get(
-            suffix)
-        if writer is None:
-            raise CLIError(f"--table {path!r}: use a .csv, .md or .tex file name.")
-        writer(path)
+        getattr(table, writers[Path(path).suffix])(path)
         print(f"wrote {path}")
     if args.output:
         import matplotlib
