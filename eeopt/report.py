@@ -22,7 +22,7 @@ h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
+figure { margin: 1rem 0; } svg { max-width: 100%; height: auto; } figcaption { font-size: 0.85rem; color: #555; }
 .meta { color: #555; font-size: 0.9rem; }
 """
 
