@@ -67,8 +67,6 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         print(f"{file}: {entry['n_samples']} samples, {entry['n_exits']} exits, "
               f"accuracy per exit {accuracy}, sha256 {entry['sha256']}")
     print(f"total: {time.perf_counter() - started:.1f} s")
-    with open(args.out / "build_summary.json", "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=1)
     return summary
 
 

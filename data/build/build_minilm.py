@@ -95,6 +95,7 @@ def _minilm():
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the unused pooler weights would be reported otherwise
+    hf_logging.disable_progress_bar()
     archive = _package_dir("all_minilm_l6_v2") / "model.zip"
     with tempfile.TemporaryDirectory(prefix="eeopt-minilm-") as folder:
         with zipfile.ZipFile(archive) as zf:
