@@ -4,6 +4,7 @@ Cache each exit's outputs once; eeopt fits exit thresholds (BEEM, EENet, MSDNet,
 confidence baselines), evaluates accuracy against cost, checks the theory and draws fronts.
 """
 
+from eeopt import theory
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
 from eeopt.methods import fit, method_names
@@ -20,4 +21,5 @@ __all__ = [
     "load_policy",
     "method_names",
     "quantile_thresholds",
+    "theory",
 ]
