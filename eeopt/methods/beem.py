@@ -189,7 +189,9 @@ def exit_error_thresholds(
     Sorting once per exit and counting cumulatively makes this ``O(K N log N)``.
 
     With ``thresholds="global"`` one alpha is shared by every early exit: the smallest with at
-    least ``min_samples`` samples leaving early, at an error rate ``<= level`` among them.
+    least ``min_samples`` samples leaving early, at an error rate ``<= level`` among them. It is
+    likewise the score of the weakest sample that leaves early (each sample leaves at the first
+    exit whose score reaches alpha).
 
     Parameters
     ----------
@@ -223,6 +225,9 @@ def exit_error_thresholds(
         return out
     remaining = np.arange(n_samples)
     for k in range(n_exits - 1):
+        if remaining.size == 0:  # everyone has left: nothing to let out here
+            out[k] = np.inf
+            continue
         exit_scores = scores[remaining, k]
         order = np.argsort(exit_scores)[::-1]
         ordered = exit_scores[order]
@@ -242,7 +247,10 @@ class LevelSweep(Sweep):
     """Every distinct outcome of BEEM's error-rate rule as the error level rises.
 
     ``parameters`` are the error levels, increasing from 0: each is the lowest level giving its
-    candidate, which holds up to (not including) the next one.
+    candidate, which holds up to (not including) the next one. ``mean_costs`` are computed from
+    exit counts as the engine does (identical to ``policy.evaluate``) for per-exit thresholds,
+    and from running sums (to rounding, as :func:`eeopt.targets.threshold_sweep`) for a global
+    one; target selection re-checks a budget with the engine either way.
 
     Attributes
     ----------
@@ -405,8 +413,9 @@ def _per_exit_level_sweep(scores, correct, costs, min_samples, max_level) -> Lev
     counts = np.array(all_counts, dtype=np.int64)
     return LevelSweep(
         parameters=np.array(levels),
-        # The engine's own formula (engine.mean_cost), so figures agree with policy.evaluate.
-        mean_costs=(counts / n_samples) @ costs,
+        # The engine's formula, one vector product per row (a matrix product may round
+        # differently), so the figures equal those of policy.evaluate bit for bit.
+        mean_costs=np.array([(row / n_samples) @ costs for row in counts]),
         n_correct=np.array(n_correct, dtype=np.int64),
         n_samples=n_samples,
         thresholds=np.array(all_thresholds),
