@@ -44,6 +44,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from eeopt.data import ExitData, as_exit_data
 from eeopt.policy import Policy
@@ -121,10 +122,26 @@ def max_exit_error(p: Any, a: Any, b: Any, exit_number: Any) -> np.ndarray:
     if np.any(i < 1):
         raise ValueError(f"exit_number must be >= 1 (1-based, as in the paper); got {i.tolist()}.")
     factor = np.where(i == 1, 1.0, np.power(b, np.maximum(i - 1, 1)))
+    # Which of p a and (1 - p) b^(i-1) are positive, decided on the inputs (not on products that
+    # may underflow): the edge cases above.
+    wrong_side = (p < 1) & ((i == 1) | (b > 0))
+    right_side = (p > 0) & (a > 0)
     numerator = p * a
-    denominator = numerator + (1.0 - p) * factor
-    with np.errstate(invalid="ignore", divide="ignore"):
-        bound = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0)
+    other = (1.0 - p) * factor
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        direct = numerator / (numerator + other)
+        # Products of tiny probabilities can underflow: there, 1 / (1 + (1-p) B / (p a)) in logs.
+        log_ratio = (
+            np.log1p(-p) + np.where(i == 1, 0.0, (i - 1) * np.log(b)) - np.log(p) - np.log(a)
+        )
+        via_logs = expit(-log_ratio)
+    tiny = np.finfo(np.float64).tiny
+    underflow = (right_side & (numerator < tiny)) | (wrong_side & (other < tiny))
+    bound = np.where(
+        right_side & wrong_side,
+        np.where(underflow, via_logs, direct),
+        np.where(right_side, 1.0, 0.0),
+    )
     return bound[()] if bound.ndim == 0 else bound
 
 
