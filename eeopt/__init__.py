@@ -5,8 +5,10 @@ confidence baselines), evaluates accuracy against cost, checks the theory and dr
 """
 
 from eeopt import theory
+from eeopt.compare import ComparisonTable, compare
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
+from eeopt.frontier import Front, heldout_front, oracle_front, pareto_front
 from eeopt.methods import fit, method_names
 from eeopt.policy import Policy, load_policy
 from eeopt.quantile import quantile_thresholds
@@ -14,12 +16,18 @@ from eeopt.quantile import quantile_thresholds
 __version__ = "0.1.0"
 
 __all__ = [
+    "ComparisonTable",
     "EvaluationResult",
     "ExitData",
+    "Front",
     "Policy",
+    "compare",
     "fit",
+    "heldout_front",
     "load_policy",
     "method_names",
+    "oracle_front",
+    "pareto_front",
     "quantile_thresholds",
     "theory",
 ]

@@ -136,3 +136,35 @@ def evaluate_exits(
         predictions=chosen,
         costs=costs,
     )
+
+
+def bootstrap_intervals(
+    per_sample: dict[str, np.ndarray],
+    n_bootstrap: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of the means of per-sample quantities.
+
+    Parameters
+    ----------
+    per_sample : dict of name -> ndarray of shape (n_samples,)
+        E.g. ``{"accuracy": correct, "mean_cost": costs[exit_index]}``.
+    n_bootstrap : int
+        Number of resamples (with replacement, of the samples).
+    confidence : float
+        Coverage in (0, 1), e.g. 0.95 for the 2.5 and 97.5 percentiles.
+    """
+    names = list(per_sample)
+    n = next(iter(per_sample.values())).shape[0]
+    stacked = np.stack([np.asarray(per_sample[k], dtype=np.float64) for k in names])
+    means = np.empty((len(names), n_bootstrap))
+    # Chunks keep the index matrix around 8 MB whatever n is.
+    chunk = max(1, min(n_bootstrap, 1_000_000 // max(n, 1)))
+    for start in range(0, n_bootstrap, chunk):
+        stop = min(start + chunk, n_bootstrap)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        means[:, start:stop] = stacked[:, idx].mean(axis=2)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail], axis=1)
+    return {k: (float(lo), float(hi)) for k, lo, hi in zip(names, low, high, strict=True)}

@@ -72,6 +72,31 @@ class Policy:
         """Method-specific settings, JSON-serialisable."""
         return {}
 
+    def prefix_scores(self, probs_prefix: np.ndarray) -> np.ndarray:
+        """Scores of the first ``k + 1`` exits from their probabilities alone.
+
+        Every policy's score at exit k depends only on exits ``0..k`` (a sample cannot see
+        deeper exits before it reaches them), so a model run exit by exit can ask for the
+        score of the exit it just computed: ``prefix_scores(probs[:, :k + 1])[:, k]``.
+
+        Parameters
+        ----------
+        probs_prefix : ndarray of shape (n_samples, k + 1, n_classes)
+            Probabilities of exits ``0..k``, ``k < n_exits``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, k + 1)
+        """
+        n_prefix = probs_prefix.shape[1]
+        if not 1 <= n_prefix <= self.n_exits_ or probs_prefix.shape[2] != self.n_classes_:
+            raise ValueError(
+                f"probs_prefix must have shape (n, k + 1 <= {self.n_exits_}, "
+                f"{self.n_classes_}), got {probs_prefix.shape}."
+            )
+        prefix = ExitData(probs_prefix, costs=self.costs_[:n_prefix], input="probs")
+        return self.compute_scores(prefix)
+
     @classmethod
     def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> Policy:
         return cls(**common, **params)
@@ -109,6 +134,9 @@ class Policy:
         *,
         costs: Any = None,
         input: str = "auto",
+        n_bootstrap: int = 0,
+        confidence: float = 0.95,
+        random_state: Any = None,
     ) -> engine.EvaluationResult:
         """Accuracy, mean cost, speedup and exit fractions on the given samples.
 
@@ -119,11 +147,27 @@ class Policy:
             Taken from ``logits`` when it is an ExitData; without labels accuracy is None.
         costs : array-like of shape (n_exits,), optional
             Cumulative costs for the metrics; default the policy's ``costs_``.
+        n_bootstrap : int, default=0
+            With n > 0, ``result.intervals`` holds percentile bootstrap intervals (n resamples
+            of the samples) for ``accuracy`` (needs labels) and ``mean_cost``.
+        confidence : float, default=0.95
+            Coverage of the intervals.
+        random_state : int, Generator or None
+            Seed of the resampling; the same seed gives the same intervals.
         """
         data = self._data(logits, labels, input=input)
         costs = self.costs_ if costs is None else v.check_costs(costs, self.n_exits_)
+        n_bootstrap = v.check_positive_int(n_bootstrap, "n_bootstrap", minimum=0)
+        confidence = v.check_fraction(confidence, "confidence")
+        rng = v.check_random_state(random_state)
         exits = engine.first_exit(self.compute_scores(data), self.thresholds_)
-        return engine.evaluate_exits(exits, data.predictions, data.labels, costs)
+        result = engine.evaluate_exits(exits, data.predictions, data.labels, costs)
+        if n_bootstrap:
+            per_sample = {"mean_cost": costs[exits]}
+            if data.labels is not None:
+                per_sample["accuracy"] = result.predictions == data.labels
+            result.intervals = engine.bootstrap_intervals(per_sample, n_bootstrap, confidence, rng)
+        return result
 
     # -- files ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -353,3 +353,27 @@ def test_bad_score_input_names_the_argument():
         exit_error_thresholds([[0.5, 0.5]], [[True, False]], -0.1)
     with pytest.raises(ValueError, match="correct"):
         exit_error_thresholds([[0.5, 0.5]], [[1, 0]], 0.1)
+
+
+def test_level_option_and_the_front_reproduce_sweep_points():
+    logits, labels = make_multi_exit(n=600, n_exits=4, n_classes=5, seed=13)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    front = eeopt.pareto_front(data, method="beem-a", verbose=False)
+    assert front.parameter_name == "error_level" and len(front) > 3
+    for level, cost, accuracy in zip(front.parameters, front.costs, front.accuracies, strict=True):
+        result = eeopt.fit(data, method="beem-a", level=float(level)).evaluate(data)
+        assert result.mean_cost == pytest.approx(cost) and result.accuracy == accuracy
+    with pytest.raises(ValueError, match="level"):
+        eeopt.fit(data, method="beem-a", level=0.1, budget=2.0)
+    with pytest.raises(ValueError, match="level"):
+        eeopt.fit(data, method="beem-a", level=1.5)
+
+
+def test_prefix_scores_use_the_prefix_of_the_weights():
+    logits, labels = make_multi_exit(n=100, n_exits=4, seed=2)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    policy = eeopt.fit(data, method="beem-a", reset="zero")
+    full = policy.compute_scores(data)
+    for k in range(4):
+        prefix = policy.prefix_scores(np.ascontiguousarray(data.probs[:, : k + 1]))
+        np.testing.assert_array_equal(prefix, full[:, : k + 1])

@@ -66,3 +66,25 @@ def test_fit_info_records_the_target_and_fit_metrics():
     info = policy.fit_info_
     assert info["target"] == "budget" and info["budget"] == 2.0
     assert info["fit_mean_cost"] <= 2.0 and 0 <= info["fit_accuracy"] <= 1
+
+
+def _policies(logits, labels):
+    import eeopt.methods as methods
+
+    out = []
+    budget = 3.5  # reachable by every method, patience included
+    for name in methods.method_names():
+        options = {"budget": budget}
+        out.append(eeopt.fit(logits, labels, method=name, **options))
+    return out
+
+
+def test_scores_are_causal_for_every_method():
+    """The score at exit k uses exits 0..k only: what early-exit inference can see."""
+    logits, labels = make_multi_exit(n=300, n_exits=4, seed=6)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    for policy in _policies(logits, labels):
+        full = policy.compute_scores(data)
+        for k in range(data.n_exits):
+            prefix = policy.prefix_scores(np.ascontiguousarray(data.probs[:, : k + 1]))
+            np.testing.assert_allclose(prefix, full[:, : k + 1], err_msg=policy.method)

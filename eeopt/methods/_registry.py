@@ -34,6 +34,22 @@ def register(name: str, options: set[str], summary: str) -> Callable:
     return decorate
 
 
+#: Exact parameter sweeps for Pareto fronts: ``sweep_fn(data, **options) -> targets.Sweep``,
+#: every parameter value that changes a decision. Methods without one are swept over budgets.
+SWEEPS: dict[str, Callable[..., Any]] = {}
+
+
+def register_sweep(*names: str) -> Callable:
+    """Decorator registering an exact sweep for the methods ``names``."""
+
+    def decorate(sweep_fn: Callable[..., Any]) -> Callable[..., Any]:
+        for name in names:
+            SWEEPS[name] = sweep_fn
+        return sweep_fn
+
+    return decorate
+
+
 def method_names() -> list[str]:
     return sorted(METHODS)
 

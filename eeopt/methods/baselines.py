@@ -15,7 +15,7 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt import engine
 from eeopt.data import ExitData
-from eeopt.methods._registry import Target, record_fit, register, resolve_target
+from eeopt.methods._registry import Target, record_fit, register, register_sweep, resolve_target
 from eeopt.policy import ScorePolicy
 from eeopt.targets import Sweep, select_for_accuracy, select_for_budget, threshold_sweep
 
@@ -41,6 +41,22 @@ def select(sweep: Sweep, target: Target, data: ExitData, scores: np.ndarray) -> 
     return select_for_accuracy(sweep, final_correct - target.value * data.n_samples)
 
 
+@register_sweep("maxprob", "entropy", "margin")
+def sweep_threshold(data: ExitData, method: str) -> Sweep:
+    """Every global threshold on the method's score that changes a decision."""
+    return threshold_sweep(data.score(method), data.correct, data.costs)
+
+
+@register_sweep("patience")
+def sweep_patience(data: ExitData, method: str = "patience") -> Sweep:
+    """Every patience t >= 1 that changes a decision; no early exit is t = n_exits - 1."""
+    sweep = threshold_sweep(data.patience, data.correct, data.costs)
+    keep = sweep.parameters >= 1
+    parameters = sweep.parameters[keep]
+    parameters[np.isinf(parameters)] = max(data.n_exits - 1, 1)
+    return Sweep(parameters, sweep.mean_costs[keep], sweep.n_correct[keep], sweep.n_samples)
+
+
 @register("maxprob", _THRESHOLD_OPTIONS, "global threshold on the max class probability")
 @register("entropy", _THRESHOLD_OPTIONS, "global threshold on the normalised entropy confidence")
 @register("margin", _THRESHOLD_OPTIONS, "global threshold on the top-1 minus top-2 margin")
@@ -53,7 +69,7 @@ def fit_threshold(data: ExitData, method: str, **options: Any) -> ScorePolicy:
         target = Target("direct", thresholds[:-1].tolist())
         return record_fit(policy, data, target) if data.labels is not None else policy
     scores = data.score(method)
-    sweep = threshold_sweep(scores, data.correct, data.costs)
+    sweep = sweep_threshold(data, method)
     threshold = float(sweep.parameters[select(sweep, target, data, scores)])
     policy = ScorePolicy(
         method, _global(threshold, data.n_exits), data.costs, data.n_classes, score=method
@@ -76,16 +92,8 @@ def fit_patience(data: ExitData, method: str, **options: Any) -> ScorePolicy:
         )
         target = Target("direct", t)
         return record_fit(policy, data, target, patience=t) if data.labels is not None else policy
-    scores = data.patience
-    sweep = threshold_sweep(scores, data.correct, data.costs)
-    # PABEE's patience is at least 1; +inf (never early) is patience n_exits - 1.
-    keep = sweep.parameters >= 1
-    sweep = Sweep(
-        sweep.parameters[keep], sweep.mean_costs[keep], sweep.n_correct[keep], sweep.n_samples
-    )
-    parameter = sweep.parameters[select(sweep, target, data, scores)]
-    t = data.n_exits - 1 if np.isinf(parameter) else int(parameter)
-    t = max(t, 1)
+    sweep = sweep_patience(data, method)
+    t = int(sweep.parameters[select(sweep, target, data, data.patience)])
     policy = ScorePolicy(
         method, _global(t, data.n_exits), data.costs, data.n_classes, score="patience"
     )

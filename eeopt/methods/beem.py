@@ -28,7 +28,13 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt import engine
 from eeopt.data import ExitData
-from eeopt.methods._registry import Target, record_fit, register, resolve_target
+from eeopt.methods._registry import (
+    Target,
+    record_fit,
+    register,
+    register_sweep,
+    resolve_target,
+)
 from eeopt.policy import Policy, decode_floats, encode_floats
 from eeopt.targets import Sweep, select_for_accuracy, select_for_budget, threshold_sweep
 
@@ -38,6 +44,7 @@ RESET_MODES = ("paper", "zero")
 THRESHOLD_MODES = ("per-exit", "global")
 
 _OPTIONS = {
+    "level",
     "budget",
     "target",
     "tolerance",
@@ -449,7 +456,10 @@ class BeemPolicy(Policy):
         self.reset = reset
 
     def compute_scores(self, data: ExitData) -> np.ndarray:
-        return beem_scores(data.predictions, data.maxprob, self.weights_, self.reset)
+        # The score at exit k uses exits 0..k only, so a prefix of the exits (exit-by-exit
+        # inference, Policy.prefix_scores) takes the matching prefix of the weights.
+        weights = self.weights_[: data.n_exits]
+        return beem_scores(data.predictions, data.maxprob, weights, self.reset)
 
     def _params(self) -> dict[str, Any]:
         return {"weights": encode_floats(self.weights_), "reset": self.reset}
@@ -468,6 +478,36 @@ def _weights_for(method: str, data: ExitData, weights: Any) -> np.ndarray:
     return accuracy_weights(data.correct)
 
 
+def _settings(data: ExitData, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Pop and check the options that shape the score and the rule (not the target)."""
+    weights = options.pop("weights", None)
+    return {
+        "weights": _weights_for(method, data, weights),
+        "reset": v.check_choice(options.pop("reset", "paper"), "reset", RESET_MODES),
+        "thresholds_mode": v.check_choice(
+            options.pop("thresholds", "per-exit"), "thresholds", THRESHOLD_MODES
+        ),
+        "min_samples": v.check_positive_int(options.pop("min_samples", 1), "min_samples"),
+    }
+
+
+@register_sweep("beem-c", "beem-a")
+def sweep_beem(data: ExitData, method: str, **options: Any) -> LevelSweep:
+    """Every error level (in [0, 1]) that changes a decision of BEEM's rule on ``data``, with
+    its accuracy and mean cost (:func:`level_sweep`); options as in :func:`fit_beem`."""
+    data.require_labels(f"sweeping {method!r}")
+    settings = _settings(data, method, options)
+    v.check_options(method, options, set())
+    scores = beem_scores(data.predictions, data.maxprob, settings["weights"], settings["reset"])
+    return level_sweep(
+        scores,
+        data.correct,
+        data.costs,
+        min_samples=settings["min_samples"],
+        thresholds=settings["thresholds_mode"],
+    )
+
+
 @register("beem-c", _OPTIONS, "BEEM, experts weighted by cost costs[k] / costs[-1]")
 @register("beem-a", _OPTIONS, "BEEM, experts weighted by their accuracy on the fitting data")
 def fit_beem(data: ExitData, method: str, **options: Any) -> BeemPolicy:
@@ -483,6 +523,8 @@ def fit_beem(data: ExitData, method: str, **options: Any) -> BeemPolicy:
         One alpha per early exit, or one shared alpha.
     min_samples : int, default=1
         The error-rate rule only counts a threshold that lets at least this many samples out.
+    level : float in [0, 1]
+        The error level of the rule directly (the parameter of BEEM's Pareto front).
     target : {"exit-error", "accuracy"}, default="exit-error"
         ``"exit-error"``: the paper's rule at level ``p + tolerance``, ``p`` the final exit's
         error rate on the fitting data. ``"accuracy"``: among the levels ``<= p``, the cheapest
@@ -493,35 +535,40 @@ def fit_beem(data: ExitData, method: str, **options: Any) -> BeemPolicy:
     alpha : float or array-like
         Direct thresholds: one for every early exit, or one per exit (``+inf`` disables one).
     """
-    weights = options.pop("weights", None)
-    reset = v.check_choice(options.pop("reset", "paper"), "reset", RESET_MODES)
-    mode = v.check_choice(options.pop("thresholds", "per-exit"), "thresholds", THRESHOLD_MODES)
-    min_samples = v.check_positive_int(options.pop("min_samples", 1), "min_samples")
-    target = resolve_target(
-        method,
-        data,
-        options,
-        direct="alpha",
-        targets=("exit-error", "accuracy"),
-        default="exit-error",
-    )
+    level = options.pop("level", None)
+    if level is not None:
+        given = sorted(set(options) & {"budget", "target", "tolerance", "alpha"})
+        if given:
+            raise ValueError(
+                f"give at most one of level=, budget=, target=, alpha= for method {method!r}; "
+                f"got level and {', '.join(given)}."
+            )
+        level = v.check_fraction(level, "level")
+        data.require_labels(f"fitting {method!r} at an error level")
+        target = Target("direct", level)
+    else:
+        target = resolve_target(
+            method,
+            data,
+            options,
+            direct="alpha",
+            targets=("exit-error", "accuracy"),
+            default="exit-error",
+        )
     if data.n_exits < 2:
         raise ValueError(f"method {method!r} needs at least 2 exits, got {data.n_exits}.")
-    weights = _weights_for(method, data, weights)
+    settings = _settings(data, method, options)
+    weights, reset, mode = settings["weights"], settings["reset"], settings["thresholds_mode"]
+    min_samples = settings["min_samples"]
     scores = beem_scores(data.predictions, data.maxprob, weights, reset)
-    settings = {
-        "weights": weights.tolist(),
-        "reset": reset,
-        "thresholds_mode": mode,
-        "min_samples": min_samples,
-    }
+    settings["weights"] = weights.tolist()
 
     def make(thresholds: np.ndarray) -> BeemPolicy:
         return BeemPolicy(
             method, thresholds, data.costs, data.n_classes, weights=weights, reset=reset
         )
 
-    if target.kind == "direct":
+    if target.kind == "direct" and level is None:
         thresholds = v.check_thresholds(target.value, data.n_exits, "alpha")
         if mode == "global" and np.unique(thresholds[:-1]).size > 1:
             raise ValueError(
@@ -537,8 +584,8 @@ def fit_beem(data: ExitData, method: str, **options: Any) -> BeemPolicy:
 
     correct = data.correct
     final_error = float(np.count_nonzero(~correct[:, -1]) / data.n_samples)
-    if target.kind == "exit-error":
-        level = final_error + target.value
+    if target.kind in ("exit-error", "direct"):
+        level = final_error + target.value if level is None else level
         policy = make(
             exit_error_thresholds(scores, correct, level, min_samples=min_samples, thresholds=mode)
         )
