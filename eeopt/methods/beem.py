@@ -366,23 +366,33 @@ class _SortedExit:
     def __init__(self, exit_scores: np.ndarray, wrong: np.ndarray) -> None:
         self.order = np.argsort(exit_scores)[::-1]
         ordered = exit_scores[self.order]
-        self.ends = _group_ends(ordered)
-        self.values = ordered[self.ends]
+        ends = _group_ends(ordered)
+        self.values = ordered[ends]
+        # The run (group of equal scores) of each sorted position.
+        self.group = np.repeat(np.arange(ends.size), np.diff(ends, prepend=-1))
         self.wrong = wrong[self.order]
 
     def candidates(self, remaining: np.ndarray):
-        """Thresholds that let a remaining sample out, with how many exit and err."""
-        present = remaining[self.order]
-        n_exit = np.cumsum(present)[self.ends]
-        n_wrong = np.cumsum(present & self.wrong)[self.ends]
-        # A value no remaining sample has gives the same exits as the value above it.
-        new = np.diff(n_exit, prepend=0) > 0
-        return self.values[new], n_exit[new], n_wrong[new]
+        """Thresholds that let a remaining sample out, with how many exit and err.
+
+        Only the scores of remaining samples are candidates (another value gives the same
+        exits as the next remaining score above it); all work after locating the remaining
+        samples in the sorted order is on them alone.
+        """
+        present = np.flatnonzero(remaining[self.order])
+        if present.size == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return self.values[:0], empty, empty
+        group = self.group[present]
+        last = _group_ends(group)
+        n_wrong = np.cumsum(self.wrong[present])[last]
+        return self.values[group[last]], last + 1, n_wrong
 
 
 def _per_exit_level_sweep(scores, correct, costs, min_samples, max_level) -> LevelSweep:
     n_samples, n_exits = scores.shape
-    sorted_exits = [_SortedExit(scores[:, k], ~correct[:, k]) for k in range(n_exits - 1)]
+    columns = np.ascontiguousarray(scores.T)  # one exit's scores contiguous: read per step
+    sorted_exits = [_SortedExit(columns[k], ~correct[:, k]) for k in range(n_exits - 1)]
     remaining = [np.ones(n_samples, dtype=bool)] + [None] * (n_exits - 1)
     alpha = np.full(n_exits, -np.inf)
     exit_count = np.zeros(n_exits, dtype=np.int64)
@@ -395,12 +405,22 @@ def _per_exit_level_sweep(scores, correct, costs, min_samples, max_level) -> Lev
             chosen, next_level[k] = _choose(values, n_exit, n_wrong, level, min_samples)
             if chosen < 0:
                 alpha[k], exit_count[k], exit_correct[k] = np.inf, 0, 0
-                remaining[k + 1] = remaining[k]
+                passed = remaining[k]
             else:
                 alpha[k] = values[chosen]
                 exit_count[k] = n_exit[chosen]
                 exit_correct[k] = n_exit[chosen] - n_wrong[chosen]
-                remaining[k + 1] = remaining[k] & (scores[:, k] < alpha[k])
+                passed = remaining[k] & (columns[k] < alpha[k])
+            # Once the samples passed on are the same as before and the next exit's choice is
+            # not due to change at this level, nothing further down changes either.
+            settled = (
+                remaining[k + 1] is not None
+                and (k + 1 == n_exits - 1 or next_level[k + 1] > level)
+                and np.array_equal(passed, remaining[k + 1])
+            )
+            remaining[k + 1] = passed
+            if settled:
+                return
         last = remaining[n_exits - 1]
         exit_count[-1] = np.count_nonzero(last)
         exit_correct[-1] = np.count_nonzero(last & correct[:, -1])
