@@ -191,8 +191,9 @@ def exit_error_thresholds(
     Per exit (``thresholds="per-exit"``), from the first exit to the last-but-one: among the
     samples that have not left yet, ``alpha_k`` is the smallest score value whose exiting samples
     (score >= alpha_k) err at a rate ``<= level``, counting only candidates with at least
-    ``min_samples`` samples exiting; ``+inf`` if none qualifies. ``alpha_k`` is always a score of
-    an exiting sample, the weakest one: the lowest threshold that gives that exit set on the data.
+    ``min_samples`` samples exiting; ``+inf`` if none qualifies. ``alpha_k`` is reported as the
+    score of the weakest sample that leaves (any value down to the next lower remaining score
+    gives the same exits on these data).
     Sorting once per exit and counting cumulatively makes this ``O(K N log N)``.
 
     With ``thresholds="global"`` one alpha is shared by every early exit: the smallest with at
@@ -308,8 +309,10 @@ def level_sweep(
     result lists each policy of the family once, with its exact outcome on these samples.
 
     Per exit, the samples are sorted once by score; a step costs ``O(N)`` per exit recomputed
-    (cumulative counts of the remaining samples in that order). The number of steps is the
-    number of distinct policies, at most a few per sample and exit.
+    (cumulative counts of the remaining samples in that order), and stops early once the samples
+    passed on are unchanged. The number of steps is the number of distinct policies, in practice
+    one or two per sample, so the sweep grows about quadratically with N: seconds for 5,000
+    samples, see ``benchmarks/README.md``.
 
     Parameters
     ----------
