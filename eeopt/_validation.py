@@ -221,9 +221,15 @@ def check_random_state(random_state: Any, name: str = "random_state") -> np.rand
 
 
 def check_weights(value: Any, n_exits: int, name: str = "weights") -> np.ndarray:
-    """Per-exit weights: ``n_exits`` positive, finite numbers, as float64."""
+    """Per-exit weights: ``n_exits`` non-negative finite numbers, not all zero, as float64.
+
+    A zero weight is legitimate: BEEM-A weighs each exit by its accuracy, which is 0 for an exit
+    that is never right; its confidence then adds nothing to the score.
+    """
     if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be an array of {n_exits} positive numbers, got {value!r}.")
+        raise TypeError(
+            f"{name} must be an array of {n_exits} non-negative numbers, got {value!r}."
+        )
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -234,6 +240,9 @@ def check_weights(value: Any, n_exits: int, name: str = "weights") -> np.ndarray
         raise ValueError(
             f"{name} must have one weight per exit ({n_exits}), got shape {arr.shape}."
         )
-    if not np.isfinite(arr).all() or np.any(arr <= 0):
-        raise ValueError(f"{name} must be positive and finite; got {arr.tolist()}.")
+    if not np.isfinite(arr).all() or np.any(arr < 0) or not np.any(arr > 0):
+        raise ValueError(
+            f"{name} must be non-negative and finite, with at least one positive; "
+            f"got {arr.tolist()}."
+        )
     return arr

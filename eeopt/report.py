@@ -76,7 +76,8 @@ def write_report(
     The page embeds its figures as inline SVG (no other files needed): the test-set Pareto
     fronts of every method fitted on validation data, with the oracle and the final exit; the
     exit distributions at the middle budget; the separation of correct and wrong predictions by
-    max probability per exit; and the comparison table (also written as ``comparison.csv``).
+    max probability per exit; the comparison table (also written as ``comparison.csv``); and,
+    when ``beem-a`` is among the methods, the Theorem 3.1 report on the test data.
 
     Returns
     -------
@@ -133,6 +134,20 @@ def write_report(
     plot.plot_score_separation(test, "maxprob", axes=axes[0])
     separation_svg = _svg(fig)
 
+    theorem_html = ""
+    if "beem-a" in methods:
+        from eeopt import fit, theory
+
+        report = theory.theorem_3_1(fit(val, method="beem-a"), test)
+        fig, ax = plt.subplots(figsize=(6.0, 3.4), constrained_layout=True)
+        plot.plot_theorem(report, ax=ax)
+        theorem_html = (
+            "<h2>BEEM-A and Theorem 3.1 (test data)</h2>"
+            f"<figure>{_svg(fig)}<figcaption>BEEM-A fitted with the paper's per-exit error rule "
+            "on validation data. The constants are eeopt's reconstruction (see the docs)."
+            f"</figcaption></figure><pre>{html.escape(str(report))}</pre>"
+        )
+
     name = test.metadata.get("name", "")
     title = title or f"eeopt report{': ' + name if name else ''}"
     accuracies = ", ".join(f"{100 * a:.1f}" for a in test.exit_accuracy)
@@ -153,6 +168,8 @@ def write_report(
     ]
     if distribution_svg:
         parts += ["<h2>Where samples leave</h2>", f"<figure>{distribution_svg}</figure>"]
+    if theorem_html:
+        parts.append(theorem_html)
     parts += [
         "<h2>How well max probability separates right from wrong</h2>",
         f"<figure>{separation_svg}<figcaption>Test samples, per exit.</figcaption></figure>",

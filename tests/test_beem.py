@@ -315,7 +315,8 @@ def test_targets_need_labels_but_beem_c_alpha_does_not():
         ({"reset": "none"}, ValueError, "reset"),
         ({"thresholds": "per-layer"}, ValueError, "thresholds"),
         ({"weights": [1, 2]}, ValueError, "weights"),
-        ({"weights": [1, 0, 1, 1]}, ValueError, "weights"),
+        ({"weights": [1, -1, 1, 1]}, ValueError, "weights"),
+        ({"weights": [0, 0, 0, 0]}, ValueError, "weights"),
         ({"weights": [1, np.nan, 1, 1]}, ValueError, "weights"),
         ({"weights": "cost"}, TypeError, "weights"),
         ({"min_samples": 0}, ValueError, "min_samples"),
@@ -349,6 +350,10 @@ def test_bad_score_input_names_the_argument():
         beem_scores([[0, 1]], [[0.5, np.nan]], [1, 1])
     with pytest.raises(ValueError, match="weights"):
         beem_scores([[0, 1]], [[0.5, 0.5]], [1, -1])
+    with pytest.raises(ValueError, match="weights"):
+        beem_scores([[0, 1]], [[0.5, 0.5]], [0, 0])
+    # A zero weight (an exit BEEM-A finds never right) is allowed: it adds nothing.
+    assert beem_scores([[0, 0]], [[0.5, 0.5]], [0, 1]).tolist() == [[0.0, 0.5]]
     with pytest.raises(ValueError, match="level"):
         exit_error_thresholds([[0.5, 0.5]], [[True, False]], -0.1)
     with pytest.raises(ValueError, match="correct"):
@@ -359,7 +364,7 @@ def test_level_option_and_the_front_reproduce_sweep_points():
     logits, labels = make_multi_exit(n=600, n_exits=4, n_classes=5, seed=13)
     data = eeopt.ExitData.from_logits(logits, labels)
     front = eeopt.pareto_front(data, method="beem-a", verbose=False)
-    assert front.parameter_name == "error_level" and len(front) > 3
+    assert front.parameter_name == "level" and len(front) > 3
     for level, cost, accuracy in zip(front.parameters, front.costs, front.accuracies, strict=True):
         result = eeopt.fit(data, method="beem-a", level=float(level)).evaluate(data)
         assert result.mean_cost == pytest.approx(cost) and result.accuracy == accuracy

@@ -514,7 +514,7 @@ def _settings(data: ExitData, method: str, options: dict[str, Any]) -> dict[str,
     }
 
 
-@register_sweep("beem-c", "beem-a")
+@register_sweep("beem-c", "beem-a", parameter="level")
 def sweep_beem(data: ExitData, method: str, **options: Any) -> LevelSweep:
     """Every error level (in [0, 1]) that changes a decision of BEEM's rule on ``data``, with
     its accuracy and mean cost (:func:`level_sweep`); options as in :func:`fit_beem`."""
