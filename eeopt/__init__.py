@@ -4,6 +4,7 @@ Cache each exit's outputs once; eeopt fits exit thresholds (BEEM, EENet, MSDNet,
 confidence baselines), evaluates accuracy against cost, checks the theory and draws fronts.
 """
 
+from eeopt import theory
 from eeopt.compare import ComparisonTable, compare
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
@@ -28,4 +29,5 @@ __all__ = [
     "oracle_front",
     "pareto_front",
     "quantile_thresholds",
+    "theory",
 ]

@@ -170,3 +170,35 @@ def plot_score_separation(
     axes[0].set_ylabel("Samples")
     axes[0].legend(frameon=False, fontsize="small")
     return axes
+
+
+def plot_theorem(report: Any, *, ax: Any = None, title: str | None = None) -> Any:
+    """BEEM's Theorem 3.1 per early exit: the bound on q against the measured errors.
+
+    Parameters
+    ----------
+    report : eeopt.theory.TheoremReport
+        From :func:`eeopt.theory.theorem_3_1`.
+
+    Draws, per early exit i (1-based), the exit's error rate ``q_i`` against the largest
+    ``q_i`` the theorem allows (``max_exit_error``), the measured error of the samples that
+    leave at i, and the final exit's error rate ``p`` as a horizontal line. The condition holds
+    where the ``q`` marker is below the bound marker.
+    """
+    ax = _axes(ax, figsize=(5.0, 3.2))
+    exits = np.asarray(report.exit_number)
+    ax.plot(exits, 100 * np.asarray(report.bound), marker="v", color=PALETTE[0],
+            linestyle="-", label="bound on $q_i$")
+    ax.plot(exits, 100 * np.asarray(report.q), marker="o", color=PALETTE[1],
+            linestyle="--", label="$q_i$: error rate of exit $i$")
+    ax.plot(exits, 100 * np.asarray(report.measured_error), marker="s", color=PALETTE[2],
+            linestyle=":", label="error of samples leaving at $i$")
+    ax.axhline(100 * report.p, color="black", linewidth=1.0, label="$p$: final exit error")
+    ax.set_xticks(exits, [str(int(i)) for i in exits])
+    ax.set_xlabel("Exit $i$")
+    ax.set_ylabel("Error rate (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3, linewidth=0.5)
+    ax.legend(frameon=False, fontsize="small")
+    return ax
