@@ -1,0 +1,1 @@
+"""Shipped dataset files (``*.npz``, ``checksums.json``); read them with ``eeopt.datasets``."""
