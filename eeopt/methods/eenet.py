@@ -55,6 +55,8 @@ SOLVERS = ("exact", "cvxpy")
 #: Share of uniform mass mixed into the distribution before tilting, so that tilting can reach
 #: exits the distribution leaves empty; below 1/N per exit it changes no count by itself.
 _FLOOR = 1e-12
+#: L-BFGS stopping rules besides max_iter: the losses are O(1), so these are near convergence.
+_LBFGS_TOLERANCES = {"gtol": 1e-7, "ftol": 1e-10}
 #: Bisection range of the tilt, in units of the smallest positive cost step.
 _TILT_RANGE = 200.0
 
@@ -685,6 +687,7 @@ def fit_eenet(
             # g step: exit by exit, earlier scores as inputs, w fixed.
             weights = bce_weights(assignment)
             scores = np.empty((n_samples, n_exits))
+            scorer_iterations, assigner_iterations = 0, 0
             for k in range(n_exits):
                 inputs = scorer_inputs(features[k], scores[:, :k])
                 params = np.r_[coefs[k], intercepts[k]]
@@ -694,8 +697,9 @@ def fit_eenet(
                     args=(inputs, q[:, k], weights[:, k], n_exits, l2),
                     jac=True,
                     method="L-BFGS-B",
-                    options={"maxiter": max_iter, "gtol": 1e-10, "ftol": 1e-12},
+                    options={"maxiter": max_iter, **_LBFGS_TOLERANCES},
                 )
+                scorer_iterations += res.nit
                 coefs[k], intercepts[k] = res.x[:-1], res.x[-1]
                 scores[:, k] = expit(inputs @ coefs[k] + intercepts[k])
             bar.update(postfix=f"round {round_index + 1}/{n_rounds}: scorer")
@@ -714,8 +718,9 @@ def fit_eenet(
                     args=args,
                     jac=True,
                     method="L-BFGS-B",
-                    options={"maxiter": max_iter, "gtol": 1e-10, "ftol": 1e-12},
+                    options={"maxiter": max_iter, **_LBFGS_TOLERANCES},
                 )
+                assigner_iterations = res.nit
                 theta = res.x
                 logits = assigner_logits(theta, inputs, hidden)
                 assignment = np.exp(log_softmax(logits, axis=1))
@@ -725,7 +730,14 @@ def fit_eenet(
                 solve = lp_exit_assignment if solver == "exact" else lp_exit_assignment_cvxpy
                 assignment, value = solve(scores, costs, budget)
                 losses = {"lp_value": value / n_samples}
-            history.append(losses)
+                assigner_iterations = 0
+            history.append(
+                {
+                    **losses,
+                    "scorer_iterations": scorer_iterations,
+                    "assigner_iterations": assigner_iterations,
+                }
+            )
             bar.update(
                 postfix=f"round {round_index + 1}/{n_rounds}: "
                 + " ".join(f"{k}={x:.4g}" for k, x in losses.items())
