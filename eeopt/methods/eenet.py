@@ -611,7 +611,7 @@ def fit_eenet(
     verbose: bool = True,
     hidden: int = 16,
     max_iter: int = 100,
-    n_rounds: int = 3,
+    n_rounds: int = 2,
     alpha_ce: float = 1e-3,
     alpha_cost: float = 1e-2,
     l2: float = 1e-4,
@@ -635,7 +635,7 @@ def fit_eenet(
         Hidden width of each exit's assigner MLP.
     max_iter : int, default=100
         L-BFGS iterations per step (per exit in the g step).
-    n_rounds : int, default=3
+    n_rounds : int, default=2
         Alternations of the g step and the h (or LP) step.
     alpha_ce, alpha_cost : float, default=1e-3, 1e-2
         Weights of ``L_CE`` and ``L_budget`` (the authors' defaults).
