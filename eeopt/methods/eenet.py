@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_softmax
+from threadpoolctl import threadpool_limits
 
 from eeopt import _validation as v
 from eeopt import engine
@@ -682,7 +683,12 @@ def fit_eenet(
     h_scale = 1.0 / (alpha_ce + alpha_cost) if alpha_ce + alpha_cost > 0 else 1.0
     history = []
 
-    with Progress(2 * n_rounds + 1, f"eenet (B={budget:g})", verbose) as bar:
+    # One BLAS thread: the products are thin (n x d by d x hidden), so threads buy little and
+    # cost much on a busy machine, and the result no longer depends on the core count.
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        Progress(2 * n_rounds + 1, f"eenet (B={budget:g})", verbose) as bar,
+    ):
         for round_index in range(n_rounds):
             # g step: exit by exit, earlier scores as inputs, w fixed.
             weights = bce_weights(assignment)
