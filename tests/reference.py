@@ -159,3 +159,88 @@ def ref_all_levels(n: int) -> list[float]:
     return [
         float(f) for f in sorted({Fraction(e, m) for m in range(1, n + 1) for e in range(m + 1)})
     ]
+
+
+# --- EENet ---
+
+
+def ref_eenet_targets(correct_n: list[bool]) -> tuple[list[float], list[float]]:
+    """q and r of one sample (spec section 5)."""
+    n_exits = len(correct_n)
+    q = [1.0 if c else 0.0 for c in correct_n]
+    n_correct = sum(q)
+    if n_correct == 0:
+        return q, [1.0 / n_exits] * n_exits
+    return q, [qk / n_correct for qk in q]
+
+
+def _ref_softmax_row(row) -> list[float]:
+    return ref_softmax([float(x) for x in row])
+
+
+def ref_eenet_losses(scorer_logits, assignment_logits, correct, costs, budget) -> dict:
+    """L_g, L_CE and L_budget by loops, straight from the formulas of spec section 5."""
+    n, n_exits = len(correct), len(correct[0])
+    q, r, s, r_hat = [], [], [], []
+    for i in range(n):
+        q_i, r_i = ref_eenet_targets(list(correct[i]))
+        q.append(q_i)
+        r.append(r_i)
+        s.append([1.0 / (1.0 + math.exp(-float(a))) for a in scorer_logits[i]])
+        r_hat.append(_ref_softmax_row(assignment_logits[i]))
+    ce = 0.0
+    for i in range(n):
+        for k in range(n_exits):
+            if r[i][k] > 0:
+                ce -= r[i][k] * math.log(r_hat[i][k])
+    ce /= n * n_exits
+    expected_cost = sum(r_hat[i][k] * costs[k] for i in range(n) for k in range(n_exits)) / n
+    l_budget = abs(budget - expected_cost) / budget
+    l_g = 0.0
+    for k in range(n_exits):
+        remaining = [1.0 - sum(r_hat[i][j] for j in range(k)) for i in range(n)]
+        total = sum(remaining)
+        for i in range(n):
+            w = remaining[i] / total
+            bce = -(q[i][k] * math.log(s[i][k]) + (1 - q[i][k]) * math.log(1 - s[i][k]))
+            l_g += w * bce
+    l_g /= n_exits
+    return {"L_g": l_g, "L_CE": ce, "L_budget": l_budget}
+
+
+def ref_utility_scores(probs: np.ndarray, coefs, intercepts) -> list[list[float]]:
+    """s_k = sigmoid(w_k . z_k + b_k), z_k = [p_k, max p_k, entropy_k, vote_k, s_0..s_{k-1}],
+    one sample at a time."""
+    n, n_exits, _ = probs.shape
+    out = []
+    for i in range(n):
+        predictions = [int(np.argmax(probs[i, k])) for k in range(n_exits)]
+        s_i: list[float] = []
+        for k in range(n_exits):
+            z = [float(x) for x in probs[i, k]]
+            z += [ref_scores(probs[i, k], name, predictions, k)
+                  for name in ("maxprob", "entropy", "vote")]
+            z += s_i
+            a = sum(w * x for w, x in zip(coefs[k], z, strict=True)) + float(intercepts[k])
+            s_i.append(1.0 / (1.0 + math.exp(-a)))
+        out.append(s_i)
+    return out
+
+
+def ref_quantile_assignment(scores: np.ndarray, counts: list[int]) -> list[int]:
+    """Section 6's assignment itself, one sample at a time: exit k takes, among the samples not
+    yet assigned, those whose score is at least the counts[k]-th largest (all of them if fewer
+    remain); the last exit takes the rest."""
+    n, n_exits = scores.shape
+    exits = [n_exits - 1] * n
+    assigned = [False] * n
+    for k in range(n_exits - 1):
+        remaining = [float(scores[i, k]) for i in range(n) if not assigned[i]]
+        if counts[k] == 0 or not remaining:
+            continue
+        tau = sorted(remaining, reverse=True)[min(counts[k], len(remaining)) - 1]
+        for i in range(n):
+            if not assigned[i] and scores[i, k] >= tau:
+                assigned[i] = True
+                exits[i] = k
+    return exits

@@ -2,11 +2,11 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from reference import ref_quantile_thresholds
+from reference import ref_quantile_assignment, ref_quantile_thresholds
 
 import eeopt
 from eeopt import engine
-from eeopt.quantile import exit_counts
+from eeopt.quantile import _quantile_thresholds, exit_counts
 
 
 def _fractions(draw, n_exits):
@@ -46,3 +46,51 @@ def test_zero_fraction_disables_the_exit():
 def test_counts_floor_and_give_the_rest_to_the_last_exit():
     np.testing.assert_array_equal(exit_counts(np.array([0.3, 0.3, 0.4]), 10), [3, 3, 4])
     np.testing.assert_array_equal(exit_counts(np.array([0.33, 0.33, 0.34]), 10), [3, 3, 4])
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: arrays(np.float64, st.tuples(st.integers(1, 40), st.just(k)),
+                         elements=st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    ),
+    st.data(),
+)
+def test_exit_rule_reproduces_the_per_sample_assignment_with_ties(scores, data):
+    """first_exit with the quantile thresholds sends every sample where section 6 assigns it."""
+    fractions = _fractions(data.draw, scores.shape[1])
+    counts = exit_counts(fractions, scores.shape[0])
+    exits = engine.first_exit(scores, eeopt.quantile_thresholds(scores, fractions))
+    np.testing.assert_array_equal(exits, ref_quantile_assignment(scores, list(counts)))
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: arrays(np.float64, st.tuples(st.integers(1, 40), st.just(k)),
+                         elements=st.sampled_from([0.0, 0.5, 1.0]))
+    ),
+    st.data(),
+)
+def test_ties_only_move_samples_to_earlier_exits(scores, data):
+    """Realised cumulative counts dominate the requested ones, so the realised mean cost is at
+    most the cost of the counts (what EENet's and MSDNet's budget guarantees rest on)."""
+    n_samples, n_exits = scores.shape
+    counts = exit_counts(_fractions(data.draw, n_exits), n_samples)
+    exits = engine.first_exit(scores, _quantile_thresholds(scores, counts))
+    realised = np.bincount(exits, minlength=n_exits)
+    assert (np.cumsum(realised) >= np.cumsum(counts)).all()
+    costs = np.cumsum(np.arange(1.0, n_exits + 1))
+    assert engine.mean_cost(exits, costs) <= engine._mean_from_counts(counts, costs) + 1e-12
+
+
+def test_no_early_exit_when_every_early_count_is_zero():
+    scores = np.random.default_rng(2).random((10, 4))
+    thresholds = _quantile_thresholds(scores, np.array([0, 0, 0, 10]))
+    np.testing.assert_array_equal(thresholds, [np.inf, np.inf, np.inf, -np.inf])
+    assert (engine.first_exit(scores, thresholds) == 3).all()
+
+
+def test_a_count_larger_than_the_pool_takes_everyone_left():
+    scores = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.0], [0.1, 0.2, 0.0]])
+    thresholds = _quantile_thresholds(scores, np.array([2, 3, 0]))
+    np.testing.assert_array_equal(engine.first_exit(scores, thresholds), [0, 0, 1])
+    assert thresholds[1] == 0.2
