@@ -191,6 +191,20 @@ def test_run_early_exit_matches_policy_on_collected_logits(
     assert run.seconds > 0
 
 
+def test_runtime_prefix_scorer_equals_policy_prefix_scores(collected, policies):
+    """The runtime's unvalidated path gives the policy's prefix scores bit for bit."""
+    from eeopt.torch.runtime import prefix_scorer
+
+    _, test_data = collected
+    for method, policy in policies.items():
+        score_prefix = prefix_scorer(policy)
+        for k in range(test_data.n_exits):
+            prefix = test_data.probs[::3, : k + 1].copy()
+            np.testing.assert_array_equal(
+                score_prefix(prefix), policy.prefix_scores(prefix), err_msg=method
+            )
+
+
 def test_policy_saved_to_json_deploys_unchanged(digits, collected, policies, tmp_path):
     model, _, test = digits
     _, test_data = collected

@@ -7,10 +7,13 @@ Bookkeeping per batch of n samples:
 - After stage k and head k, the logits of the active rows go to the CPU; eeopt's softmax turns
   them into probabilities, stored in a per-batch buffer ``probs[n, n_exits, n_classes]``.
 - The policy scores exit k from what is known so far:
-  ``policy.prefix_scores(probs[active, :k + 1])`` (every method's score at exit k depends on
-  exits 0..k only; this carries PABEE's counter, BEEM's running score, EENet's earlier scores
-  without per-method code). ``engine.first_exit``, the one exit rule, decides on those scores
-  with a "continue" column appended, so that only exit k can fire for the active rows.
+  ``policy.prefix_scores(probs[active, :k + 1])``. Every method's score at exit k depends on
+  exits 0..k only, so this carries PABEE's counter, BEEM's running score and EENet's earlier
+  scores without per-method code. Rescoring the prefix costs O(k) per stage on an array of
+  (active, k + 1, n_classes); :func:`prefix_scorer` skips only the re-validation of the
+  runtime's own softmax output, so the scores are bit for bit those of ``prefix_scores``.
+- ``engine.first_exit``, the one exit rule, decides on those scores with a "continue" column
+  appended, so that only exit k can fire for the active rows.
 - The rows that fire get ``exit_index = k`` and the argmax of exit k; the rest stay, and the
   features are cut to them with ``index_select``. At the last exit every remaining row exits.
 """
@@ -30,6 +33,7 @@ from eeopt import _validation as v
 from eeopt import engine
 from eeopt import scores as _scores
 from eeopt._progress import Progress
+from eeopt.data import ExitData
 from eeopt.policy import Policy, load_policy
 from eeopt.torch._batch import (
     labels_to_numpy,
@@ -142,6 +146,8 @@ def run_early_exit(
             f"pass a policy fitted on this model's outputs."
         )
     device = resolve_device(model, device)
+    score_prefix = prefix_scorer(policy)
+    rules = _early_exit_rules(policy.thresholds_)
     total = len(loader) if hasattr(loader, "__len__") else None
     predictions: list[np.ndarray] = []
     exits: list[np.ndarray] = []
@@ -154,7 +160,7 @@ def run_early_exit(
             for batch in loader:
                 inputs, labels = split_batch(batch)
                 batch_exits, batch_predictions = _run_batch(
-                    model, policy, to_device(inputs, device), device
+                    model, policy, score_prefix, rules, to_device(inputs, device), device
                 )
                 exits.append(batch_exits)
                 predictions.append(batch_predictions)
@@ -179,7 +185,12 @@ def run_early_exit(
 
 
 def _run_batch(
-    model: MultiExitModel, policy: Policy, inputs: Any, device: torch.device
+    model: MultiExitModel,
+    policy: Policy,
+    score_prefix,
+    rules: list[np.ndarray],
+    inputs: Any,
+    device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exit index and prediction of every sample of one batch (see the module docstring)."""
     n_exits = model.n_exits
@@ -205,8 +216,13 @@ def _run_batch(
                 f"({active.shape[0]}, {probs.shape[2]}) like head 0 on the remaining samples."
             )
         probs[active, k] = _scores.softmax(logits)
-        known = policy.prefix_scores(probs[active, : k + 1])
-        leaves = _leaves_at(known, policy.thresholds_, k, n_exits, policy.method)
+        known = score_prefix(probs[active, : k + 1])
+        if k == n_exits - 1:  # the last exit always fires
+            leaves = np.ones(active.shape[0], dtype=bool)
+        else:
+            leaves = _leaves_at(known, rules[k], k, policy.method)
+            if not leaves.any():
+                continue
         leaving = active[leaves]
         exit_index[leaving] = k
         prediction[leaving] = _scores.exit_predictions(probs[leaving, k])
@@ -218,16 +234,46 @@ def _run_batch(
     return exit_index, prediction
 
 
-def _leaves_at(
-    known: np.ndarray, thresholds: np.ndarray, k: int, n_exits: int, method: str
-) -> np.ndarray:
-    """Which active rows exit at k, by ``engine.first_exit`` on the scores known so far."""
-    if k == n_exits - 1:
-        return np.ones(known.shape[0], dtype=bool)
-    # A "continue" column after exit k plays the last exit: rows where no exit up to k fires
-    # land there and stay in the batch.
+def prefix_scorer(policy: Policy):
+    """``policy.prefix_scores``, without re-validating probabilities the runtime computed.
+
+    ``Policy.prefix_scores`` wraps the prefix in a validated ExitData (finite, rows summing to
+    one, costs non-decreasing): about as long as the scoring itself on a batch of 64. The
+    runtime's probabilities come from eeopt's softmax, so it builds the same ExitData without
+    those checks and calls the same ``compute_scores``. A policy class that overrides
+    ``prefix_scores`` (say, with its own incremental state) is called as it is.
+    """
+    if type(policy).prefix_scores is not Policy.prefix_scores:
+        return policy.prefix_scores
+    n_exits, n_classes = policy.n_exits_, policy.n_classes_
+
+    def score_prefix(probs_prefix: np.ndarray) -> np.ndarray:
+        n_prefix = probs_prefix.shape[1]
+        if not 1 <= n_prefix <= n_exits or probs_prefix.shape[2] != n_classes:
+            return policy.prefix_scores(probs_prefix)  # its error message
+        probs_prefix.flags.writeable = False
+        data = ExitData.__new__(ExitData)
+        data.__dict__.update(
+            probs=probs_prefix, labels=None, costs=policy.costs_[:n_prefix], metadata={}
+        )
+        return policy.compute_scores(data)
+
+    return score_prefix
+
+
+def _early_exit_rules(thresholds: np.ndarray) -> list[np.ndarray]:
+    """For each early exit k, the thresholds of exits 0..k followed by a "continue" exit.
+
+    ``engine.first_exit`` on the scores known at exit k plus that column sends the rows where
+    no exit up to k fires to the "continue" exit (the last exit always fires): they stay.
+    """
+    return [np.append(thresholds[: k + 1], -np.inf) for k in range(thresholds.shape[0] - 1)]
+
+
+def _leaves_at(known: np.ndarray, rule: np.ndarray, k: int, method: str) -> np.ndarray:
+    """Which active rows exit at early exit k, by ``engine.first_exit`` on the known scores."""
     scores = np.concatenate([known, np.zeros((known.shape[0], 1), known.dtype)], axis=1)
-    first = engine.first_exit(scores, np.append(thresholds[: k + 1], -np.inf))
+    first = engine.first_exit(scores, rule)
     if np.any(first < k):
         raise RuntimeError(
             f"policy {method!r} fires at an exit before {k} for a sample that did not exit "
