@@ -126,3 +126,52 @@ def _assert_exact_sums(linear: nn.Linear, inputs: torch.Tensor, input_step: floa
     grid = input_step * WEIGHT_STEP
     total = inputs.abs() @ linear.weight.double().abs().T + linear.bias.double().abs()
     assert float(total.max()) < 2.0**24 * grid, f"sums up to {float(total.max())} not exact"
+
+
+class PooledHead(nn.Module):
+    """Global average pooling, then a linear classifier on the first ``n_channels`` channels."""
+
+    def __init__(self, n_channels: int) -> None:
+        super().__init__()
+        self.n_channels = n_channels
+        self.linear = nn.Linear(n_channels, 10)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features[:, : self.n_channels].mean(dim=(2, 3)))
+
+
+def build_digits_cnn(
+    train,
+    head_channels=(2, 4, 8, 32),
+    channels: int = 32,
+    steps: int = 200,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> MultiExitModel:
+    """A small CNN on the 8x8 digits (float arithmetic), one 3x3 conv block per stage.
+
+    Convolutions cost per pixel and per sample, with few weights, so a stage's time scales
+    with the number of rows it runs on, as in the MSDNet family; the benchmark uses it.
+    """
+    torch.manual_seed(seed)
+    stages = [
+        nn.Sequential(
+            nn.Conv2d(1 if k == 0 else channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+        )
+        for k in range(len(head_channels))
+    ]
+    model = MultiExitModel(stages, [PooledHead(n) for n in head_channels])
+    x, y = train
+    images = x.reshape(-1, 1, 8, 8)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    order = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        rows = torch.randint(0, len(y), (batch_size,), generator=order)
+        optimiser.zero_grad()
+        loss = sum(nn.functional.cross_entropy(out, y[rows]) for out in model(images[rows]))
+        loss.backward()
+        optimiser.step()
+    return model.eval()
