@@ -4,10 +4,11 @@ Cache each exit's outputs once; eeopt fits exit thresholds (BEEM, EENet, MSDNet,
 confidence baselines), evaluates accuracy against cost, checks the theory and draws fronts.
 """
 
+from eeopt import theory
 from eeopt.compare import ComparisonTable, compare
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
-from eeopt.frontier import Front, oracle_front, pareto_front
+from eeopt.frontier import Front, heldout_front, oracle_front, pareto_front
 from eeopt.methods import fit, method_names
 from eeopt.policy import Policy, load_policy
 from eeopt.quantile import quantile_thresholds
@@ -22,9 +23,11 @@ __all__ = [
     "Policy",
     "compare",
     "fit",
+    "heldout_front",
     "load_policy",
     "method_names",
     "oracle_front",
     "pareto_front",
     "quantile_thresholds",
+    "theory",
 ]

@@ -218,3 +218,31 @@ def check_random_state(random_state: Any, name: str = "random_state") -> np.rand
             raise TypeError(f"{name} must be None, an int or a numpy Generator.")
         return np.random.default_rng(random_state)
     raise TypeError(f"{name} must be None, an int or a numpy Generator, got {random_state!r}.")
+
+
+def check_weights(value: Any, n_exits: int, name: str = "weights") -> np.ndarray:
+    """Per-exit weights: ``n_exits`` non-negative finite numbers, not all zero, as float64.
+
+    A zero weight is legitimate: BEEM-A weighs each exit by its accuracy, which is 0 for an exit
+    that is never right; its confidence then adds nothing to the score.
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(
+            f"{name} must be an array of {n_exits} non-negative numbers, got {value!r}."
+        )
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be an array of {n_exits} positive numbers, got {value!r}."
+        ) from None
+    if arr.ndim != 1 or arr.shape[0] != n_exits:
+        raise ValueError(
+            f"{name} must have one weight per exit ({n_exits}), got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all() or np.any(arr < 0) or not np.any(arr > 0):
+        raise ValueError(
+            f"{name} must be non-negative and finite, with at least one positive; "
+            f"got {arr.tolist()}."
+        )
+    return arr

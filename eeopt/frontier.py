@@ -126,11 +126,11 @@ def pareto_front(
     data = as_exit_data(logits, labels, costs, input=input)
     data.require_labels("a Pareto front")
     if method in SWEEPS:
-        sweep = SWEEPS[method](data, method, **options)
+        spec = SWEEPS[method]
+        sweep = spec.fn(data, method, **options)
         keep = non_dominated(sweep.mean_costs, sweep.accuracies)
-        name = "patience" if method == "patience" else _sweep_parameter_name(method)
         return Front(method, sweep.mean_costs[keep], sweep.accuracies[keep],
-                     sweep.parameters[keep], name, dict(options))
+                     sweep.parameters[keep], spec.parameter, dict(options))
     if budgets is None:
         n_budgets = v.check_positive_int(n_budgets, "n_budgets", minimum=2)
         budgets = np.linspace(data.costs[0], data.costs[-1], n_budgets)
@@ -143,10 +143,6 @@ def pareto_front(
     keep = non_dominated(point_costs, point_accuracies)
     return Front(method, point_costs[keep], point_accuracies[keep], budgets[keep], "budget",
                  dict(options))
-
-
-def _sweep_parameter_name(method: str) -> str:
-    return "error_level" if method.startswith("beem") else "threshold"
 
 
 def oracle_front(logits: Any, labels: Any = None, costs: Any = None, *,
@@ -177,3 +173,62 @@ def oracle_front(logits: Any, labels: Any = None, costs: Any = None, *,
     keep = non_dominated(point_costs, point_accuracies)
     return Front("oracle", point_costs[keep], point_accuracies[keep],
                  np.arange(gains.size + 1)[keep].astype(float), "n_moved")
+
+
+def heldout_front(
+    val: Any,
+    test: Any,
+    method: str = "maxprob",
+    *,
+    budgets: Any = None,
+    max_points: int = 60,
+    n_budgets: int = 15,
+    verbose: bool = True,
+    **options: Any,
+) -> Front:
+    """Test-set front of policies fitted on validation data: what a paper reports.
+
+    For swept methods each validation front point is refitted with its own parameter
+    (``threshold=``, ``patience=``, ``level=``) and evaluated on ``test``; at most
+    ``max_points`` points, spread along the front. Budgeted methods, or any method when
+    ``budgets`` is given, are fitted at each budget (default ``n_budgets`` evenly spaced).
+    Dominated test points are dropped; ``parameters`` holds the settings used.
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")
+    val = as_exit_data(val, name="val")
+    test = as_exit_data(test, name="test")
+    if method in SWEEPS and budgets is None:
+        # Each validation front point, refitted with its own parameter (exactly that point).
+        val_front = pareto_front(val, method=method, verbose=False, **options)
+        keep = np.arange(len(val_front))
+        if keep.size > max_points:
+            keep = np.unique(np.linspace(0, keep.size - 1, max_points).round().astype(int))
+        parameter = val_front.parameter_name
+        settings = [{parameter: int(x) if parameter == "patience" else float(x)}
+                    for x in val_front.parameters[keep]]
+        labels = val_front.parameters[keep]
+    else:
+        if budgets is None:
+            budgets = np.linspace(val.costs[0], val.costs[-1], n_budgets)
+        labels = np.array([v.check_budget(b, val.costs, "budgets") for b in np.ravel(budgets)])
+        settings = [{"budget": float(b)} for b in labels]
+        parameter = "budget"
+    points, used = [], []
+    for setting, label in progress(list(zip(settings, labels, strict=True)),
+                                   f"front {method}", verbose):
+        try:
+            policy = fit(val, method=method, **setting, **options)
+        except ValueError as exc:
+            if "below the cheapest" in str(exc):
+                continue  # this method cannot reach so low a budget
+            raise
+        result = policy.evaluate(test)
+        points.append((result.mean_cost, result.accuracy))
+        used.append(label)
+    if not points:
+        raise ValueError(f"no budget in budgets is reachable by {method!r}; raise budgets.")
+    point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
+    keep = non_dominated(point_costs, point_accuracies)
+    return Front(method, point_costs[keep], point_accuracies[keep], np.array(used)[keep],
+                 parameter, dict(options))

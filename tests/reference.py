@@ -94,3 +94,68 @@ def ref_quantile_thresholds(scores: np.ndarray, fractions) -> list[float]:
 def ref_geometric_fractions(q: float, n_exits: int) -> list[float]:
     weights = [q**k for k in range(n_exits)]
     return [w / sum(weights) for w in weights]
+
+
+# --- BEEM ---
+
+
+def ref_beem_scores(predictions_n, confidence_n, weights, reset: str = "paper") -> list[float]:
+    """Spec section 4 for one sample: S_0 = w_0 C_0; add w_k C_k while the argmax is unchanged,
+    else restart at w_k C_k ("paper") or at 0 without adding ("zero", the released code)."""
+    scores = []
+    for k in range(len(predictions_n)):
+        vote = float(weights[k]) * float(confidence_n[k])
+        if k == 0:
+            scores.append(vote if reset == "paper" else 0.0)
+        elif int(predictions_n[k]) == int(predictions_n[k - 1]):
+            scores.append(scores[-1] + vote)
+        else:
+            scores.append(vote if reset == "paper" else 0.0)
+    return scores
+
+
+def ref_exit_error_thresholds(scores, correct, level, min_samples=1, mode="per-exit"):
+    """The error-rate rule by brute force: every candidate alpha is tried.
+
+    Per exit: among the samples still in, try each of their score values from the smallest up;
+    the first whose exiting samples number at least ``min_samples`` and err at a rate
+    ``<= level`` is alpha_k (+inf if none). Global: the same over one shared alpha, counting the
+    samples that leave at any early exit (each at the first exit whose score reaches alpha).
+    Either way alpha is reported as the score of the weakest sample that leaves (any value down
+    to the next lower candidate gives the same exits).
+    """
+    n, n_exits = len(scores), len(scores[0])
+    if mode == "global":
+        values = sorted({float(scores[i][k]) for i in range(n) for k in range(n_exits - 1)})
+        for alpha in values:
+            thresholds = [alpha] * (n_exits - 1) + [-math.inf]
+            exits = [ref_exit(list(scores[i]), thresholds) for i in range(n)]
+            early = [i for i in range(n) if exits[i] < n_exits - 1]
+            wrong = sum(1 for i in early if not correct[i][exits[i]])
+            if len(early) >= min_samples and wrong / len(early) <= level:
+                # Reported as the weakest leaver's score: the same exits, as a data value.
+                weakest = min(float(scores[i][exits[i]]) for i in early)
+                return [weakest] * (n_exits - 1) + [-math.inf]
+        return [math.inf] * (n_exits - 1) + [-math.inf]
+    remaining = list(range(n))
+    thresholds = []
+    for k in range(n_exits - 1):
+        chosen = math.inf
+        for alpha in sorted({float(scores[i][k]) for i in remaining}):
+            leaving = [i for i in remaining if scores[i][k] >= alpha]
+            wrong = sum(1 for i in leaving if not correct[i][k])
+            if len(leaving) >= min_samples and wrong / len(leaving) <= level:
+                chosen = alpha
+                break
+        thresholds.append(chosen)
+        remaining = [i for i in remaining if not scores[i][k] >= chosen]
+    return thresholds + [-math.inf]
+
+
+def ref_all_levels(n: int) -> list[float]:
+    """Every error rate e / m with 0 <= e <= m <= n: the levels at which the rule can change."""
+    from fractions import Fraction
+
+    return [
+        float(f) for f in sorted({Fraction(e, m) for m in range(1, n + 1) for e in range(m + 1)})
+    ]

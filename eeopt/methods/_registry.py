@@ -34,17 +34,26 @@ def register(name: str, options: set[str], summary: str) -> Callable:
     return decorate
 
 
-#: Exact parameter sweeps for Pareto fronts: ``sweep_fn(data, **options) -> targets.Sweep``,
-#: every parameter value that changes a decision. Methods without one are swept over budgets.
-SWEEPS: dict[str, Callable[..., Any]] = {}
+@dataclass(frozen=True)
+class SweepSpec:
+    """An exact sweep: ``fn(data, method, **options) -> targets.Sweep`` over every value of
+    the fit option ``parameter`` that changes a decision; ``fit(..., parameter=value)``
+    reproduces each point."""
+
+    fn: Callable[..., Any]
+    parameter: str
 
 
-def register_sweep(*names: str) -> Callable:
-    """Decorator registering an exact sweep for the methods ``names``."""
+#: Exact parameter sweeps for Pareto fronts. Methods without one are swept over budgets.
+SWEEPS: dict[str, SweepSpec] = {}
+
+
+def register_sweep(*names: str, parameter: str) -> Callable:
+    """Decorator registering an exact sweep over the fit option ``parameter`` for ``names``."""
 
     def decorate(sweep_fn: Callable[..., Any]) -> Callable[..., Any]:
         for name in names:
-            SWEEPS[name] = sweep_fn
+            SWEEPS[name] = SweepSpec(sweep_fn, parameter)
         return sweep_fn
 
     return decorate

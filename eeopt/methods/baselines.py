@@ -41,13 +41,13 @@ def select(sweep: Sweep, target: Target, data: ExitData, scores: np.ndarray) -> 
     return select_for_accuracy(sweep, final_correct - target.value * data.n_samples)
 
 
-@register_sweep("maxprob", "entropy", "margin")
+@register_sweep("maxprob", "entropy", "margin", parameter="threshold")
 def sweep_threshold(data: ExitData, method: str) -> Sweep:
     """Every global threshold on the method's score that changes a decision."""
     return threshold_sweep(data.score(method), data.correct, data.costs)
 
 
-@register_sweep("patience")
+@register_sweep("patience", parameter="patience")
 def sweep_patience(data: ExitData, method: str = "patience") -> Sweep:
     """Every patience t >= 1 that changes a decision; no early exit is t = n_exits - 1."""
     sweep = threshold_sweep(data.patience, data.correct, data.costs)

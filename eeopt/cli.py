@@ -1,0 +1,303 @@
+"""The ``eeopt`` command line: fit, evaluate, compare, report, datasets.
+
+``DATA`` is an eeopt ``.npz``, an MSDNet-family cache (``logits_single.pth``) or the name of a
+shipped dataset. Bad input gives one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eeopt.data import ExitData
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def _shipped_names() -> list[str]:
+    try:
+        from eeopt import datasets
+    except ImportError:
+        return []
+    return list(datasets.names())
+
+
+def load_splits(spec: str, *, costs: str | None = None, test: str | None = None,
+                random_state: int = 0) -> tuple[ExitData, ExitData]:
+    """(validation, test) from a dataset name, an MSDNet cache, or one or two ``.npz`` files.
+
+    A single ``.npz`` without ``test`` is split in half at random (``random_state``).
+    """
+    if test is not None:
+        return load_one(spec, "val", costs=costs), load_one(test, "test", costs=costs)
+    path = Path(spec)
+    if path.suffix == ".pth":
+        from eeopt import io
+
+        return io.load_msdnet_cache(path, costs=None if costs is None else io.read_costs(costs))
+    if not path.exists() and spec in _shipped_names():
+        from eeopt import datasets
+
+        return datasets.load(spec, "val"), datasets.load(spec, "test")
+    data = load_one(spec, "val", costs=costs)
+    order = np.random.default_rng(random_state).permutation(data.n_samples)
+    half = data.n_samples // 2
+    return data.subset(order[:half]), data.subset(order[half:])
+
+
+def load_one(spec: str, split: str, *, costs: str | None = None) -> ExitData:
+    """One split: ``.npz`` as is; a cache's or a dataset's ``split`` ("val" or "test")."""
+    path = Path(spec)
+    if path.suffix == ".pth":
+        from eeopt import io
+
+        val, test = io.load_msdnet_cache(
+            path, costs=None if costs is None else io.read_costs(costs)
+        )
+        return val if split == "val" else test
+    if path.exists():
+        if path.suffix != ".npz":
+            raise CLIError(f"DATA {spec!r}: expected an eeopt .npz, a .pth cache or a dataset "
+                           "name.")
+        data = ExitData.load(path)
+    elif spec in _shipped_names():
+        from eeopt import datasets
+
+        data = datasets.load(spec, split)
+    else:
+        names = ", ".join(_shipped_names()) or "none installed"
+        raise CLIError(f"DATA {spec!r} is neither a file nor a shipped dataset ({names}).")
+    if costs is not None:
+        from eeopt import io
+
+        data = data.with_costs(io.read_costs(costs))
+    return data
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise CLIError(f"--option {pair!r}: write it as name=value, e.g. reset=zero.")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def _floats(text: str | None, name: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CLIError(f"{name} must be comma-separated numbers, got {text!r}.") from None
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    import eeopt
+
+    data = load_one(args.data, "val", costs=args.costs)
+    options = _options(args.option)
+    for key in ("budget", "tolerance", "threshold", "patience", "target"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    if args.method == "eenet":
+        options.setdefault("verbose", not args.quiet)
+    policy = eeopt.fit(data, method=args.method, **options)
+    policy.save(args.output)
+    result = policy.evaluate(data)
+    print(f"fitted {args.method} on {data.n_samples} samples: accuracy {result.accuracy:.4f}, "
+          f"mean cost {result.mean_cost:.6g}, speedup {result.speedup:.3f}x")
+    print(f"wrote {args.output}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import eeopt
+
+    if not Path(args.policy).exists():
+        raise CLIError(f"POLICY {args.policy!r} does not exist.")
+    policy = eeopt.load_policy(args.policy)
+    data = load_one(args.data, "test", costs=args.costs)
+    result = policy.evaluate(data, n_bootstrap=args.bootstrap, random_state=args.random_state)
+    summary = result.to_dict()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"{policy.method} on {data.n_samples} samples")
+    for key in ("accuracy", "mean_cost", "speedup"):
+        value = summary[key]
+        interval = summary.get("intervals", {}).get(key)
+        extra = f"  [{interval[0]:.6g}, {interval[1]:.6g}]" if interval else ""
+        print(f"  {key:15s} {value if value is None else format(value, '.6g')}{extra}")
+    print("  exit_fractions  " + " ".join(f"{f:.3f}" for f in result.exit_fractions))
+
+
+def _budgets(args: argparse.Namespace, val: ExitData) -> np.ndarray | None:
+    budgets = _floats(args.budgets, "--budgets")
+    if budgets is not None:
+        return np.array(budgets)
+    if args.n_budgets:
+        return np.linspace(val.costs[0], val.costs[-1], args.n_budgets + 2)[1:-1]
+    return None
+
+
+def _methods(text: str | None) -> list[str] | None:
+    return None if text is None else [m.strip() for m in text.split(",") if m.strip()]
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    import eeopt
+
+    writers = {".csv": "to_csv", ".md": "to_markdown", ".tex": "to_latex"}
+    for path in args.table or []:
+        if Path(path).suffix not in writers:
+            raise CLIError(f"--table {path!r}: use a .csv, .md or .tex file name.")
+    val, test = load_splits(args.data, costs=args.costs, test=args.test,
+                            random_state=args.random_state)
+    methods = _methods(args.methods)
+    budgets = _budgets(args, val)
+    table = eeopt.compare(val, test, methods, budgets, verbose=not args.quiet)
+    print(table)
+    for path in args.table or []:
+        getattr(table, writers[Path(path).suffix])(path)
+        print(f"wrote {path}")
+    if args.output:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from eeopt import plot
+        from eeopt.frontier import heldout_front
+
+        methods = methods or eeopt.method_names()
+        fronts = {m: heldout_front(val, test, m, verbose=False) for m in methods}
+        fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+        plot.plot_fronts(fronts, oracle=eeopt.oracle_front(test), ax=ax,
+                         final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
+                         cost_units=test.metadata.get("cost_units"))
+        fig.savefig(args.output)
+        plt.close(fig)
+        print(f"wrote {args.output}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from eeopt.report import write_report
+
+    val, test = load_splits(args.data, costs=args.costs, test=args.test,
+                            random_state=args.random_state)
+    path = write_report(val, test, args.output, methods=_methods(args.methods),
+                        budgets=_budgets(args, val), verbose=not args.quiet)
+    print(f"wrote {path}")
+
+
+def _cmd_datasets(args: argparse.Namespace) -> None:
+    names = _shipped_names()
+    if not names:
+        print("no shipped datasets installed")
+        return
+    from eeopt import datasets
+
+    for name in names:
+        data = datasets.load(name, "test")
+        accuracy = " ".join(f"{a:.3f}" for a in data.exit_accuracy)
+        print(f"{name:12s} {data.n_exits} exits, {data.n_classes} classes, "
+              f"{data.n_samples} test samples; per-exit accuracy {accuracy}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eeopt",
+        description="Choose, check and explain early-exit policies from cached exit outputs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "an eeopt .npz, an MSDNet-family logits_single.pth, or a shipped dataset name"
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--costs", help="cumulative costs per exit: flops.pth or a one-column CSV")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("fit", help="fit a policy and save it as JSON")
+    p.add_argument("data", metavar="DATA", help=data_help + " (its validation split)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--budget", type=float)
+    p.add_argument("--target")
+    p.add_argument("--tolerance", type=float)
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="method option, e.g. --option reset=zero (values parsed as JSON)")
+    p.add_argument("-o", "--output", default="policy.json")
+    common(p)
+    p.set_defaults(run=_cmd_fit)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved policy")
+    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("data", metavar="DATA", help=data_help + " (its test split)")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals")
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(run=_cmd_evaluate)
+
+    for name, helptext, run in (
+        ("compare", "fit methods on validation data, evaluate on test data", _cmd_compare),
+        ("report", "write a self-contained HTML report", _cmd_report),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("data", metavar="DATA", help=data_help)
+        p.add_argument("--test", help="a separate test .npz (else DATA's test split, or a "
+                                      "random half of a single .npz)")
+        p.add_argument("--methods", help="comma-separated, default all")
+        p.add_argument("--budgets", help="comma-separated mean-cost budgets")
+        p.add_argument("--n-budgets", type=int, default=5,
+                       help="evenly spaced budgets when --budgets is not given (default 5)")
+        p.add_argument("--random-state", type=int, default=0)
+        if name == "compare":
+            p.add_argument("-o", "--output", help="figure of the test fronts (.pdf, .svg, .png)")
+            p.add_argument("--table", action="append", metavar="FILE",
+                           help="write the table (.csv, .md or .tex); repeatable")
+        else:
+            p.add_argument("-o", "--output", required=True, metavar="DIR")
+        common(p)
+        p.set_defaults(run=run)
+
+    p = sub.add_parser("datasets", help="list the shipped datasets")
+    p.set_defaults(run=_cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError, OSError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"eeopt: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eeopt: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

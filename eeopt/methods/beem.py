@@ -1,0 +1,637 @@
+"""BEEM: the exits of a multi-exit network as experts (Bajpai & Hanawal, ICLR 2025).
+
+Each exit k votes with its max class probability ``C_k`` times a weight ``w_k``; the votes of
+consecutive exits that agree on the class add up (spec section 4)::
+
+    S_0 = w_0 C_0
+    S_k = S_{k-1} + w_k C_k   if argmax_k == argmax_{k-1}
+    S_k = w_k C_k             otherwise (the consistent run starts again)
+
+A sample leaves at the first exit k with ``S_k >= alpha_k`` (the last exit always fires) and is
+predicted the argmax there. BEEM-C weighs exits by cost (``w_k = costs[k] / costs[-1]``), BEEM-A
+by their accuracy on the fitting data.
+
+Thresholds follow the paper's error-rate rule: with ``p`` the final exit's error rate on the fitting
+data, go from the first exit to the last-but-one and pick the smallest ``alpha_k`` whose exiting
+samples (given the earlier thresholds) err at most ``p`` (:func:`exit_error_thresholds`). The error
+level is BEEM's one knob; :func:`level_sweep` enumerates every level that changes a decision, so
+that budget and accuracy targets are met exactly on the fitting data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eeopt import _validation as v
+from eeopt import engine
+from eeopt.data import ExitData
+from eeopt.methods._registry import (
+    Target,
+    record_fit,
+    register,
+    register_sweep,
+    resolve_target,
+)
+from eeopt.policy import Policy, decode_floats, encode_floats
+from eeopt.targets import Sweep, select_for_accuracy, select_for_budget, threshold_sweep
+
+#: ``reset=`` values: the paper's rule, or the accumulation of the authors' released code.
+RESET_MODES = ("paper", "zero")
+#: ``thresholds=`` values: one alpha per early exit, or one shared alpha.
+THRESHOLD_MODES = ("per-exit", "global")
+
+_OPTIONS = {
+    "level",
+    "budget",
+    "target",
+    "tolerance",
+    "alpha",
+    "weights",
+    "reset",
+    "thresholds",
+    "min_samples",
+}
+
+
+# -- the score ----------------------------------------------------------------------------------
+def beem_scores(
+    predictions: Any, confidence: Any, weights: Any, reset: str = "paper"
+) -> np.ndarray:
+    """BEEM's accumulated expert score of every sample at every exit.
+
+    Parameters
+    ----------
+    predictions : array-like of shape (n_samples, n_exits), int
+        Each exit's predicted class (its argmax).
+    confidence : array-like of shape (n_samples, n_exits), float
+        Each exit's confidence ``C_k``, the max class probability in the paper.
+    weights : array-like of shape (n_exits,)
+        Positive, finite expert weights ``w_k``.
+    reset : {"paper", "zero"}, default="paper"
+        What happens when exit k disagrees with exit k - 1:
+
+        - ``"paper"`` (spec section 4): ``S_0 = w_0 C_0``; ``S_k = S_{k-1} + w_k C_k`` if the
+          argmaxes agree, else ``S_k = w_k C_k`` (the new run starts with exit k's own vote).
+        - ``"zero"``: the accumulation of the authors' released code, for comparison.
+          ``S_0 = 0`` (the first exit has no predecessor to agree with, so it counts as a
+          disagreement); ``S_k = S_{k-1} + w_k C_k`` if the argmaxes agree, else ``S_k = 0``:
+          the score is reset to 0 *and exit k's vote is not added*. So the first exit only fires
+          with ``alpha_0 <= 0``, and a disagreeing exit only with ``alpha_k <= 0``. (The released
+          code also shifts the weights by one exit, ``0.1 * k`` from k = 0; pass such weights
+          through ``weights=`` to reproduce it: ``w_0`` is never used with ``"zero"``.)
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples, n_exits), float64
+        Non-negative; accumulated in float64 in exit order, so a per-sample loop adding
+        ``w_k * C_k`` one exit at a time gives identical values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from eeopt.methods.beem import beem_scores
+    >>> beem_scores([[0, 0, 1]], [[0.5, 0.5, 0.5]], [1.0, 1.0, 1.0]).tolist()
+    [[0.5, 1.0, 0.5]]
+    >>> beem_scores([[0, 0, 1]], [[0.5, 0.5, 0.5]], [1.0, 1.0, 1.0], reset="zero").tolist()
+    [[0.0, 0.5, 0.0]]
+    """
+    conf = v.check_float_array(confidence, "confidence", ndim=2)
+    preds = np.asarray(predictions)
+    if preds.dtype == np.bool_ or not np.issubdtype(preds.dtype, np.integer):
+        raise TypeError(f"predictions must hold integer classes, got dtype {preds.dtype}.")
+    if preds.shape != conf.shape:
+        raise ValueError(
+            f"predictions and confidence must have the same shape (n_samples, n_exits); got "
+            f"{preds.shape} and {conf.shape}."
+        )
+    n_samples, n_exits = conf.shape
+    weights = v.check_weights(weights, n_exits)
+    v.check_choice(reset, "reset", RESET_MODES)
+    scores = np.empty((n_samples, n_exits), dtype=np.float64)
+    if reset == "paper":
+        scores[:, 0] = conf[:, 0].astype(np.float64) * weights[0]
+    else:
+        scores[:, 0] = 0.0
+    for k in range(1, n_exits):
+        vote = conf[:, k].astype(np.float64) * weights[k]
+        agree = preds[:, k] == preds[:, k - 1]
+        restart = vote if reset == "paper" else 0.0
+        scores[:, k] = np.where(agree, scores[:, k - 1] + vote, restart)
+    return scores
+
+
+def cost_weights(costs: np.ndarray) -> np.ndarray:
+    """BEEM-C's weights ``w_k = costs[k] / costs[-1]``, ``(n_exits,)``."""
+    return np.asarray(costs, dtype=np.float64) / float(costs[-1])
+
+
+def accuracy_weights(correct: np.ndarray) -> np.ndarray:
+    """BEEM-A's weights: each exit's accuracy on the fitting data, ``(n_exits,)``."""
+    return np.asarray(correct).mean(axis=0, dtype=np.float64)
+
+
+# -- the error-rate rule --------------------------------------------------------------------------
+def _group_ends(sorted_scores: np.ndarray) -> np.ndarray:
+    """Index of the last element of each run of equal values in a sorted array."""
+    return np.flatnonzero(np.r_[sorted_scores[1:] != sorted_scores[:-1], True])
+
+
+def _choose(
+    values: np.ndarray,
+    n_exit: np.ndarray,
+    n_wrong: np.ndarray,
+    level: float,
+    min_samples: int,
+) -> tuple[int, float]:
+    """The candidate the error-rate rule picks, and the next level at which that changes.
+
+    Candidates are ordered from the highest threshold to the lowest; ``n_exit`` and ``n_wrong``
+    are the samples that would exit with each threshold and those of them that err. The rule
+    takes the last (lowest-threshold) candidate with at least ``min_samples`` exiting and an
+    error rate ``n_wrong / n_exit <= level``; -1 if there is none. Raising the level changes the
+    choice exactly when it reaches the smallest rate of an eligible candidate after it.
+    """
+    eligible = np.flatnonzero(n_exit >= min_samples)
+    rates = n_wrong[eligible] / n_exit[eligible]
+    feasible = np.flatnonzero(rates <= level)
+    if feasible.size:
+        last = int(feasible[-1])
+        chosen, later = int(eligible[last]), rates[last + 1 :]
+    else:
+        chosen, later = -1, rates
+    return chosen, float(later.min()) if later.size else np.inf
+
+
+def _check_rule_inputs(scores: Any, correct: Any, min_samples: Any, mode: Any):
+    scores = v.check_float_array(scores, "scores", ndim=2)
+    correct = np.asarray(correct)
+    if correct.dtype != np.bool_ or correct.shape != scores.shape:
+        raise ValueError(
+            f"correct must be a boolean array of the same shape as scores {scores.shape}, got "
+            f"dtype {correct.dtype} and shape {correct.shape}."
+        )
+    min_samples = v.check_positive_int(min_samples, "min_samples")
+    v.check_choice(mode, "thresholds", THRESHOLD_MODES)
+    return scores, correct, min_samples
+
+
+def exit_error_thresholds(
+    scores: Any,
+    correct: Any,
+    level: float,
+    *,
+    min_samples: int = 1,
+    thresholds: str = "per-exit",
+) -> np.ndarray:
+    """Thresholds of BEEM's error-rate rule at a given error level.
+
+    Per exit (``thresholds="per-exit"``), from the first exit to the last-but-one: among the
+    samples that have not left yet, ``alpha_k`` is the smallest score value whose exiting samples
+    (score >= alpha_k) err at a rate ``<= level``, counting only candidates with at least
+    ``min_samples`` samples exiting; ``+inf`` if none qualifies. ``alpha_k`` is reported as the
+    score of the weakest sample that leaves (any value down to the next lower remaining score
+    gives the same exits on these data).
+    Sorting once per exit and counting cumulatively makes this ``O(K N log N)``.
+
+    With ``thresholds="global"`` one alpha is shared by every early exit: the smallest with at
+    least ``min_samples`` samples leaving early, at an error rate ``<= level`` among them. It is
+    likewise the score of the weakest sample that leaves early (each sample leaves at the first
+    exit whose score reaches alpha).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples, n_exits)
+        BEEM scores (:func:`beem_scores`).
+    correct : array-like of shape (n_samples, n_exits), bool
+        Whether each exit's prediction is right.
+    level : float
+        The error level: the paper uses the final exit's error rate ``p`` (plus a tolerance).
+    min_samples : int, default=1
+        Fewest samples a candidate must let out to count.
+    thresholds : {"per-exit", "global"}, default="per-exit"
+
+    Returns
+    -------
+    thresholds : ndarray of shape (n_exits,)
+        The last entry is ``-inf`` (the last exit always fires).
+    """
+    scores, correct, min_samples = _check_rule_inputs(scores, correct, min_samples, thresholds)
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating, np.integer)):
+        raise TypeError(f"level must be a number, got {level!r}.")
+    if not level >= 0:
+        raise ValueError(f"level must be >= 0, got {level!r}.")
+    level = float(level)
+    n_samples, n_exits = scores.shape
+    out = np.full(n_exits, -np.inf)
+    if thresholds == "global":
+        sweep = _GlobalSweep(scores, correct)
+        chosen, _ = _choose(sweep.values, sweep.n_early, sweep.n_early_wrong, level, min_samples)
+        out[:-1] = sweep.values[chosen] if chosen >= 0 else np.inf
+        return out
+    remaining = np.arange(n_samples)
+    for k in range(n_exits - 1):
+        if remaining.size == 0:  # everyone has left: nothing to let out here
+            out[k] = np.inf
+            continue
+        exit_scores = scores[remaining, k]
+        order = np.argsort(exit_scores)[::-1]
+        ordered = exit_scores[order]
+        ends = _group_ends(ordered)
+        n_wrong = np.cumsum(~correct[remaining[order], k])[ends]
+        chosen, _ = _choose(ordered[ends], ends + 1, n_wrong, level, min_samples)
+        if chosen < 0:
+            out[k] = np.inf
+            continue
+        out[k] = ordered[ends[chosen]]
+        remaining = remaining[exit_scores < out[k]]
+    return out
+
+
+@dataclass(frozen=True)
+class LevelSweep(Sweep):
+    """Every distinct outcome of BEEM's error-rate rule as the error level rises.
+
+    ``parameters`` are the error levels, increasing from 0: each is the lowest level giving its
+    candidate, which holds up to (not including) the next one. ``mean_costs`` are computed from
+    exit counts as the engine does (identical to ``policy.evaluate``) for per-exit thresholds,
+    and from running sums (to rounding, as :func:`eeopt.targets.threshold_sweep`) for a global
+    one; target selection re-checks a budget with the engine either way.
+
+    Attributes
+    ----------
+    thresholds : ndarray of shape (n_candidates, n_exits)
+        The thresholds of each candidate (:func:`exit_error_thresholds` at that level).
+    """
+
+    thresholds: np.ndarray
+
+
+class _GlobalSweep:
+    """Every shared threshold that changes a decision (:func:`eeopt.targets.threshold_sweep`),
+    with the samples that leave early and those of them that err."""
+
+    def __init__(
+        self, scores: np.ndarray, correct: np.ndarray, costs: np.ndarray | None = None
+    ) -> None:
+        n_samples, n_exits = scores.shape
+        # The same sweep with indicator costs (1 at early exits, 0 at the last) counts the early
+        # exits, and with "correct" = wrong at an early exit it counts their errors.
+        early = np.r_[np.ones(n_exits - 1), 0.0]
+        early_wrong = ~correct
+        early_wrong[:, -1] = False
+        counting = threshold_sweep(scores, early_wrong, early)
+        outcome = None if costs is None else threshold_sweep(scores, correct, costs)
+        # parameters[0] is +inf (no early exit): the rule's candidates are the others.
+        self.values = counting.parameters[1:]
+        self.n_early = np.rint(counting.mean_costs[1:] * n_samples).astype(np.int64)
+        self.n_early_wrong = counting.n_correct[1:]
+        self.outcome = outcome
+
+
+def level_sweep(
+    scores: Any,
+    correct: Any,
+    costs: Any,
+    *,
+    min_samples: int = 1,
+    thresholds: str = "per-exit",
+    max_level: float = 1.0,
+) -> LevelSweep:
+    """Accuracy and mean cost of BEEM's error-rate rule at every level that changes a decision.
+
+    The rule's thresholds are a step function of the error level: exit k's choice changes only
+    when the level reaches the error rate of a candidate with a lower threshold. Starting at
+    level 0, each step moves to the smallest such rate over all exits and recomputes the
+    thresholds from the first exit whose choice changed; every step is a distinct policy, so the
+    result lists each policy of the family once, with its exact outcome on these samples.
+
+    Per exit, the samples are sorted once by score; a step costs ``O(N)`` per exit recomputed
+    (cumulative counts of the remaining samples in that order), and stops early once the samples
+    passed on are unchanged. The number of steps is the number of distinct policies, in practice
+    one or two per sample, so the sweep grows about quadratically with N: seconds for 5,000
+    samples, see ``benchmarks/README.md``.
+
+    Parameters
+    ----------
+    scores, correct : as in :func:`exit_error_thresholds`
+    costs : array-like of shape (n_exits,)
+        Cumulative costs.
+    min_samples, thresholds : as in :func:`exit_error_thresholds`
+    max_level : float, default=1.0
+        Stop at this level (error rates never exceed 1).
+
+    Returns
+    -------
+    LevelSweep
+    """
+    scores, correct, min_samples = _check_rule_inputs(scores, correct, min_samples, thresholds)
+    n_samples, n_exits = scores.shape
+    costs = v.check_costs(costs, n_exits)
+    if n_exits == 1:
+        raise ValueError("BEEM needs at least 2 exits.")
+    if thresholds == "global":
+        return _global_level_sweep(scores, correct, costs, min_samples, max_level)
+    return _per_exit_level_sweep(scores, correct, costs, min_samples, max_level)
+
+
+def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> LevelSweep:
+    n_samples, n_exits = scores.shape
+    sweep = _GlobalSweep(scores, correct, costs)
+    eligible = sweep.n_early >= min_samples
+    rates = np.full(sweep.values.shape[0], np.inf)
+    rates[eligible] = sweep.n_early_wrong[eligible] / sweep.n_early[eligible]
+    # Level L picks the last candidate with rate <= L: candidate j is picked from level rates[j]
+    # on exactly when every later candidate has a higher rate (a strict suffix minimum).
+    later_min = np.r_[np.minimum.accumulate(rates[::-1])[::-1][1:], np.inf]
+    picked = np.flatnonzero((rates < later_min) & (rates <= max_level))
+    levels = rates[picked]
+    if levels.size == 0 or levels[0] > 0:  # level 0 itself: no candidate, no early exit
+        picked, levels = np.r_[-1, picked], np.r_[0.0, levels]
+    index = picked + 1  # into the outcome sweep, whose entry 0 is "no early exit"
+    parameters = sweep.outcome.parameters[index]
+    thresholds = np.repeat(parameters[:, None], n_exits, axis=1)
+    thresholds[:, -1] = -np.inf
+    return LevelSweep(
+        parameters=levels,
+        mean_costs=sweep.outcome.mean_costs[index],
+        n_correct=sweep.outcome.n_correct[index],
+        n_samples=n_samples,
+        thresholds=thresholds,
+    )
+
+
+class _SortedExit:
+    """One exit's samples sorted by decreasing score, with the runs of equal scores."""
+
+    def __init__(self, exit_scores: np.ndarray, wrong: np.ndarray) -> None:
+        self.order = np.argsort(exit_scores)[::-1]
+        ordered = exit_scores[self.order]
+        ends = _group_ends(ordered)
+        self.values = ordered[ends]
+        # The run (group of equal scores) of each sorted position.
+        self.group = np.repeat(np.arange(ends.size), np.diff(ends, prepend=-1))
+        self.wrong = wrong[self.order]
+
+    def candidates(self, remaining: np.ndarray):
+        """Thresholds that let a remaining sample out, with how many exit and err.
+
+        Only the scores of remaining samples are candidates (another value gives the same
+        exits as the next remaining score above it); all work after locating the remaining
+        samples in the sorted order is on them alone.
+        """
+        present = np.flatnonzero(remaining[self.order])
+        if present.size == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return self.values[:0], empty, empty
+        group = self.group[present]
+        last = _group_ends(group)
+        n_wrong = np.cumsum(self.wrong[present])[last]
+        return self.values[group[last]], last + 1, n_wrong
+
+
+def _per_exit_level_sweep(scores, correct, costs, min_samples, max_level) -> LevelSweep:
+    n_samples, n_exits = scores.shape
+    columns = np.ascontiguousarray(scores.T)  # one exit's scores contiguous: read per step
+    sorted_exits = [_SortedExit(columns[k], ~correct[:, k]) for k in range(n_exits - 1)]
+    remaining = [np.ones(n_samples, dtype=bool)] + [None] * (n_exits - 1)
+    alpha = np.full(n_exits, -np.inf)
+    exit_count = np.zeros(n_exits, dtype=np.int64)
+    exit_correct = np.zeros(n_exits, dtype=np.int64)
+    next_level = np.full(n_exits - 1, np.inf)
+
+    def recompute(first: int, level: float) -> None:
+        for k in range(first, n_exits - 1):
+            values, n_exit, n_wrong = sorted_exits[k].candidates(remaining[k])
+            chosen, next_level[k] = _choose(values, n_exit, n_wrong, level, min_samples)
+            if chosen < 0:
+                alpha[k], exit_count[k], exit_correct[k] = np.inf, 0, 0
+                passed = remaining[k]
+            else:
+                alpha[k] = values[chosen]
+                exit_count[k] = n_exit[chosen]
+                exit_correct[k] = n_exit[chosen] - n_wrong[chosen]
+                passed = remaining[k] & (columns[k] < alpha[k])
+            # Once the samples passed on are the same as before and the next exit's choice is
+            # not due to change at this level, nothing further down changes either.
+            settled = (
+                remaining[k + 1] is not None
+                and (k + 1 == n_exits - 1 or next_level[k + 1] > level)
+                and np.array_equal(passed, remaining[k + 1])
+            )
+            remaining[k + 1] = passed
+            if settled:
+                return
+        last = remaining[n_exits - 1]
+        exit_count[-1] = np.count_nonzero(last)
+        exit_correct[-1] = np.count_nonzero(last & correct[:, -1])
+
+    levels, all_thresholds, all_counts, n_correct = [], [], [], []
+    level, first = 0.0, 0
+    while True:
+        recompute(first, level)
+        levels.append(level)
+        all_thresholds.append(alpha.copy())
+        all_counts.append(exit_count.copy())
+        n_correct.append(int(exit_correct.sum()))
+        level = float(next_level.min())
+        if not level <= max_level:
+            break
+        first = int(np.flatnonzero(next_level == level)[0])
+    counts = np.array(all_counts, dtype=np.int64)
+    return LevelSweep(
+        parameters=np.array(levels),
+        # The engine's formula, one vector product per row (a matrix product may round
+        # differently), so the figures equal those of policy.evaluate bit for bit.
+        mean_costs=np.array([(row / n_samples) @ costs for row in counts]),
+        n_correct=np.array(n_correct, dtype=np.int64),
+        n_samples=n_samples,
+        thresholds=np.array(all_thresholds),
+    )
+
+
+# -- the policy and the fitting entry point ------------------------------------------------------
+class BeemPolicy(Policy):
+    """Thresholds on the BEEM score (:func:`beem_scores`).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_exits,)
+        The expert weights (fitted accuracies for BEEM-A).
+    reset : {"paper", "zero"}
+    """
+
+    def __init__(
+        self,
+        method: str,
+        thresholds: np.ndarray,
+        costs: np.ndarray,
+        n_classes: int,
+        fit_info: dict | None = None,
+        *,
+        weights: Any,
+        reset: str = "paper",
+    ) -> None:
+        super().__init__(method, thresholds, costs, n_classes, fit_info)
+        self.weights_ = np.asarray(weights, dtype=np.float64)
+        self.reset = reset
+
+    def compute_scores(self, data: ExitData) -> np.ndarray:
+        # The score at exit k uses exits 0..k only, so a prefix of the exits (exit-by-exit
+        # inference, Policy.prefix_scores) takes the matching prefix of the weights.
+        weights = self.weights_[: data.n_exits]
+        return beem_scores(data.predictions, data.maxprob, weights, self.reset)
+
+    def _params(self) -> dict[str, Any]:
+        return {"weights": encode_floats(self.weights_), "reset": self.reset}
+
+    @classmethod
+    def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> BeemPolicy:
+        return cls(**common, weights=decode_floats(params["weights"]), reset=params["reset"])
+
+
+def _weights_for(method: str, data: ExitData, weights: Any) -> np.ndarray:
+    if weights is not None:
+        return v.check_weights(weights, data.n_exits)
+    if method == "beem-c":
+        return cost_weights(data.costs)
+    data.require_labels("BEEM-A's accuracy weights (or pass weights=)")
+    return accuracy_weights(data.correct)
+
+
+def _settings(data: ExitData, method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Pop and check the options that shape the score and the rule (not the target)."""
+    weights = options.pop("weights", None)
+    return {
+        "weights": _weights_for(method, data, weights),
+        "reset": v.check_choice(options.pop("reset", "paper"), "reset", RESET_MODES),
+        "thresholds_mode": v.check_choice(
+            options.pop("thresholds", "per-exit"), "thresholds", THRESHOLD_MODES
+        ),
+        "min_samples": v.check_positive_int(options.pop("min_samples", 1), "min_samples"),
+    }
+
+
+@register_sweep("beem-c", "beem-a", parameter="level")
+def sweep_beem(data: ExitData, method: str, **options: Any) -> LevelSweep:
+    """Every error level (in [0, 1]) that changes a decision of BEEM's rule on ``data``, with
+    its accuracy and mean cost (:func:`level_sweep`); options as in :func:`fit_beem`."""
+    data.require_labels(f"sweeping {method!r}")
+    settings = _settings(data, method, options)
+    v.check_options(method, options, set())
+    scores = beem_scores(data.predictions, data.maxprob, settings["weights"], settings["reset"])
+    return level_sweep(
+        scores,
+        data.correct,
+        data.costs,
+        min_samples=settings["min_samples"],
+        thresholds=settings["thresholds_mode"],
+    )
+
+
+@register("beem-c", _OPTIONS, "BEEM, experts weighted by cost costs[k] / costs[-1]")
+@register("beem-a", _OPTIONS, "BEEM, experts weighted by their accuracy on the fitting data")
+def fit_beem(data: ExitData, method: str, **options: Any) -> BeemPolicy:
+    """Fit BEEM-C or BEEM-A (spec section 4).
+
+    Options
+    -------
+    weights : array-like of shape (n_exits,), optional
+        Positive expert weights replacing the method's own.
+    reset : {"paper", "zero"}, default="paper"
+        See :func:`beem_scores`.
+    thresholds : {"per-exit", "global"}, default="per-exit"
+        One alpha per early exit, or one shared alpha.
+    min_samples : int, default=1
+        The error-rate rule only counts a threshold that lets at least this many samples out.
+    level : float in [0, 1]
+        The error level of the rule directly (the parameter of BEEM's Pareto front).
+    target : {"exit-error", "accuracy"}, default="exit-error"
+        ``"exit-error"``: the paper's rule at level ``p + tolerance``, ``p`` the final exit's
+        error rate on the fitting data. ``"accuracy"``: among the levels ``<= p``, the cheapest
+        policy whose accuracy is at least the final exit's minus ``tolerance``.
+    tolerance : float in [0, 1], default=0
+    budget : float
+        The most accurate policy of the rule (over every level in [0, 1]) with mean cost <= B.
+    alpha : float or array-like
+        Direct thresholds: one for every early exit, or one per exit (``+inf`` disables one).
+    """
+    level = options.pop("level", None)
+    if level is not None:
+        given = sorted(set(options) & {"budget", "target", "tolerance", "alpha"})
+        if given:
+            raise ValueError(
+                f"give at most one of level=, budget=, target=, alpha= for method {method!r}; "
+                f"got level and {', '.join(given)}."
+            )
+        level = v.check_fraction(level, "level")
+        data.require_labels(f"fitting {method!r} at an error level")
+        target = Target("direct", level)
+    else:
+        target = resolve_target(
+            method,
+            data,
+            options,
+            direct="alpha",
+            targets=("exit-error", "accuracy"),
+            default="exit-error",
+        )
+    if data.n_exits < 2:
+        raise ValueError(f"method {method!r} needs at least 2 exits, got {data.n_exits}.")
+    settings = _settings(data, method, options)
+    weights, reset, mode = settings["weights"], settings["reset"], settings["thresholds_mode"]
+    min_samples = settings["min_samples"]
+    scores = beem_scores(data.predictions, data.maxprob, weights, reset)
+    settings["weights"] = weights.tolist()
+
+    def make(thresholds: np.ndarray) -> BeemPolicy:
+        return BeemPolicy(
+            method, thresholds, data.costs, data.n_classes, weights=weights, reset=reset
+        )
+
+    if target.kind == "direct" and level is None:
+        thresholds = v.check_thresholds(target.value, data.n_exits, "alpha")
+        if mode == "global" and np.unique(thresholds[:-1]).size > 1:
+            raise ValueError(
+                "thresholds='global' shares one alpha across the early exits; pass a single "
+                "number as alpha=, or thresholds='per-exit'."
+            )
+        policy = make(thresholds)
+        target = Target("direct", thresholds[:-1].tolist())
+        if data.labels is None:
+            policy.fit_info_ = {**target.describe(), **settings}
+            return policy
+        return record_fit(policy, data, target, **settings)
+
+    correct = data.correct
+    final_error = float(np.count_nonzero(~correct[:, -1]) / data.n_samples)
+    if target.kind in ("exit-error", "direct"):
+        level = final_error + target.value if level is None else level
+        policy = make(
+            exit_error_thresholds(scores, correct, level, min_samples=min_samples, thresholds=mode)
+        )
+    else:
+        max_level = final_error if target.kind == "accuracy" else 1.0
+        sweep = level_sweep(
+            scores,
+            correct,
+            data.costs,
+            min_samples=min_samples,
+            thresholds=mode,
+            max_level=max_level,
+        )
+        if target.kind == "budget":
+
+            def exact_cost(i: int) -> float:
+                exits = engine.first_exit(scores, sweep.thresholds[i])
+                return engine.mean_cost(exits, data.costs)
+
+            index = select_for_budget(sweep, target.value, exact_cost)
+        else:
+            final_correct = data.n_samples - np.count_nonzero(~correct[:, -1])
+            index = select_for_accuracy(sweep, final_correct - target.value * data.n_samples)
+        level = float(sweep.parameters[index])
+        policy = make(sweep.thresholds[index].copy())
+    return record_fit(policy, data, target, level=level, final_error=final_error, **settings)

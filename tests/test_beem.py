@@ -1,0 +1,384 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import make_multi_exit
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from reference import (
+    ref_all_levels,
+    ref_beem_scores,
+    ref_evaluate,
+    ref_exit,
+    ref_exit_error_thresholds,
+)
+
+import eeopt
+from eeopt.methods.beem import (
+    BeemPolicy,
+    beem_scores,
+    exit_error_thresholds,
+    level_sweep,
+)
+
+
+def make_tied_data(n=24, n_exits=4, n_classes=3, seed=0, costs=None):
+    """Probabilities with few distinct max values (many ties) and exits improving with depth."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, size=n)
+    p_correct = np.linspace(0.4, 0.85, n_exits)
+    probs = np.empty((n, n_exits, n_classes))
+    for k in range(n_exits):
+        right = rng.random(n) < p_correct[k]
+        other = (labels + rng.integers(1, n_classes, size=n)) % n_classes
+        pred = np.where(right, labels, other)
+        top = rng.choice([0.5, 0.6, 0.8, 1.0], size=n)
+        probs[:, k, :] = ((1 - top) / (n_classes - 1))[:, None]
+        probs[np.arange(n), k, pred] = top
+    return eeopt.ExitData(probs, labels, costs, input="probs")
+
+
+def _ref_scores(data, weights, reset):
+    return np.array(
+        [
+            ref_beem_scores(data.predictions[i], data.maxprob[i], weights, reset)
+            for i in range(data.n_samples)
+        ]
+    )
+
+
+# -- the score --------------------------------------------------------------------------------
+@settings(max_examples=30)
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 12), st.integers(1, 6)), elements=st.integers(0, 2)),
+    st.sampled_from(["paper", "zero"]),
+    st.data(),
+)
+def test_scores_match_the_per_sample_reference(predictions, reset, draw):
+    shape = predictions.shape
+    confidence = draw.draw(
+        arrays(np.float32, shape, elements=st.floats(0, 1, width=32)), label="confidence"
+    )
+    weights = draw.draw(arrays(np.float64, shape[1], elements=st.floats(1e-3, 10)), label="weights")
+    got = beem_scores(predictions, confidence, weights, reset)
+    expected = [
+        ref_beem_scores(predictions[i], confidence[i], weights, reset) for i in range(shape[0])
+    ]
+    # Same additions in the same order: identical floats, not merely close.
+    np.testing.assert_array_equal(got, np.array(expected).reshape(shape))
+
+
+def test_zero_reset_drops_the_disagreeing_vote():
+    preds = np.array([[1, 1, 2, 2]])
+    conf = np.array([[0.5, 0.5, 0.5, 0.5]])
+    weights = [1.0, 2.0, 3.0, 4.0]
+    np.testing.assert_array_equal(beem_scores(preds, conf, weights), [[0.5, 1.5, 1.5, 3.5]])
+    np.testing.assert_array_equal(
+        beem_scores(preds, conf, weights, reset="zero"), [[0.0, 1.0, 0.0, 2.0]]
+    )
+
+
+@pytest.mark.parametrize("reset", ["paper", "zero"])
+def test_policy_exits_match_the_reference_loop(reset):
+    data = make_tied_data(n=60, n_exits=5, seed=3)
+    alpha = [0.6, 1.0, np.inf, 1.2]
+    policy = eeopt.fit(data, method="beem-c", alpha=alpha, reset=reset)
+    weights = data.costs / data.costs[-1]
+    scores = _ref_scores(data, weights, reset)
+    exits = policy.exit_index(data)
+    for i in range(data.n_samples):
+        assert exits[i] == ref_exit(list(scores[i]), alpha + [-math.inf])
+    np.testing.assert_array_equal(
+        policy.predict(data), data.predictions[np.arange(data.n_samples), exits]
+    )
+
+
+def test_weights_of_each_variant():
+    data = make_tied_data(n=80, n_exits=4, seed=2, costs=[1.0, 3.0, 4.0, 8.0])
+    c = eeopt.fit(data, method="beem-c", alpha=1.0)
+    a = eeopt.fit(data, method="beem-a", alpha=1.0)
+    u = eeopt.fit(data, method="beem-a", alpha=1.0, weights=[4, 3, 2, 1])
+    np.testing.assert_array_equal(c.weights_, [1 / 8, 3 / 8, 4 / 8, 1.0])
+    np.testing.assert_array_equal(a.weights_, data.correct.mean(axis=0))
+    np.testing.assert_array_equal(u.weights_, [4.0, 3.0, 2.0, 1.0])
+    np.testing.assert_array_equal(c.compute_scores(data), _ref_scores(data, c.weights_, "paper"))
+
+
+# -- the error-rate rule against brute force ---------------------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("min_samples", [1, 3])
+@pytest.mark.parametrize("mode", ["per-exit", "global"])
+def test_thresholds_match_brute_force(seed, min_samples, mode):
+    data = make_tied_data(n=30, n_exits=4, seed=seed)
+    scores = beem_scores(data.predictions, data.maxprob, data.exit_accuracy)
+    correct = data.correct
+    p = 1 - data.exit_accuracy[-1]
+    for level in (0.0, p, p + 0.05, 0.5, 1.0):
+        got = exit_error_thresholds(
+            scores, correct, level, min_samples=min_samples, thresholds=mode
+        )
+        expected = ref_exit_error_thresholds(scores, correct, level, min_samples, mode)
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("mode", ["per-exit", "global"])
+def test_exit_error_target_keeps_each_exit_within_p(mode):
+    logits, labels = make_multi_exit(n=2000, n_exits=5, n_classes=10, seed=4)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    p = 1 - data.exit_accuracy[-1]
+    for tolerance in (0.0, 0.03):
+        policy = eeopt.fit(data, method="beem-a", thresholds=mode, tolerance=tolerance)
+        exits = policy.exit_index(data)
+        leaving = exits < data.n_exits - 1
+        assert leaving.any()
+        wrong = ~data.correct[np.arange(data.n_samples), exits]
+        if mode == "per-exit":
+            for k in range(data.n_exits - 1):
+                if np.any(exits == k):
+                    assert wrong[exits == k].mean() <= p + tolerance
+        else:
+            assert wrong[leaving].mean() <= p + tolerance
+        assert policy.fit_info_["target"] == "exit-error"
+        assert policy.fit_info_["final_error"] == pytest.approx(p)
+
+
+def test_min_samples_disables_small_exits():
+    data = make_tied_data(n=40, n_exits=4, seed=1)
+    policy = eeopt.fit(data, method="beem-a", min_samples=41)
+    assert np.all(np.isinf(policy.thresholds_[:-1]))
+    np.testing.assert_array_equal(policy.exit_index(data), data.n_exits - 1)
+
+
+# -- properties of the exit rule -----------------------------------------------------------------
+@settings(max_examples=30)
+@given(st.integers(0, 10_000), st.integers(2, 6), st.sampled_from(["paper", "zero"]))
+def test_infinite_alpha_everywhere_is_the_final_exit(seed, n_exits, reset):
+    logits, labels = make_multi_exit(n=50, n_exits=n_exits, n_classes=4, seed=seed)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    policy = eeopt.fit(data, method="beem-a", alpha=np.inf, reset=reset)
+    result = policy.evaluate(data)
+    np.testing.assert_array_equal(result.exit_index, n_exits - 1)
+    np.testing.assert_array_equal(result.predictions, data.predictions[:, -1])
+    assert result.accuracy == data.exit_accuracy[-1]
+    assert result.mean_cost == data.costs[-1]
+
+
+@settings(max_examples=40)
+@given(
+    st.integers(0, 10_000),
+    arrays(np.float64, 4, elements=st.floats(0, 3)),
+    st.integers(0, 3),
+    st.floats(0, 3),
+)
+def test_raising_one_alpha_never_lowers_the_mean_cost(seed, alpha, which, increase):
+    logits, labels = make_multi_exit(n=60, n_exits=5, n_classes=3, seed=seed)
+    data = eeopt.ExitData.from_logits(logits, labels, costs=[1, 2, 3, 5, 8])
+    higher = alpha.copy()
+    higher[which] += increase
+    before = eeopt.fit(data, method="beem-c", alpha=alpha).evaluate(data).mean_cost
+    after = eeopt.fit(data, method="beem-c", alpha=higher).evaluate(data).mean_cost
+    assert after >= before
+
+
+# -- the level sweep and the targets --------------------------------------------------------------
+def _brute_force_levels(data, weights, mode, max_level=1.0):
+    """(level, accuracy, mean cost) of the rule at every possible error rate e / m."""
+    scores = _ref_scores(data, weights, "paper")
+    correct = data.correct.tolist()
+    out = []
+    for level in ref_all_levels(data.n_samples):
+        if level > max_level:
+            break
+        thresholds = ref_exit_error_thresholds(scores, correct, level, 1, mode)
+        ref = ref_evaluate(data.probs, data.labels, data.costs, scores, thresholds)
+        out.append((level, ref["accuracy"], ref["mean_cost"]))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["per-exit", "global"])
+def test_level_sweep_lists_each_policy_once_with_its_outcome(mode):
+    data = make_tied_data(n=40, n_exits=4, seed=5)
+    scores = beem_scores(data.predictions, data.maxprob, data.exit_accuracy)
+    sweep = level_sweep(scores, data.correct, data.costs, thresholds=mode)
+    assert sweep.parameters[0] == 0.0
+    assert np.all(np.diff(sweep.parameters) > 0)
+    seen = set()
+    for level, thresholds, cost, n_correct in zip(
+        sweep.parameters, sweep.thresholds, sweep.mean_costs, sweep.n_correct, strict=True
+    ):
+        np.testing.assert_array_equal(
+            thresholds, exit_error_thresholds(scores, data.correct, level, thresholds=mode)
+        )
+        exits = eeopt.engine.first_exit(scores, thresholds)
+        exact = eeopt.engine.mean_cost(exits, data.costs)
+        if mode == "per-exit":  # from exit counts, as the engine: bit for bit
+            assert cost == exact
+        else:  # running sums, as eeopt.targets.threshold_sweep: to rounding
+            assert cost == pytest.approx(exact, rel=1e-12)
+        assert n_correct == np.count_nonzero(data.correct[np.arange(data.n_samples), exits])
+        key = tuple(exits.tolist())
+        assert key not in seen  # every step changes a decision
+        seen.add(key)
+    # ... and no policy of the family is missing.
+    for level in ref_all_levels(data.n_samples):
+        t = exit_error_thresholds(scores, data.correct, level, thresholds=mode)
+        assert tuple(eeopt.engine.first_exit(scores, t).tolist()) in seen
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 10_000), st.floats(0, 1), st.sampled_from(["per-exit", "global"]))
+def test_budget_is_never_exceeded_and_no_level_within_it_is_more_accurate(seed, share, mode):
+    rng = np.random.default_rng(seed)
+    costs = np.cumsum(rng.uniform(0.1, 1.0, 4))
+    data = make_tied_data(n=int(rng.integers(6, 20)), n_exits=4, seed=seed, costs=costs)
+    budget = float(costs[0] + share * (costs[-1] - costs[0]))
+    policy = eeopt.fit(data, method="beem-a", budget=budget, thresholds=mode)
+    result = policy.evaluate(data)
+    assert result.mean_cost <= budget
+    feasible = [
+        (a, c)
+        for _, a, c in _brute_force_levels(data, data.exit_accuracy, mode)
+        if c <= budget * (1 + 1e-12)  # the loop sums costs one by one: allow its rounding
+    ]
+    best = max(a for a, _ in feasible)
+    assert result.accuracy >= best - 1e-12
+    assert result.mean_cost <= min(c for a, c in feasible if a >= best - 1e-12) + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("tolerance", [0.0, 0.05])
+def test_accuracy_target_is_the_cheapest_level_up_to_p_that_holds(seed, tolerance):
+    data = make_tied_data(n=18, n_exits=4, seed=seed)
+    policy = eeopt.fit(data, method="beem-c", target="accuracy", tolerance=tolerance)
+    result = policy.evaluate(data)
+    floor = data.exit_accuracy[-1] - tolerance
+    assert result.accuracy >= floor - 1e-12
+    p = 1 - data.exit_accuracy[-1]
+    assert policy.fit_info_["level"] <= p
+    weights = data.costs / data.costs[-1]
+    costs = [
+        c for _, a, c in _brute_force_levels(data, weights, "per-exit", p) if a >= floor - 1e-12
+    ]
+    assert result.mean_cost == pytest.approx(min(costs))
+
+
+def test_budget_target_on_larger_data_is_exact():
+    logits, labels = make_multi_exit(n=1500, n_exits=5, n_classes=10, seed=6)
+    data = eeopt.ExitData.from_logits(logits, labels, costs=[0.1, 0.2, 0.3, 0.7, 1.1])
+    for budget in (0.1, 0.25, 0.5, 1.1):
+        policy = eeopt.fit(data, method="beem-a", budget=budget)
+        result = policy.evaluate(data)
+        assert result.mean_cost <= budget
+        assert result.accuracy == policy.fit_info_["fit_accuracy"]
+
+
+# -- files, labels, bad input ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options", [{}, {"reset": "zero", "budget": 2.5}, {"alpha": [1, np.inf, 0.3]}]
+)
+def test_json_round_trip_is_exact(tmp_path, options):
+    logits, labels = make_multi_exit(n=300, n_exits=4, seed=12)
+    policy = eeopt.fit(logits, labels, method="beem-a", **options)
+    path = tmp_path / "beem.json"
+    policy.save(path)
+    loaded = eeopt.load_policy(path)
+    assert isinstance(loaded, BeemPolicy)
+    assert loaded.method == "beem-a" and loaded.reset == policy.reset
+    np.testing.assert_array_equal(loaded.weights_, policy.weights_)
+    np.testing.assert_array_equal(loaded.thresholds_, policy.thresholds_)
+    np.testing.assert_array_equal(
+        loaded.compute_scores(eeopt.ExitData.from_logits(logits)),
+        policy.compute_scores(eeopt.ExitData.from_logits(logits)),
+    )
+    assert json.dumps(loaded.to_dict()) == json.dumps(policy.to_dict())
+
+
+def test_targets_need_labels_but_beem_c_alpha_does_not():
+    logits, _ = make_multi_exit(n=50, n_exits=3)
+    with pytest.raises(ValueError, match="labels"):
+        eeopt.fit(logits, method="beem-c")
+    with pytest.raises(ValueError, match="labels"):
+        eeopt.fit(logits, method="beem-a", budget=2.0)
+    with pytest.raises(ValueError, match="labels"):
+        eeopt.fit(logits, method="beem-a", alpha=1.0)  # BEEM-A's weights are accuracies
+    policy = eeopt.fit(logits, method="beem-c", alpha=0.8)
+    assert policy.exit_index(logits).shape == (50,)
+    policy = eeopt.fit(logits, method="beem-a", alpha=0.8, weights=[1, 1, 1])
+    assert policy.fit_info_["target"] == "direct"
+
+
+@pytest.mark.parametrize(
+    "options, error, name",
+    [
+        ({"reset": "none"}, ValueError, "reset"),
+        ({"thresholds": "per-layer"}, ValueError, "thresholds"),
+        ({"weights": [1, 2]}, ValueError, "weights"),
+        ({"weights": [1, -1, 1, 1]}, ValueError, "weights"),
+        ({"weights": [0, 0, 0, 0]}, ValueError, "weights"),
+        ({"weights": [1, np.nan, 1, 1]}, ValueError, "weights"),
+        ({"weights": "cost"}, TypeError, "weights"),
+        ({"min_samples": 0}, ValueError, "min_samples"),
+        ({"min_samples": 1.5}, TypeError, "min_samples"),
+        ({"tolerance": 1.5}, ValueError, "tolerance"),
+        ({"tolerance": -0.1}, ValueError, "tolerance"),
+        ({"alpha": np.nan}, ValueError, "alpha"),
+        ({"alpha": [1.0, 2.0]}, ValueError, "alpha"),
+        ({"alpha": [1.0, 2.0, 3.0], "thresholds": "global"}, ValueError, "global"),
+        ({"target": "budget"}, ValueError, "target"),
+        ({"budget": 0.5}, ValueError, "budget"),
+        ({"budget": 2.0, "alpha": 1.0}, ValueError, "alpha"),
+        ({"budget": 2.0, "tolerance": 0.1}, ValueError, "tolerance"),
+        ({"patience": 2}, ValueError, "patience"),
+    ],
+)
+def test_bad_input_names_the_argument(options, error, name):
+    logits, labels = make_multi_exit(n=50, n_exits=4)
+    with pytest.raises(error, match=name):
+        eeopt.fit(logits, labels, method="beem-a", **options)
+
+
+def test_bad_score_input_names_the_argument():
+    with pytest.raises(ValueError, match="reset"):
+        beem_scores([[0, 1]], [[0.5, 0.5]], [1, 1], reset="half")
+    with pytest.raises(ValueError, match="same shape"):
+        beem_scores([[0, 1]], [[0.5, 0.5, 0.5]], [1, 1, 1])
+    with pytest.raises(TypeError, match="predictions"):
+        beem_scores([[0.0, 1.0]], [[0.5, 0.5]], [1, 1])
+    with pytest.raises(ValueError, match="confidence"):
+        beem_scores([[0, 1]], [[0.5, np.nan]], [1, 1])
+    with pytest.raises(ValueError, match="weights"):
+        beem_scores([[0, 1]], [[0.5, 0.5]], [1, -1])
+    with pytest.raises(ValueError, match="weights"):
+        beem_scores([[0, 1]], [[0.5, 0.5]], [0, 0])
+    # A zero weight (an exit BEEM-A finds never right) is allowed: it adds nothing.
+    assert beem_scores([[0, 0]], [[0.5, 0.5]], [0, 1]).tolist() == [[0.0, 0.5]]
+    with pytest.raises(ValueError, match="level"):
+        exit_error_thresholds([[0.5, 0.5]], [[True, False]], -0.1)
+    with pytest.raises(ValueError, match="correct"):
+        exit_error_thresholds([[0.5, 0.5]], [[1, 0]], 0.1)
+
+
+def test_level_option_and_the_front_reproduce_sweep_points():
+    logits, labels = make_multi_exit(n=600, n_exits=4, n_classes=5, seed=13)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    front = eeopt.pareto_front(data, method="beem-a", verbose=False)
+    assert front.parameter_name == "level" and len(front) > 3
+    for level, cost, accuracy in zip(front.parameters, front.costs, front.accuracies, strict=True):
+        result = eeopt.fit(data, method="beem-a", level=float(level)).evaluate(data)
+        assert result.mean_cost == pytest.approx(cost) and result.accuracy == accuracy
+    with pytest.raises(ValueError, match="level"):
+        eeopt.fit(data, method="beem-a", level=0.1, budget=2.0)
+    with pytest.raises(ValueError, match="level"):
+        eeopt.fit(data, method="beem-a", level=1.5)
+
+
+def test_prefix_scores_use_the_prefix_of_the_weights():
+    logits, labels = make_multi_exit(n=100, n_exits=4, seed=2)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    policy = eeopt.fit(data, method="beem-a", reset="zero")
+    full = policy.compute_scores(data)
+    for k in range(4):
+        prefix = policy.prefix_scores(np.ascontiguousarray(data.probs[:, : k + 1]))
+        np.testing.assert_array_equal(prefix, full[:, : k + 1])

@@ -1,0 +1,104 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import make_multi_exit
+
+import eeopt
+from eeopt.cli import main
+
+
+@pytest.fixture
+def npz(tmp_path):
+    logits, labels = make_multi_exit(n=600, n_exits=4, seed=1)
+    path = tmp_path / "toy.npz"
+    eeopt.ExitData.from_logits(logits, labels, costs=[1, 2, 3, 4]).save(path)
+    return path
+
+
+def test_fit_then_evaluate(npz, tmp_path, capsys):
+    policy_path = tmp_path / "p.json"
+    assert main(["fit", str(npz), "--method", "maxprob", "--budget", "2.5", "-o",
+                 str(policy_path)]) == 0
+    policy = eeopt.load_policy(policy_path)
+    assert policy.fit_info_["budget"] == 2.5
+    assert main(["evaluate", str(policy_path), str(npz), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    expected = policy.evaluate(eeopt.ExitData.load(npz))
+    assert summary["accuracy"] == expected.accuracy
+    assert summary["mean_cost"] == expected.mean_cost <= 2.5
+
+
+def test_fit_passes_method_options(npz, tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["fit", str(npz), "--method", "msdnet", "--budget", "2",
+                 "--option", "score=entropy", "-o", str(out)]) == 0
+    assert eeopt.load_policy(out).score == "entropy"
+
+
+def test_compare_prints_the_table_and_writes_files(npz, tmp_path, capsys):
+    fig = tmp_path / "front.pdf"
+    table = tmp_path / "table.tex"
+    code = main(["compare", str(npz), "--methods", "maxprob,msdnet", "--budgets", "2,3",
+                 "-o", str(fig), "--table", str(table), "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "final-exit" in out and "msdnet" in out
+    assert fig.read_bytes().startswith(b"%PDF")
+    assert "\\begin{tabular}" in table.read_text()
+
+
+def test_report_writes_a_self_contained_page(npz, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(npz), "--methods", "maxprob,patience", "--n-budgets", "3",
+                 "-o", str(out), "-q"]) == 0
+    page = (out / "index.html").read_text()
+    assert page.count("<svg") >= 3 and "<table>" in page and "maxprob" in page
+    assert "src=\"http" not in page  # nothing loaded from elsewhere
+    assert (out / "comparison.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fit", "missing.npz", "--method", "maxprob"], "neither a file"),
+        (["fit", "{npz}", "--method", "nope"], "unknown method"),
+        (["fit", "{npz}", "--method", "maxprob", "--budget", "99"], "budget"),
+        (["fit", "{npz}", "--method", "maxprob", "--option", "bad"], "name=value"),
+        (["evaluate", "missing.json", "{npz}"], "POLICY"),
+        (["compare", "{npz}", "--budgets", "a,b"], "--budgets"),
+        (["compare", "{npz}", "--table", "x.doc", "--methods", "maxprob", "--budgets", "2"],
+         ".csv"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(npz, argv, needle, capsys):
+    argv = [a.replace("{npz}", str(npz)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eeopt: error:") and needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_console_script_runs_end_to_end(npz, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "eeopt.cli", "fit", str(npz), "--method",
+                           "patience", "-o", str(tmp_path / "p.json")],
+                          capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "eeopt.cli", "fit", str(npz)],
+                         capture_output=True, text=True, env=env, check=False)
+    assert bad.returncode == 2  # argparse: --method is required
+
+
+def test_single_npz_is_split_in_half_reproducibly(npz):
+    from eeopt.cli import load_splits
+
+    a_val, a_test = load_splits(str(npz), random_state=3)
+    b_val, _ = load_splits(str(npz), random_state=3)
+    assert a_val.n_samples + a_test.n_samples == 600
+    np.testing.assert_array_equal(a_val.labels, b_val.labels)
