@@ -300,6 +300,10 @@ def test_measure_exit_costs_is_cumulative_and_counts_linear_flops(digits, collec
     per_exit = 2 * (np.array(layers) + np.array(heads))
     np.testing.assert_array_equal(costs.flops, np.cumsum(per_exit))
     assert costs.batch_size == 32 and costs.device == "cpu"
+    own_head = et.measure_exit_costs(model, test[0][:32], repeats=1, warmup=0, earlier_heads=False)
+    # Exit k alone: stages 0..k and head k (the earlier heads left out).
+    np.testing.assert_array_equal(own_head.flops, 2 * (np.cumsum(layers) + np.array(heads)))
+    assert not own_head.earlier_heads and np.all(np.diff(own_head.seconds) >= 0)
     eeopt.fit(collected[0].with_costs(costs.seconds), method="maxprob", budget=costs.seconds[1])
 
 
