@@ -73,13 +73,20 @@ def main() -> None:
     one_threshold = best_of(lambda: policy.evaluate(data))
     budget = float(costs[0] + 0.4 * (costs[-1] - costs[0]))
     fit = best_of(lambda: eeopt.fit(data, method="maxprob", budget=budget), repeats=2)
-    fit_cold = best_of(lambda: eeopt.fit(probs, labels, costs, method="maxprob", budget=budget),
-                       repeats=1)
+    fit_cold = best_of(
+        lambda: eeopt.fit(probs, labels, costs, method="maxprob", budget=budget), repeats=1
+    )
 
     m = args.loop_subset
     sub = eeopt.ExitData(probs[:m], labels[:m], costs)
-    loop = best_of(lambda: ref_evaluate(sub.probs, sub.labels, costs, sub.maxprob,
-                                        policy.thresholds_), repeats=1) * args.n / m
+    loop = (
+        best_of(
+            lambda: ref_evaluate(sub.probs, sub.labels, costs, sub.maxprob, policy.thresholds_),
+            repeats=1,
+        )
+        * args.n
+        / m
+    )
 
     tracemalloc.start()
     policy.evaluate(probs, labels)
@@ -87,16 +94,24 @@ def main() -> None:
     tracemalloc.stop()
 
     print(f"floor: one argmax pass           {floor:8.3f} s")
-    print(f"evaluate (raw array)             {evaluate:8.3f} s  = {evaluate / floor:5.2f}x floor "
-          "(target <= 3x)")
+    print(
+        f"evaluate (raw array)             {evaluate:8.3f} s  = {evaluate / floor:5.2f}x floor "
+        "(target <= 3x)"
+    )
     print(f"evaluate (ExitData, cached)      {one_threshold:8.3f} s")
-    print(f"fit budget threshold (cached)    {fit:8.3f} s  = {fit / one_threshold:5.2f}x one "
-          "evaluation (target <= 10x)")
-    print(f"fit budget threshold (raw array) {fit_cold:8.3f} s  = {fit_cold / evaluate:5.2f}x "
-          "one raw evaluation")
+    print(
+        f"fit budget threshold (cached)    {fit:8.3f} s  = {fit / one_threshold:5.2f}x one "
+        "evaluation (target <= 10x)"
+    )
+    print(
+        f"fit budget threshold (raw array) {fit_cold:8.3f} s  = {fit_cold / evaluate:5.2f}x "
+        "one raw evaluation"
+    )
     print(f"reference loop (scaled from {m})  {loop:8.1f} s  = {loop / evaluate:6.0f}x evaluate")
-    print(f"evaluate peak extra memory       {peak / 2**20:8.0f} MiB = "
-          f"{peak / probs.nbytes:4.2f}x input (target < 2x)")
+    print(
+        f"evaluate peak extra memory       {peak / 2**20:8.0f} MiB = "
+        f"{peak / probs.nbytes:4.2f}x input (target < 2x)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""Batches and devices: the plumbing shared by collection, costs and the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def resolve_device(model: nn.Module, device: Any) -> torch.device:
+    """``device`` if given (the model is moved there), else where the model's weights live."""
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
+        model.to(device)
+        return device
+    for tensor in _model_tensors(model):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _model_tensors(model: nn.Module):
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    """``(inputs, labels)`` from what a loader yields: a pair, or the inputs alone."""
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 2:
+            return batch[0], batch[1]
+        if len(batch) == 1:
+            return batch[0], None
+        raise ValueError(
+            f"loader batches must be (inputs, labels) or inputs alone, got a "
+            f"{type(batch).__name__} of {len(batch)} items."
+        )
+    return batch, None
+
+
+def to_device(inputs: Any, device: torch.device) -> Any:
+    """Tensors (also inside tuples, lists and dicts) moved to ``device``."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, Mapping):
+        return {key: to_device(value, device) for key, value in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(to_device(value, device) for value in inputs)
+    if isinstance(inputs, np.ndarray):
+        return torch.from_numpy(inputs).to(device)
+    return inputs
+
+
+def take_rows(features: Any, rows: torch.Tensor) -> Any:
+    """The samples ``rows`` (an index tensor) of batch-first features, nested as given."""
+    if isinstance(features, torch.Tensor):
+        return features.index_select(0, rows)
+    if isinstance(features, Mapping):
+        return {key: take_rows(value, rows) for key, value in features.items()}
+    if isinstance(features, (tuple, list)):
+        return type(features)(take_rows(value, rows) for value in features)
+    return features  # non-tensor values (flags, sizes) are shared by the whole batch
+
+
+def labels_to_numpy(labels: Any) -> np.ndarray:
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels of a batch must have shape (batch,), got {labels.shape}.")
+    return labels
+
+
+def logits_to_numpy(logits: torch.Tensor) -> np.ndarray:
+    """CPU numpy copy; float32 and float64 kept, half precisions widened to float32."""
+    logits = logits.detach()
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.to(torch.float32)
+    return logits.cpu().numpy()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so that a wall-clock reading covers the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
