@@ -1,7 +1,9 @@
 """A minimal progress bar for long work (training a scorer, sweeping budgets, extraction).
 
 eeopt's core depends on numpy/scipy/scikit-learn/cvxpy/matplotlib only, so this stands in for
-tqdm. ``verbose=False`` turns it off; it writes to stderr and redraws at most 10 times a second.
+tqdm. ``verbose=False`` turns it off; it writes to stderr and redraws at most 10 times a second
+on a terminal. Elsewhere (a log file, CI) it writes one line when the work ends, so logs carry
+no carriage returns or escape codes.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ class Progress:
         self.postfix = ""
         self._start = time.perf_counter()
         self._last_draw = 0.0
+        isatty = getattr(self.file, "isatty", None)
+        self._live = bool(isatty()) if callable(isatty) else False
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
         self.count += n
         if postfix is not None:
             self.postfix = postfix
         now = time.perf_counter()
-        if self.verbose and (now - self._last_draw >= 0.1 or self.count == self.total):
+        if self.verbose and self._live and (now - self._last_draw >= 0.1
+                                            or self.count == self.total):
             self._last_draw = now
             self._draw(now)
 
@@ -56,7 +61,8 @@ class Progress:
         else:
             bar = f"{self.count}"
         extra = f" {self.postfix}" if self.postfix else ""
-        self.file.write(f"\r{self.desc}: {bar} {elapsed:5.1f}s{extra}\033[K")
+        line = f"{self.desc}: {bar} {elapsed:5.1f}s{extra}"
+        self.file.write(f"\r{line}\033[K" if self._live else line)
         self.file.flush()
 
     def close(self) -> None:

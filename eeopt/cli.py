@@ -184,10 +184,12 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         import matplotlib.pyplot as plt
 
         from eeopt import plot
+        from eeopt._progress import progress
         from eeopt.frontier import heldout_front
 
         methods = methods or eeopt.method_names()
-        fronts = {m: heldout_front(val, test, m, verbose=False) for m in methods}
+        fronts = {m: heldout_front(val, test, m, verbose=False)
+                  for m in progress(methods, "fronts", not args.quiet)}
         fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
         plot.plot_fronts(fronts, oracle=eeopt.oracle_front(test), ax=ax,
                          final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
@@ -198,12 +200,15 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    import eeopt
     from eeopt.report import write_report
 
     val, test = load_splits(args.data, costs=args.costs, test=args.test,
                             random_state=args.random_state)
-    path = write_report(val, test, args.output, methods=_methods(args.methods),
-                        budgets=_budgets(args, val), verbose=not args.quiet)
+    table = eeopt.compare(val, test, _methods(args.methods), _budgets(args, val),
+                          verbose=not args.quiet)
+    print(table)
+    path = write_report(val, test, args.output, table=table, verbose=not args.quiet)
     print(f"wrote {path}")
 
 

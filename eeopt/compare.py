@@ -14,6 +14,7 @@ from eeopt import _validation as v
 from eeopt._progress import progress
 from eeopt.data import ExitData, as_exit_data
 from eeopt.methods import METHODS, fit, method_names
+from eeopt.methods._registry import quiet
 
 #: Methods that only take a budget target.
 BUDGET_ONLY = ("msdnet", "eenet")
@@ -149,11 +150,9 @@ def compare(
     }]
     jobs = [(m, b) for m in methods for b in budget_list if not (b is None and m in BUDGET_ONLY)]
     for method, budget in progress(jobs, "compare", verbose):
-        extra = dict(options.get(method, {}))
+        extra = quiet(method, options.get(method, {}))
         if budget is not None:
             extra["budget"] = budget
-        if method == "eenet":
-            extra.setdefault("verbose", False)
         try:
             policy = fit(val, method=method, **extra)
         except ValueError as exc:

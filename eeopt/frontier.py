@@ -11,7 +11,7 @@ from eeopt import _validation as v
 from eeopt._progress import progress
 from eeopt.data import as_exit_data
 from eeopt.methods import METHODS, fit, method_names
-from eeopt.methods._registry import SWEEPS
+from eeopt.methods._registry import SWEEPS, quiet
 
 #: Options that set a target; a front sweeps the target itself, so these are not accepted.
 _TARGET_OPTIONS = {"budget", "target", "tolerance", "threshold", "patience", "q", "alpha"}
@@ -137,7 +137,8 @@ def pareto_front(
     budgets = np.array([v.check_budget(b, data.costs, "budgets") for b in np.ravel(budgets)])
     points = []
     for budget in progress(budgets, f"front {method}", verbose):
-        result = fit(data, method=method, budget=float(budget), **options).evaluate(data)
+        policy = fit(data, method=method, budget=float(budget), **quiet(method, options))
+        result = policy.evaluate(data)
         points.append((result.mean_cost, result.accuracy))
     point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
     keep = non_dominated(point_costs, point_accuracies)
@@ -218,7 +219,7 @@ def heldout_front(
     for setting, label in progress(list(zip(settings, labels, strict=True)),
                                    f"front {method}", verbose):
         try:
-            policy = fit(val, method=method, **setting, **options)
+            policy = fit(val, method=method, **setting, **quiet(method, options))
         except ValueError as exc:
             if "below the cheapest" in str(exc):
                 continue  # this method cannot reach so low a budget

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from eeopt._progress import progress
 from eeopt.compare import ComparisonTable, compare
 from eeopt.data import ExitData
 from eeopt.frontier import heldout_front, oracle_front
@@ -69,6 +70,7 @@ def write_report(
     methods: list[str] | None = None,
     budgets: Any = None,
     title: str | None = None,
+    table: ComparisonTable | None = None,
     verbose: bool = True,
 ) -> Path:
     """Fit ``methods`` on ``val``, evaluate on ``test`` and write ``out_dir/index.html``.
@@ -78,6 +80,10 @@ def write_report(
     exit distributions at the middle budget; the separation of correct and wrong predictions by
     max probability per exit; the comparison table (also written as ``comparison.csv``); and,
     when ``beem-a`` is among the methods, the Theorem 3.1 report on the test data.
+
+    ``table`` reuses a :func:`~eeopt.compare` of the same ``val`` and ``test`` (say, one already
+    printed) instead of fitting again; its methods and budgets then replace ``methods`` and
+    ``budgets``.
 
     Returns
     -------
@@ -92,16 +98,24 @@ def write_report(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        if not isinstance(table, ComparisonTable):
+            raise ValueError(f"table must be the ComparisonTable eeopt.compare returns, "
+                             f"not {type(table).__name__}; or leave it out.")
+        methods = list(dict.fromkeys(r["method"] for r in table.rows[1:]))
+        budgets = sorted({r["budget"] for r in table.rows if r["budget"] is not None})
     methods = method_names() if methods is None else list(methods)
     if budgets is None:
         budgets = np.linspace(test.costs[0], test.costs[-1], 7)[1:-1]
     budgets = np.asarray(budgets, dtype=float)
-    table = compare(val, test, methods, budgets, verbose=verbose)
+    if table is None:
+        table = compare(val, test, methods, budgets, verbose=verbose)
     table.to_csv(out_dir / "comparison.csv")
     units = str(test.metadata.get("cost_units", "")) or None
 
     # Test-set fronts of validation-fitted policies: what a paper reports.
-    fronts = {m: heldout_front(val, test, m, verbose=False) for m in methods}
+    fronts = {m: heldout_front(val, test, m, verbose=False)
+              for m in progress(methods, "fronts", verbose)}
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     plot.plot_fronts(
         fronts,
@@ -112,13 +126,14 @@ def write_report(
     )
     front_svg = _svg(fig)
 
-    middle = float(budgets[len(budgets) // 2])
-    at_middle = {
-        r["method"]: r["result"]
-        for r in table.rows
-        if r["budget"] == middle and r["result"] is not None
-    }
-    distribution_svg = ""
+    at_middle, distribution_svg = {}, ""
+    if budgets.size:
+        middle = float(budgets[len(budgets) // 2])
+        at_middle = {
+            r["method"]: r["result"]
+            for r in table.rows
+            if r["budget"] == middle and r["result"] is not None
+        }
     if at_middle:
         fig, ax = plt.subplots(figsize=(6.5, 3.2), constrained_layout=True)
         plot.plot_exit_distribution(at_middle, ax=ax, title=f"Budget {middle:.4g}")

@@ -52,10 +52,12 @@ def test_compare_prints_the_table_and_writes_files(npz, tmp_path, capsys):
     assert "\\begin{tabular}" in table.read_text()
 
 
-def test_report_writes_a_self_contained_page(npz, tmp_path):
+def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(npz), "--methods", "maxprob,patience", "--n-budgets", "3",
                  "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "final-exit" in printed and "patience" in printed and "index.html" in printed
     page = (out / "index.html").read_text()
     assert page.count("<svg") >= 3 and "<table>" in page and "maxprob" in page
     assert "src=\"http" not in page  # nothing loaded from elsewhere

@@ -28,6 +28,19 @@ def test_page_holds_figures_and_table(page):
     assert text.count("<tr>") == 1 + 1 + 2 * 2  # header, final exit, 2 methods x 2 budgets
 
 
+def test_a_given_table_is_reused_with_its_methods_and_budgets(tmp_path):
+    logits, labels = make_multi_exit(n=400, n_exits=3, seed=2)
+    val = eeopt.ExitData.from_logits(logits[:200], labels[:200])
+    test = eeopt.ExitData.from_logits(logits[200:], labels[200:])
+    table = eeopt.compare(val, test, ["margin"], [1.5, 2.5], verbose=False)
+    table.rows[1]["accuracy"] = 0.123456  # a marker: a refit would not reproduce it
+    text = write_report(val, test, tmp_path, table=table, verbose=False).read_text()
+    assert "<td>12.35</td>" in text  # the given row, not a refit
+    assert text.count("<tr>") == 1 + 1 + 2  # header, final exit, margin at the 2 budgets
+    with pytest.raises(ValueError, match="table must be"):
+        write_report(val, test, tmp_path, table=[1, 2], verbose=False)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is absent (Debian package 'chromium')")
 def test_page_renders_in_headless_chromium(page, tmp_path):
     shot = tmp_path / "report.png"

@@ -34,6 +34,14 @@ def register(name: str, options: set[str], summary: str) -> Callable:
     return decorate
 
 
+def quiet(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``verbose=False`` added for a method that draws its own progress bar:
+    a loop of fits shows one bar of its own, not one per fit."""
+    if "verbose" in METHODS[method].options and "verbose" not in options:
+        return {**options, "verbose": False}
+    return dict(options)
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """An exact sweep: ``fn(data, method, **options) -> targets.Sweep`` over every value of
