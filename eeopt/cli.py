@@ -117,6 +117,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
+    for key, value in _seeded([args.method], args.random_state).get(args.method, {}).items():
+        options.setdefault(key, value)
     if args.method == "eenet":
         options.setdefault("verbose", not args.quiet)
     policy = eeopt.fit(data, method=args.method, **options)
@@ -157,6 +159,16 @@ def _budgets(args: argparse.Namespace, val: ExitData) -> np.ndarray | None:
     return None
 
 
+def _seeded(methods: list[str] | None, random_state: int) -> dict[str, dict[str, Any]]:
+    """Per-method options giving ``random_state`` to the methods that draw random numbers
+    (EENet's initialisation), so that a command's output is the same from run to run."""
+    from eeopt.methods import METHODS, method_names
+
+    names = method_names() if methods is None else methods
+    return {m: {"random_state": random_state} for m in names
+            if m in METHODS and "random_state" in METHODS[m].options}
+
+
 def _methods(text: str | None) -> list[str] | None:
     return None if text is None else [m.strip() for m in text.split(",") if m.strip()]
 
@@ -172,7 +184,8 @@ def _cmd_compare(args: argparse.Namespace) -> None:
                             random_state=args.random_state)
     methods = _methods(args.methods)
     budgets = _budgets(args, val)
-    table = eeopt.compare(val, test, methods, budgets, verbose=not args.quiet)
+    seeded = _seeded(methods, args.random_state)
+    table = eeopt.compare(val, test, methods, budgets, verbose=not args.quiet, options=seeded)
     print(table)
     for path in args.table or []:
         getattr(table, writers[Path(path).suffix])(path)
@@ -188,7 +201,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         from eeopt.frontier import heldout_front
 
         methods = methods or eeopt.method_names()
-        fronts = {m: heldout_front(val, test, m, verbose=False)
+        fronts = {m: heldout_front(val, test, m, verbose=False, **seeded.get(m, {}))
                   for m in progress(methods, "fronts", not args.quiet)}
         fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
         plot.plot_fronts(fronts, oracle=eeopt.oracle_front(test), ax=ax,
@@ -205,10 +218,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     val, test = load_splits(args.data, costs=args.costs, test=args.test,
                             random_state=args.random_state)
-    table = eeopt.compare(val, test, _methods(args.methods), _budgets(args, val),
-                          verbose=not args.quiet)
+    methods = _methods(args.methods)
+    seeded = _seeded(methods, args.random_state)
+    table = eeopt.compare(val, test, methods, _budgets(args, val), verbose=not args.quiet,
+                          options=seeded)
     print(table)
-    path = write_report(val, test, args.output, table=table, verbose=not args.quiet)
+    path = write_report(val, test, args.output, table=table, options=seeded,
+                        verbose=not args.quiet)
     print(f"wrote {path}")
 
 
@@ -248,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int)
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="method option, e.g. --option reset=zero (values parsed as JSON)")
+    p.add_argument("--random-state", type=int, default=0,
+                   help="seed of the methods that draw random numbers (eenet)")
     p.add_argument("-o", "--output", default="policy.json")
     common(p)
     p.set_defaults(run=_cmd_fit)

@@ -71,6 +71,7 @@ def write_report(
     budgets: Any = None,
     title: str | None = None,
     table: ComparisonTable | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
     verbose: bool = True,
 ) -> Path:
     """Fit ``methods`` on ``val``, evaluate on ``test`` and write ``out_dir/index.html``.
@@ -83,7 +84,8 @@ def write_report(
 
     ``table`` reuses a :func:`~eeopt.compare` of the same ``val`` and ``test`` (say, one already
     printed) instead of fitting again; its methods and budgets then replace ``methods`` and
-    ``budgets``.
+    ``budgets``. ``options`` holds per-method fit options as in :func:`~eeopt.compare`
+    (``{"eenet": {"random_state": 0}}`` makes the page the same from run to run).
 
     Returns
     -------
@@ -109,12 +111,13 @@ def write_report(
         budgets = np.linspace(test.costs[0], test.costs[-1], 7)[1:-1]
     budgets = np.asarray(budgets, dtype=float)
     if table is None:
-        table = compare(val, test, methods, budgets, verbose=verbose)
+        table = compare(val, test, methods, budgets, verbose=verbose, options=options)
     table.to_csv(out_dir / "comparison.csv")
     units = str(test.metadata.get("cost_units", "")) or None
 
     # Test-set fronts of validation-fitted policies: what a paper reports.
-    fronts = {m: heldout_front(val, test, m, verbose=False)
+    options = options or {}
+    fronts = {m: heldout_front(val, test, m, verbose=False, **options.get(m, {}))
               for m in progress(methods, "fronts", verbose)}
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     plot.plot_fronts(

@@ -40,6 +40,24 @@ def test_fit_passes_method_options(npz, tmp_path):
     assert eeopt.load_policy(out).score == "entropy"
 
 
+def test_eenet_results_are_the_same_from_run_to_run(npz, tmp_path, capsys):
+    args = ["--method", "eenet", "--budget", "2.2", "--option", "max_iter=5", "-q"]
+    thresholds = []
+    for seed in (0, 0, 1):
+        out = tmp_path / f"p{len(thresholds)}.json"
+        assert main(["fit", str(npz), *args, "--random-state", str(seed), "-o", str(out)]) == 0
+        policy = eeopt.load_policy(out)
+        thresholds.append(policy.thresholds_)
+        assert policy.to_dict()["fit_info"]["random_state"] == seed
+    np.testing.assert_array_equal(thresholds[0], thresholds[1])
+    capsys.readouterr()
+    tables = []
+    for _ in range(2):
+        assert main(["compare", str(npz), "--methods", "eenet", "--n-budgets", "2", "-q"]) == 0
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1] and "eenet" in tables[0]
+
+
 def test_compare_prints_the_table_and_writes_files(npz, tmp_path, capsys):
     fig = tmp_path / "front.pdf"
     table = tmp_path / "table.tex"

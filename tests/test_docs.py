@@ -26,3 +26,22 @@ def test_example_runs_in_fast_mode(script, tmp_path):
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.strip()  # an example shows its result
+
+
+def test_gallery_script_writes_svg_figures(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "gallery" / "make_gallery.py"), "--fast",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    written = sorted(p.name for p in tmp_path.glob("*.svg"))
+    assert written == ["exits-mnist1d.svg", "fronts-mnist1d.svg", "separation-mnist1d.svg",
+                       "theorem-mnist1d.svg"]
+    for path in tmp_path.glob("*.svg"):
+        text = path.read_text()
+        assert text.startswith("<?xml") and "<svg" in text and text.rstrip().endswith("</svg>")
+    # the gallery page shows every figure the full run writes
+    page = (ROOT / "docs" / "gallery.md").read_text()
+    for name in written + ["fronts-digits.svg", "fronts-minilm-reviews.svg"]:
+        assert f"(gallery/{name})" in page and (ROOT / "docs" / "gallery" / name).exists()

@@ -769,4 +769,6 @@ def fit_eenet(
     }
     if distribution == "lp":
         fitted["solver"] = solver
+    if isinstance(random_state, (int, np.integer)):  # how to fit it again
+        fitted["random_state"] = int(random_state)
     return record_fit(policy, data, Target("budget", budget), **fitted)

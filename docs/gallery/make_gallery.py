@@ -1,0 +1,90 @@
+"""Make the figures of the gallery page (``docs/gallery.md``) from eeopt's shipped data.
+
+    python docs/gallery/make_gallery.py [--out docs/gallery] [--fast]
+
+Every policy is fitted on a dataset's validation split and drawn on its test split. The SVG
+files are byte-identical from run to run (fixed ``random_state``, fixed SVG hash salt, no
+date). ``--fast`` (for the tests) keeps 600 samples per split and three methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import eeopt  # noqa: E402
+from eeopt import datasets, plot, theory  # noqa: E402
+
+FAST_METHODS = ["maxprob", "msdnet", "beem-a"]
+SEEDED = {"eenet": {"random_state": 0}}
+
+
+def _save(fig, path: Path) -> None:
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+
+
+def _splits(name: str, fast: bool) -> tuple[eeopt.ExitData, eeopt.ExitData]:
+    val, test = datasets.load_both(name)
+    if fast:
+        keep = np.arange(600)
+        val, test = val.subset(keep), test.subset(keep)
+    return val, test
+
+
+def fronts_figure(name: str, methods: list[str], fast: bool, out: Path) -> None:
+    val, test = _splits(name, fast)
+    fronts = {m: eeopt.heldout_front(val, test, m, verbose=False, **SEEDED.get(m, {}))
+              for m in methods}
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    plot.plot_fronts(fronts, oracle=eeopt.oracle_front(test), ax=ax,
+                     final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
+                     cost_units=test.metadata.get("cost_units"), title=f"{name}: test set")
+    _save(fig, out / f"fronts-{name}.svg")
+
+
+def mnist1d_figures(methods: list[str], fast: bool, out: Path) -> None:
+    val, test = _splits("mnist1d", fast)
+    budget = float(val.costs[0] + 0.35 * (val.costs[-1] - val.costs[0]))
+    results = {}
+    for method in methods:
+        quiet = {"verbose": False} if method == "eenet" else {}
+        policy = eeopt.fit(val, method=method, budget=budget, **SEEDED.get(method, {}), **quiet)
+        results[method] = policy.evaluate(test)
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), constrained_layout=True)
+    plot.plot_exit_distribution(results, ax=ax, title=f"mnist1d, budget {budget:.3g} FLOPs")
+    _save(fig, out / "exits-mnist1d.svg")
+
+    fig, axes = plt.subplots(1, test.n_exits, figsize=(13, 2.4), constrained_layout=True,
+                             squeeze=False)
+    plot.plot_score_separation(test, "maxprob", axes=axes[0])
+    _save(fig, out / "separation-mnist1d.svg")
+
+    report = theory.theorem_3_1(eeopt.fit(val, method="beem-a"), test)
+    fig, ax = plt.subplots(figsize=(6.0, 3.4), constrained_layout=True)
+    plot.plot_theorem(report, ax=ax, title="BEEM-A on mnist1d (test set)")
+    _save(fig, out / "theorem-mnist1d.svg")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--fast", action="store_true", help="small and quick (for the tests)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    plt.rcParams["svg.hashsalt"] = "eeopt-gallery"
+    methods = FAST_METHODS if args.fast else eeopt.method_names()
+    for name in (["mnist1d"] if args.fast else ["mnist1d", "digits", "minilm-reviews"]):
+        fronts_figure(name, methods, args.fast, args.out)
+    mnist1d_figures(methods, args.fast, args.out)
+
+
+if __name__ == "__main__":
+    main()
