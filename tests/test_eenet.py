@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_multi_exit
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from reference import ref_eenet_losses, ref_eenet_targets, ref_utility_scores
 
@@ -220,6 +220,8 @@ def test_lp_takes_the_best_exits_when_the_budget_allows():
     st.floats(0.0, 1.0),
     st.integers(1, 300),
 )
+# Found by CI: equal-cost first exits used to stop the fine-tuning (spare budget 0.45 > 0.3).
+@example(raw=[0, 0, 0, 0], steps=[0.0, 0.3, 0.3, 0.0, 0.0, 0.0], share=0.75, n_samples=1)
 def test_calibrated_counts_meet_the_budget_within_one_step(raw, steps, share, n_samples):
     raw = np.array(raw, dtype=float)
     if raw.sum() == 0:
@@ -232,12 +234,13 @@ def test_calibrated_counts_meet_the_budget_within_one_step(raw, steps, share, n_
     assert counts.sum() == n_samples and (counts >= 0).all()
     cost = engine._mean_from_counts(counts, costs)
     assert cost <= budget
-    # No single sample can move one exit later without breaking the budget.
+    # No single sample can move to the next dearer exit without breaking the budget.
     for k in range(n_exits - 1):
-        if counts[k] and costs[k + 1] > costs[k]:
+        dearer = np.flatnonzero(costs > costs[k])
+        if counts[k] and dearer.size:
             moved = counts.copy()
             moved[k] -= 1
-            moved[k + 1] += 1
+            moved[dearer[0]] += 1
             assert engine._mean_from_counts(moved, costs) > budget
     if n_exits > 1:
         assert budget - cost < np.diff(costs).max() / n_samples + 1e-12

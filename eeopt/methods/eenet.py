@@ -445,10 +445,11 @@ def budget_counts(
        are section 6's (``floor(pi_k N)``, the rest at the last exit); bisection on ``t`` finds
        the smallest ``t`` whose counts cost at most ``budget``. A ``1e-12`` uniform floor lets
        the tilt reach exits that ``pi`` leaves empty.
-    2. **Fine-tune.** Going from the first exit to the last-but-one, move samples one exit later
-       (``k -> k+1``) while the budget allows. Afterwards no single sample can move one exit
-       later within the budget (equal-cost exits excepted), so the spare budget is below
-       ``max_k (c_{k+1} - c_k) / N``: one sample's cost step.
+    2. **Fine-tune.** Going from the first exit to the last-but-one, move samples from exit k
+       to the next dearer exit (``k -> j``, j the first exit after k with ``c_j > c_k``, so
+       that a run of equal-cost exits does not stop them) while the budget allows. Afterwards
+       no single sample can move to a dearer exit within the budget, so the spare budget is
+       below ``max_k (c_{k+1} - c_k) / N``: one sample's cost step.
 
     Returns
     -------
@@ -490,11 +491,11 @@ def budget_counts(
     return _fine_tune(counts_at(tilt), costs, budget), float(tilt)
 
 
-def _moved(counts: np.ndarray, k: int, n_moved: int) -> np.ndarray:
-    """``counts`` with ``n_moved`` samples moved from exit k to exit k + 1."""
+def _moved(counts: np.ndarray, k: int, j: int, n_moved: int) -> np.ndarray:
+    """``counts`` with ``n_moved`` samples moved from exit k to exit j."""
     trial = counts.copy()
     trial[k] -= n_moved
-    trial[k + 1] += n_moved
+    trial[j] += n_moved
     return trial
 
 
@@ -510,19 +511,21 @@ def _fine_tune(counts: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarr
         counts[j] -= 1
         counts[0] += 1
     for k in range(n_exits - 1):
-        step = costs[k + 1] - costs[k]
-        if step <= 0 or counts[k] == 0:
+        dearer = np.flatnonzero(costs[k + 1:] > costs[k])
+        if dearer.size == 0 or counts[k] == 0:
             continue
+        j = k + 1 + int(dearer[0])
+        step = costs[j] - costs[k]
         spare = budget - _count_cost(counts, costs)
         moves = int(min(counts[k], max(spare, 0.0) * counts.sum() // step))
 
         # The estimate can be off by one in the last digits either way.
-        while moves > 0 and _count_cost(_moved(counts, k, moves), costs) > budget:
+        while moves > 0 and _count_cost(_moved(counts, k, j, moves), costs) > budget:
             moves -= 1
-        while moves < counts[k] and _count_cost(_moved(counts, k, moves + 1), costs) <= budget:
+        while moves < counts[k] and _count_cost(_moved(counts, k, j, moves + 1), costs) <= budget:
             moves += 1
         counts[k] -= moves
-        counts[k + 1] += moves
+        counts[j] += moves
     return counts
 
 
