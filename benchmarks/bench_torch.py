@@ -1,6 +1,6 @@
 """Torch adapter benchmark: measured early-exit speedup against the cost model's prediction.
 
-    python benchmarks/bench_torch.py [--model cnn|mlp] [--width 48] [--batch-size 64]
+    python benchmarks/bench_torch.py [--model cnn|mlp] [--width 48] [--batch-size 64] [--refill]
 
 Trains a multi-exit model on scikit-learn's digits (``tests/digits_model.py``, float
 arithmetic): by default a CNN of four 3x3 conv blocks with ``--width`` channels, or
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fractions", default="0.3,0.45,0.6", help="budgets / costs[-1]")
+    parser.add_argument("--refill", action="store_true",
+                        help="run_early_exit(refill=True): later stages on full batches")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -104,7 +106,8 @@ def main() -> None:
         f"\ndevice {device} ({platform.processor() or platform.machine()}), torch "
         f"{torch.__version__}, {torch.get_num_threads()} thread(s), batch size {bs}, "
         f"{len(y_test)} test samples ({args.tile}x the {len(test[1])} digits test samples), "
-        f"{args.model} of width {args.width}, {args.repeats} interleaved repeats"
+        f"{args.model} of width {args.width}, {args.repeats} interleaved repeats, "
+        f"refill={args.refill}"
     )
     print(
         "| policy | test accuracy | exit fractions | predicted speedup (latency costs) | "
@@ -119,7 +122,7 @@ def main() -> None:
         full, early = [], []
         for _ in range(args.repeats):
             full.append(full_forward_seconds(model, batches, device))
-            early.append(et.run_early_exit(model, policy, batches).seconds)
+            early.append(et.run_early_exit(model, policy, batches, refill=args.refill).seconds)
         all_full += full
         median = np.median(full) / np.median(early)
         best = np.min(full) / np.min(early)

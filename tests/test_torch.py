@@ -172,16 +172,17 @@ def test_collect_logits_rejects_a_stacked_tensor_and_an_empty_loader(digits):
 
 
 # -- run_early_exit equals the policy on the collected outputs ---------------------------
+@pytest.mark.parametrize("refill", [False, True], ids=["per-batch", "refill"])
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 @pytest.mark.parametrize("method", eeopt.method_names())
 def test_run_early_exit_matches_policy_on_collected_logits(
-    digits, collected, policies, method, batch_size
+    digits, collected, policies, method, batch_size, refill
 ):
     model, _, test = digits
     _, test_data = collected
     policy = policies[method]
     assert len(test[1]) % batch_size != 0 or batch_size == 1  # a smaller last batch
-    run = et.run_early_exit(model, policy, loader(test, batch_size))
+    run = et.run_early_exit(model, policy, loader(test, batch_size), refill=refill)
     expected_exits = policy.exit_index(test_data)
     np.testing.assert_array_equal(run.exit_index, expected_exits)
     np.testing.assert_array_equal(run.predictions, policy.predict(test_data))
@@ -246,6 +247,51 @@ def test_run_early_exit_carries_tuple_features_and_inputs_only(digits, collected
     run = et.run_early_exit(paired, policy, loader(test, 16, labels=False))
     assert run.labels is None and run.accuracy is None
     np.testing.assert_array_equal(run.exit_index, policy.exit_index(collected[1]))
+
+
+class _Recorder(nn.Module):
+    """A stage that logs how many rows it ran on."""
+
+    def __init__(self, stage, log):
+        super().__init__()
+        self.stage, self.log = stage, log
+
+    def forward(self, x):
+        self.log.append(x.shape[0])
+        return self.stage(x)
+
+
+@pytest.mark.parametrize("method", ["maxprob", "beem-c", "eenet"])
+def test_refill_runs_later_stages_on_full_batches_with_the_same_decisions(
+    digits, collected, policies, method
+):
+    model, _, test = digits
+    logs = [[] for _ in model.stages]
+    recording = et.MultiExitModel(
+        [_Recorder(s, log) for s, log in zip(model.stages, logs, strict=True)], list(model.heads)
+    )
+    policy = policies[method]
+    if method == "eenet":  # a fixed seed: the stage sizes below depend on the exits
+        policy = eeopt.fit(collected[0], method="eenet", budget=2.5, random_state=0,
+                           verbose=False)
+    expected = policy.exit_index(collected[1])
+    n_at_least = [(expected >= k).sum() for k in range(4)]  # samples that reach stage k
+    batch_size = 16
+    per_batch = et.run_early_exit(recording, policy, loader(test, batch_size, labels=False))
+    sizes_per_batch = [list(log) for log in logs]
+    for log in logs:
+        log.clear()
+    refilled = et.run_early_exit(recording, policy, loader(test, batch_size, labels=False),
+                                 refill=True)
+    for run in (per_batch, refilled):
+        np.testing.assert_array_equal(run.exit_index, expected)
+        np.testing.assert_array_equal(run.predictions, policy.predict(collected[1]))
+    for k, log in enumerate(logs):
+        assert sum(log) == sum(sizes_per_batch[k]) == n_at_least[k]
+        if k:  # full batches, and one smaller remainder at the end
+            assert all(size == batch_size for size in log[:-1]) and 0 < log[-1] <= batch_size
+            assert len(log) == -(-n_at_least[k] // batch_size)
+    assert len(logs[1]) < len(sizes_per_batch[1]), "refill should need fewer stage-1 runs"
 
 
 # -- run_early_exit: bad input -------------------------------------------------------------

@@ -67,6 +67,20 @@ def take_rows(features: Any, rows: torch.Tensor) -> Any:
     return features  # non-tensor values (flags, sizes) are shared by the whole batch
 
 
+def concat_rows(chunks: list[Any]) -> Any:
+    """Batch-first features of several chunks joined along the rows, nested as given."""
+    first = chunks[0]
+    if len(chunks) == 1:
+        return first
+    if isinstance(first, torch.Tensor):
+        return torch.cat(chunks, dim=0)
+    if isinstance(first, Mapping):
+        return {key: concat_rows([chunk[key] for chunk in chunks]) for key in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(concat_rows(list(parts)) for parts in zip(*chunks, strict=True))
+    return first  # non-tensor values (flags, sizes) are shared by the whole batch
+
+
 def labels_to_numpy(labels: Any) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()

@@ -1,23 +1,26 @@
 """Real early exit: run a MultiExitModel stage by stage and drop samples as they exit.
 
-Bookkeeping per batch of n samples:
+Bookkeeping (:class:`_Pipeline`):
 
-- ``active`` holds the batch positions of the samples still running; the features of stage k
-  hold exactly those rows, in that order.
-- After stage k and head k, the logits of the active rows go to the CPU; eeopt's softmax turns
-  them into probabilities, stored in a per-batch buffer ``probs[n, n_exits, n_classes]``.
-- The policy scores exit k from what is known so far:
-  ``policy.prefix_scores(probs[active, :k + 1])``. Every method's score at exit k depends on
-  exits 0..k only, so this carries PABEE's counter, BEEM's running score and EENet's earlier
-  scores without per-method code. Rescoring the prefix costs O(k) per stage on an array of
-  (active, k + 1, n_classes); :func:`prefix_scorer` skips only the re-validation of the
-  runtime's own softmax output, so the scores are bit for bit those of ``prefix_scores``.
+- Before each stage k wait the samples that reached it: their stage-(k-1) features (rows in
+  the order of ``ids``), ``ids`` (positions in the loader's order) and ``prefix``, their
+  probabilities at exits 0..k-1, ``(rows, k, n_classes)``.
+- After stage k and head k, the logits go to the CPU; eeopt's softmax turns them into
+  probabilities, appended to ``prefix``.
+- The policy scores exit k from what is known so far: ``policy.prefix_scores(prefix)``.
+  Every method's score at exit k depends on exits 0..k only, so this carries PABEE's counter,
+  BEEM's running score and EENet's earlier scores without per-method code. Rescoring the
+  prefix costs O(k) per stage on an array of (rows, k + 1, n_classes); :func:`prefix_scorer`
+  skips only the re-validation of the runtime's own softmax output, so the scores are bit for
+  bit those of ``prefix_scores``.
 - ``engine.first_exit``, the one exit rule, decides on those scores with a "continue" column
-  appended, so that only exit k can fire for the active rows.
-- The rows that fire get ``exit_index = k`` and the argmax of exit k; the rest stay, and the
-  features are cut to them with ``index_select``. At the last exit every remaining row exits.
+  appended, so that only exit k can fire for these rows.
+- The rows that fire get ``exit_index = k`` and the argmax of exit k; the rest go on to stage
+  k + 1, their features cut with ``index_select``. At the last exit every row exits.
+- By default a loader batch goes through all stages before the next batch starts. With
+  ``refill=True`` the rows continuing past a stage gather across loader batches, and the next
+  stage runs when a full batch has gathered (the rest at the end).
 """
-
 from __future__ import annotations
 
 import os
@@ -36,6 +39,7 @@ from eeopt._progress import Progress
 from eeopt.data import ExitData
 from eeopt.policy import Policy, load_policy
 from eeopt.torch._batch import (
+    concat_rows,
     labels_to_numpy,
     logits_to_numpy,
     resolve_device,
@@ -106,6 +110,7 @@ def run_early_exit(
     loader: Iterable,
     device: Any = None,
     progress: bool = False,
+    refill: bool = False,
 ) -> EarlyExitResult:
     """Classify every sample of ``loader``, stopping each at the exit the policy chooses.
 
@@ -123,6 +128,14 @@ def run_early_exit(
         Where to run; the model is moved there. Default: where the model's weights are.
     progress : bool, default=False
         Draw a progress bar on stderr.
+    refill : bool, default=False
+        Throughput mode. False: each loader batch runs through the stages on its own, its
+        samples leaving as they exit, so later stages see ever smaller batches (the lowest
+        latency per batch). True: the samples that continue past a stage wait until a full
+        batch (the size of the loader's first batch) has gathered from several loader
+        batches before the next stage runs, so every stage runs on full batches, where a
+        sample costs what ``measure_exit_costs`` measured; what is left runs at the end. The
+        decisions are the same either way.
 
     Returns
     -------
@@ -146,11 +159,8 @@ def run_early_exit(
             f"pass a policy fitted on this model's outputs."
         )
     device = resolve_device(model, device)
-    score_prefix = prefix_scorer(policy)
-    rules = _early_exit_rules(policy.thresholds_)
+    pipeline = _Pipeline(model, policy, device, refill=bool(refill))
     total = len(loader) if hasattr(loader, "__len__") else None
-    predictions: list[np.ndarray] = []
-    exits: list[np.ndarray] = []
     label_chunks: list[np.ndarray | None] = []
     was_training = model.training
     model.eval()
@@ -159,80 +169,135 @@ def run_early_exit(
             start = time.perf_counter()
             for batch in loader:
                 inputs, labels = split_batch(batch)
-                batch_exits, batch_predictions = _run_batch(
-                    model, policy, score_prefix, rules, to_device(inputs, device), device
-                )
-                exits.append(batch_exits)
-                predictions.append(batch_predictions)
+                pipeline.push(to_device(inputs, device))
                 label_chunks.append(None if labels is None else labels_to_numpy(labels))
                 bar.update()
+            pipeline.flush()
             synchronize(device)
             seconds = time.perf_counter() - start
     finally:
         model.train(was_training)
-    if not exits:
+    if not label_chunks:
         raise ValueError("loader yielded no batches; pass a loader with at least one sample.")
     have_labels = [labels is not None for labels in label_chunks]
     if any(have_labels) and not all(have_labels):
         raise ValueError("some batches have labels and some do not; give labels for all or none.")
+    exit_index, predictions = pipeline.results()
     return EarlyExitResult(
-        predictions=np.concatenate(predictions),
-        exit_index=np.concatenate(exits),
+        predictions=predictions,
+        exit_index=exit_index,
         seconds=seconds,
         n_exits=model.n_exits,
         labels=np.concatenate(label_chunks) if all(have_labels) else None,
     )
 
 
-def _run_batch(
-    model: MultiExitModel,
-    policy: Policy,
-    score_prefix,
-    rules: list[np.ndarray],
-    inputs: Any,
-    device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exit index and prediction of every sample of one batch (see the module docstring)."""
-    n_exits = model.n_exits
-    features = inputs
-    probs = active = exit_index = prediction = None
-    for k in range(n_exits):
+class _Pipeline:
+    """Samples waiting before each stage, run stage by stage (see the module docstring).
+
+    ``pools[k]`` holds chunks ``(features, ids, prefix)`` of samples that reached stage k:
+    the output of stage k - 1 (the inputs for k = 0), their positions in the loader's order
+    and their probabilities at exits 0..k-1, ``(rows, k, n_classes)``. Without ``refill``
+    a stage runs on whatever reached it from the current batch; with ``refill`` a stage
+    k >= 1 waits until a full batch (the loader's first batch size) has gathered, and what
+    is left runs at the end.
+    """
+
+    def __init__(self, model: MultiExitModel, policy: Policy, device: torch.device,
+                 refill: bool) -> None:
+        self.model, self.policy, self.device, self.refill = model, policy, device, refill
+        self.n_exits = model.n_exits
+        self.score_prefix = prefix_scorer(policy)
+        self.rules = _early_exit_rules(policy.thresholds_)
+        self.pools: list[list[tuple[Any, np.ndarray, np.ndarray | None]]] = [
+            [] for _ in range(self.n_exits)
+        ]
+        self.waiting = [0] * self.n_exits
+        self.batch_size = 0
+        self.n_samples = 0
+        self.done: list[tuple[np.ndarray, int, np.ndarray]] = []
+
+    def push(self, inputs: Any) -> None:
+        """One loader batch: stage 0 on all of it, then the later stages that are ready."""
+        ids = None
+        self.pools[0].append((inputs, ids, None))
+        self._run_stage(0, full=False)
+        for k in range(1, self.n_exits):
+            while self.waiting[k] and (not self.refill or self.waiting[k] >= self.batch_size):
+                self._run_stage(k, full=self.refill)
+
+    def flush(self) -> None:
+        """Run what is still waiting, stage by stage (full batches, then the remainder)."""
+        for k in range(1, self.n_exits):
+            while self.waiting[k]:
+                self._run_stage(k, full=self.refill)
+
+    def results(self) -> tuple[np.ndarray, np.ndarray]:
+        exit_index = np.empty(self.n_samples, dtype=np.int64)
+        prediction = np.empty(self.n_samples, dtype=np.int64)
+        for ids, k, predicted in self.done:
+            exit_index[ids] = k
+            prediction[ids] = predicted
+        return exit_index, prediction
+
+    def _take(self, k: int, full: bool) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        """The chunks waiting at stage k as one batch; with ``full``, its first batch_size
+        rows, the rest left waiting."""
+        chunks, self.pools[k] = self.pools[k], []
+        features = concat_rows([c[0] for c in chunks])
+        ids = np.concatenate([c[1] for c in chunks]) if k else None
+        prefix = np.concatenate([c[2] for c in chunks]) if k else None
+        self.waiting[k] = 0
+        if full and k and ids.shape[0] > self.batch_size:
+            rest = np.arange(self.batch_size, ids.shape[0])
+            self.pools[k].append((
+                _take_rows(features, torch.from_numpy(rest).to(self.device), k - 1),
+                ids[rest], prefix[rest],
+            ))
+            self.waiting[k] = rest.shape[0]
+            keep = torch.arange(self.batch_size, device=self.device)
+            features, ids, prefix = (_take_rows(features, keep, k - 1), ids[:self.batch_size],
+                                     prefix[:self.batch_size])
+        return features, ids, prefix
+
+    def _run_stage(self, k: int, full: bool) -> None:
+        model, policy = self.model, self.policy
+        features, ids, prefix = self._take(k, full)
         features = model.run_stage(k, features)
         logits = logits_to_numpy(model.run_head(k, features))
         if k == 0:
-            n_samples, n_classes = logits.shape
+            n_rows, n_classes = logits.shape
             if n_classes != policy.n_classes_:
                 raise ValueError(
                     f"policy was fitted on {policy.n_classes_} classes but the model's exits "
                     f"give {n_classes}; pass a policy fitted on this model's outputs."
                 )
-            probs = np.empty((n_samples, n_exits, n_classes), dtype=logits.dtype)
-            active = np.arange(n_samples)
-            exit_index = np.empty(n_samples, dtype=np.int64)
-            prediction = np.empty(n_samples, dtype=np.int64)
-        elif logits.shape != (active.shape[0], probs.shape[2]):
+            ids = np.arange(self.n_samples, self.n_samples + n_rows)
+            self.n_samples += n_rows
+            self.batch_size = self.batch_size or n_rows
+            prefix = np.empty((n_rows, 0, n_classes), dtype=logits.dtype)
+        elif logits.shape != (ids.shape[0], prefix.shape[2]):
             raise ValueError(
                 f"head {k} gave logits of shape {logits.shape}; expected "
-                f"({active.shape[0]}, {probs.shape[2]}) like head 0 on the remaining samples."
+                f"({ids.shape[0]}, {prefix.shape[2]}) like head 0 on the remaining samples."
             )
-        probs[active, k] = _scores.softmax(logits)
-        known = score_prefix(probs[active, : k + 1])
-        if k == n_exits - 1:  # the last exit always fires
-            leaves = np.ones(active.shape[0], dtype=bool)
+        probs = _scores.softmax(logits.astype(prefix.dtype, copy=False))
+        prefix = np.concatenate([prefix, probs[:, None]], axis=1)
+        if k == self.n_exits - 1:  # the last exit always fires
+            leaves = np.ones(ids.shape[0], dtype=bool)
         else:
-            leaves = _leaves_at(known, rules[k], k, policy.method)
-            if not leaves.any():
-                continue
-        leaving = active[leaves]
-        exit_index[leaving] = k
-        prediction[leaving] = _scores.exit_predictions(probs[leaving, k])
-        active = active[~leaves]
-        if active.shape[0] == 0:
-            break
-        rows = torch.from_numpy(np.flatnonzero(~leaves)).to(device)
-        features = _take_rows(features, rows, k)
-    return exit_index, prediction
-
+            known = self.score_prefix(prefix)
+            leaves = _leaves_at(known, self.rules[k], k, policy.method)
+        if leaves.any():
+            self.done.append((ids[leaves], k, _scores.exit_predictions(probs[leaves])))
+        if leaves.all():
+            return
+        if leaves.any():
+            stay = np.flatnonzero(~leaves)
+            features = _take_rows(features, torch.from_numpy(stay).to(self.device), k)
+            ids, prefix = ids[stay], prefix[stay]
+        self.pools[k + 1].append((features, ids, prefix))
+        self.waiting[k + 1] += ids.shape[0]
 
 def prefix_scorer(policy: Policy):
     """``policy.prefix_scores``, without re-validating probabilities the runtime computed.
