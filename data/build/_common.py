@@ -182,6 +182,28 @@ def exit_seconds(
     return _non_decreasing(seconds)
 
 
+def cached_exits(
+    model: MultiExitNet,
+    x: np.ndarray,
+    y: np.ndarray,
+    split_indices: dict[str, np.ndarray],
+    fast: bool,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[int], list[float]]:
+    """What a dataset file holds for a trained model on array inputs ``x``: per split, the
+    exit probabilities and labels; FLOPs and CPU latency per exit, measured on test samples."""
+    test = split_indices["test"]
+    flops = exit_flops(model, torch.as_tensor(x[test[:1]]))
+    timed = torch.as_tensor(x[test[:LATENCY_SAMPLES]])
+    seconds = exit_seconds(
+        lambda k, i: model.exit_forward(timed[i : i + 1], k),
+        model.n_exits,
+        8 if fast else LATENCY_SAMPLES,
+        repeats=2 if fast else LATENCY_REPEATS,
+    )
+    splits = {split: (exit_probs(model, x[idx]), y[idx]) for split, idx in split_indices.items()}
+    return splits, flops, seconds
+
+
 def _non_decreasing(values: list) -> list:
     # Timing noise can make exit k+1 look a hair faster than exit k; costs must be cumulative.
     return np.maximum.accumulate(np.asarray(values)).tolist()

@@ -9,13 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from _common import (
-    LATENCY_SAMPLES,
     MultiExitNet,
-    exit_flops,
-    exit_probs,
-    exit_seconds,
+    cached_exits,
     set_determinism,
     three_way_split,
     train_multi_exit,
@@ -61,17 +57,7 @@ def build(out_dir: Path, fast: bool = False) -> dict[str, dict]:
     epochs = 3 if fast else 60
     model = train_multi_exit(make_model(), x[train], y[train], epochs=epochs, batch_size=32)
 
-    example = torch.as_tensor(x[test[:1]])
-    flops = exit_flops(model, example)
-    timed = torch.as_tensor(x[test[:LATENCY_SAMPLES]])
-    seconds = exit_seconds(
-        lambda k, i: model.exit_forward(timed[i : i + 1], k),
-        model.n_exits,
-        8 if fast else LATENCY_SAMPLES,
-        repeats=2 if fast else 7,
-    )
-    splits = {split: (exit_probs(model, x[idx]), y[idx]) for split, idx in
-              (("val", val), ("test", test))}
+    splits, flops, seconds = cached_exits(model, x, y, {"val": val, "test": test}, fast)
     metadata = {
         "source": "scikit-learn load_digits (UCI Optical Recognition of Handwritten Digits, "
         "test part: 1797 8x8 images, 10 classes), random split train 897 / val 450 / "
