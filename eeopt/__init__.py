@@ -15,6 +15,22 @@ from eeopt.quantile import quantile_thresholds
 
 __version__ = "0.1.0"
 
+# Submodules reached as attributes (``eeopt.plot``, ``eeopt.torch``) are imported on first use:
+# ``import eeopt`` stays free of matplotlib's pyplot and of torch.
+_LAZY_MODULES = ("datasets", "io", "plot", "report", "torch")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"eeopt.{name}")
+    raise AttributeError(f"module 'eeopt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_MODULES))
+
 __all__ = [
     "ComparisonTable",
     "EvaluationResult",
