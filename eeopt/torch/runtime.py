@@ -219,8 +219,7 @@ class _Pipeline:
 
     def push(self, inputs: Any) -> None:
         """One loader batch: stage 0 on all of it, then the later stages that are ready."""
-        ids = None
-        self.pools[0].append((inputs, ids, None))
+        self.pools[0].append((inputs, None, None))
         self._run_stage(0, full=False)
         for k in range(1, self.n_exits):
             while self.waiting[k] and (not self.refill or self.waiting[k] >= self.batch_size):
@@ -298,6 +297,7 @@ class _Pipeline:
             ids, prefix = ids[stay], prefix[stay]
         self.pools[k + 1].append((features, ids, prefix))
         self.waiting[k + 1] += ids.shape[0]
+
 
 def prefix_scorer(policy: Policy):
     """``policy.prefix_scores``, without re-validating probabilities the runtime computed.
