@@ -141,12 +141,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"{policy.method} on {data.n_samples} samples")
-    for key in ("accuracy", "mean_cost", "speedup"):
+    print(f"{policy.method} on {data.n_samples} samples"
+          + (f" ({args.bootstrap} bootstrap resamples, 95% intervals)" if args.bootstrap else ""))
+    formats = {"accuracy": ".4f", "mean_cost": ".6g", "speedup": ".3f"}
+    for key, spec in formats.items():
         value = summary[key]
         interval = summary.get("intervals", {}).get(key)
-        extra = f"  [{interval[0]:.6g}, {interval[1]:.6g}]" if interval else ""
-        print(f"  {key:15s} {value if value is None else format(value, '.6g')}{extra}")
+        extra = f"  [{interval[0]:{spec}}, {interval[1]:{spec}}]" if interval else ""
+        print(f"  {key:15s} {'n/a' if value is None else format(value, spec)}{extra}")
     print("  exit_fractions  " + " ".join(f"{f:.3f}" for f in result.exit_fractions))
 
 
@@ -235,10 +237,11 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
         return
     from eeopt import datasets
 
+    width = max(len(name) for name in names)
     for name in names:
         data = datasets.load(name, "test")
         accuracy = " ".join(f"{a:.3f}" for a in data.exit_accuracy)
-        print(f"{name:12s} {data.n_exits} exits, {data.n_classes} classes, "
+        print(f"{name:{width}s}  {data.n_exits} exits, {data.n_classes} classes, "
               f"{data.n_samples} test samples; per-exit accuracy {accuracy}")
 
 
