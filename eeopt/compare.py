@@ -121,6 +121,19 @@ def compare(
     Returns
     -------
     ComparisonTable
+
+    Examples
+    --------
+    >>> import eeopt
+    >>> val, test = eeopt.datasets.load_both("mnist1d")
+    >>> table = eeopt.compare(val, test, ["maxprob", "msdnet"], [500_000], verbose=False)
+    >>> print(table)  # doctest: +NORMALIZE_WHITESPACE
+    method      budget  accuracy  mean_cost    speedup  exit_fractions
+    ----------  ------  --------  -----------  -------  -----------------------------------------
+    final-exit          0.9720    1.73824e+06  1.000    0.000 0.000 0.000 0.000 0.000 0.000 1.000
+    maxprob     500000  0.9680    474376       3.664    0.120 0.297 0.437 0.089 0.025 0.014 0.018
+    msdnet      500000  0.9527    513591       3.384    0.328 0.226 0.150 0.122 0.074 0.055 0.044
+    >>> latex = table.to_latex()  # also to_csv(), to_markdown(), each with an optional path
     """
     val = as_exit_data(val, name="val")
     test = as_exit_data(test, name="test")

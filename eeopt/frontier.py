@@ -114,6 +114,17 @@ def pareto_front(
     Returns
     -------
     Front
+
+    Examples
+    --------
+    >>> import eeopt
+    >>> val = eeopt.datasets.load("mnist1d", "val")
+    >>> front = eeopt.pareto_front(val, method="maxprob")
+    >>> front.parameter_name, len(front) > 100       # every decision-changing threshold
+    ('threshold', True)
+    >>> policy = eeopt.fit(val, method="maxprob", threshold=float(front.parameters[50]))
+    >>> bool(policy.evaluate(val).accuracy == front.accuracies[50])
+    True
     """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")
@@ -161,6 +172,14 @@ def oracle_front(logits: Any, labels: Any = None, costs: Any = None, *,
     -------
     Front
         ``parameters`` counts the samples moved past the first exit.
+
+    Examples
+    --------
+    >>> import eeopt
+    >>> test = eeopt.datasets.load("mnist1d", "test")
+    >>> oracle = eeopt.oracle_front(test)
+    >>> print(f"{oracle.accuracies[-1]:.4f} at {oracle.costs[-1]:.0f} FLOPs")
+    0.9927 at 139659 FLOPs
     """
     data = as_exit_data(logits, labels, costs, input=input)
     correct = data.correct
@@ -194,6 +213,14 @@ def heldout_front(
     ``max_points`` points, spread along the front. Budgeted methods, or any method when
     ``budgets`` is given, are fitted at each budget (default ``n_budgets`` evenly spaced).
     Dominated test points are dropped; ``parameters`` holds the settings used.
+
+    Examples
+    --------
+    >>> import eeopt
+    >>> val, test = eeopt.datasets.load_both("mnist1d")
+    >>> front = eeopt.heldout_front(val, test, "msdnet", n_budgets=5, verbose=False)
+    >>> front.parameter_name, [f"{a:.3f}" for a in front.accuracies]
+    ('budget', ['0.658', '0.943', '0.971', '0.972'])
     """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")

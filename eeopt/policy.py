@@ -154,6 +154,18 @@ class Policy:
             Coverage of the intervals.
         random_state : int, Generator or None
             Seed of the resampling; the same seed gives the same intervals.
+
+        Examples
+        --------
+        >>> import eeopt
+        >>> val, test = eeopt.datasets.load_both("mnist1d")
+        >>> policy = eeopt.fit(val, method="maxprob", budget=500_000)
+        >>> result = policy.evaluate(test, n_bootstrap=200, random_state=0)
+        >>> result  # doctest: +ELLIPSIS
+        EvaluationResult(accuracy=0.9680, mean_cost=474376, speedup=3.664x, exit_fractions=[...])
+        >>> low, high = result.intervals["accuracy"]
+        >>> print(f"{low:.3f} {high:.3f}")
+        0.962 0.973
         """
         data = self._data(logits, labels, input=input)
         costs = self.costs_ if costs is None else v.check_costs(costs, self.n_exits_)

@@ -45,7 +45,7 @@ def quantile_thresholds(scores: Any, fractions: Any) -> np.ndarray:
     >>> import numpy as np, eeopt
     >>> scores = np.array([[0.9, 1.0], [0.5, 1.0], [0.7, 1.0], [0.2, 1.0]])
     >>> eeopt.quantile_thresholds(scores, [0.5, 0.5])
-    array([0.7, -inf])
+    array([ 0.7, -inf])
     """
     scores = v.check_float_array(scores, "scores", ndim=2)
     fractions = v.check_float_array(fractions, "fractions", ndim=1).astype(np.float64)
