@@ -107,7 +107,7 @@ def pareto_front(
         Budgets for budgeted methods; default ``n_budgets`` evenly spaced over
         ``[costs[0], costs[-1]]``.
     verbose : bool, default=True
-        Progress bar for budget sweeps.
+        Progress bar for budget sweeps and for BEEM's level sweep.
     **options
         Method options other than targets (``score=``, ``weights=``, ...).
 
@@ -138,7 +138,7 @@ def pareto_front(
     data.require_labels("a Pareto front")
     if method in SWEEPS:
         spec = SWEEPS[method]
-        sweep = spec.fn(data, method, **options)
+        sweep = spec.fn(data, method, verbose=verbose, **options)
         keep = non_dominated(sweep.mean_costs, sweep.accuracies)
         return Front(method, sweep.mean_costs[keep], sweep.accuracies[keep],
                      sweep.parameters[keep], spec.parameter, dict(options))

@@ -108,3 +108,14 @@ def test_front_rejects_targets_and_unknown_methods():
         eeopt.pareto_front(data, method="nope")
     with pytest.raises(ValueError, match="budgets"):
         eeopt.pareto_front(data, method="msdnet", budgets=[100.0], verbose=False)
+
+
+@pytest.mark.parametrize("method", ["beem-a", "msdnet"])
+def test_long_sweeps_draw_a_progress_bar_unless_verbose_is_false(method, capsys):
+    logits, labels = make_multi_exit(n=300, n_exits=4, seed=3)
+    loud = eeopt.pareto_front(logits, labels, method=method, n_budgets=3)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("BEEM level sweep" in err or "front msdnet" in err)
+    quiet = eeopt.pareto_front(logits, labels, method=method, n_budgets=3, verbose=False)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(loud.costs, quiet.costs)

@@ -44,9 +44,10 @@ def quiet(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """An exact sweep: ``fn(data, method, **options) -> targets.Sweep`` over every value of
-    the fit option ``parameter`` that changes a decision; ``fit(..., parameter=value)``
-    reproduces each point."""
+    """An exact sweep: ``fn(data, method, verbose=..., **options) -> targets.Sweep`` over
+    every value of the fit option ``parameter`` that changes a decision;
+    ``fit(..., parameter=value)`` reproduces each point. A sweep that can take long draws a
+    progress bar when ``verbose``."""
 
     fn: Callable[..., Any]
     parameter: str

@@ -42,14 +42,16 @@ def select(sweep: Sweep, target: Target, data: ExitData, scores: np.ndarray) -> 
 
 
 @register_sweep("maxprob", "entropy", "margin", parameter="threshold")
-def sweep_threshold(data: ExitData, method: str) -> Sweep:
-    """Every global threshold on the method's score that changes a decision."""
+def sweep_threshold(data: ExitData, method: str, verbose: bool = False) -> Sweep:
+    """Every global threshold on the method's score that changes a decision (one sort: no
+    progress bar, ``verbose`` is accepted for the sweep protocol)."""
     return threshold_sweep(data.score(method), data.correct, data.costs)
 
 
 @register_sweep("patience", parameter="patience")
-def sweep_patience(data: ExitData, method: str = "patience") -> Sweep:
-    """Every patience t >= 1 that changes a decision; no early exit is t = n_exits - 1."""
+def sweep_patience(data: ExitData, method: str = "patience", verbose: bool = False) -> Sweep:
+    """Every patience t >= 1 that changes a decision; no early exit is t = n_exits - 1
+    (one sort: no progress bar)."""
     sweep = threshold_sweep(data.patience, data.correct, data.costs)
     keep = sweep.parameters >= 1
     parameters = sweep.parameters[keep]

@@ -27,6 +27,7 @@ import numpy as np
 
 from eeopt import _validation as v
 from eeopt import engine
+from eeopt._progress import Progress
 from eeopt.data import ExitData
 from eeopt.methods._registry import (
     Target,
@@ -299,6 +300,7 @@ def level_sweep(
     min_samples: int = 1,
     thresholds: str = "per-exit",
     max_level: float = 1.0,
+    verbose: bool = False,
 ) -> LevelSweep:
     """Accuracy and mean cost of BEEM's error-rate rule at every level that changes a decision.
 
@@ -322,6 +324,8 @@ def level_sweep(
     min_samples, thresholds : as in :func:`exit_error_thresholds`
     max_level : float, default=1.0
         Stop at this level (error rates never exceed 1).
+    verbose : bool, default=False
+        Progress bar (policies found, current level) for the per-exit sweep.
 
     Returns
     -------
@@ -334,7 +338,7 @@ def level_sweep(
         raise ValueError("BEEM needs at least 2 exits.")
     if thresholds == "global":
         return _global_level_sweep(scores, correct, costs, min_samples, max_level)
-    return _per_exit_level_sweep(scores, correct, costs, min_samples, max_level)
+    return _per_exit_level_sweep(scores, correct, costs, min_samples, max_level, verbose)
 
 
 def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> LevelSweep:
@@ -392,7 +396,9 @@ class _SortedExit:
         return self.values[group[last]], last + 1, n_wrong
 
 
-def _per_exit_level_sweep(scores, correct, costs, min_samples, max_level) -> LevelSweep:
+def _per_exit_level_sweep(
+    scores, correct, costs, min_samples, max_level, verbose=False
+) -> LevelSweep:
     n_samples, n_exits = scores.shape
     columns = np.ascontiguousarray(scores.T)  # one exit's scores contiguous: read per step
     sorted_exits = [_SortedExit(columns[k], ~correct[:, k]) for k in range(n_exits - 1)]
@@ -430,16 +436,18 @@ def _per_exit_level_sweep(scores, correct, costs, min_samples, max_level) -> Lev
 
     levels, all_thresholds, all_counts, n_correct = [], [], [], []
     level, first = 0.0, 0
-    while True:
-        recompute(first, level)
-        levels.append(level)
-        all_thresholds.append(alpha.copy())
-        all_counts.append(exit_count.copy())
-        n_correct.append(int(exit_correct.sum()))
-        level = float(next_level.min())
-        if not level <= max_level:
-            break
-        first = int(np.flatnonzero(next_level == level)[0])
+    with Progress(None, "BEEM level sweep (policies)", verbose) as bar:
+        while True:
+            recompute(first, level)
+            levels.append(level)
+            all_thresholds.append(alpha.copy())
+            all_counts.append(exit_count.copy())
+            n_correct.append(int(exit_correct.sum()))
+            bar.update(postfix=f"level {level:.4g} of {max_level:g}")
+            level = float(next_level.min())
+            if not level <= max_level:
+                break
+            first = int(np.flatnonzero(next_level == level)[0])
     counts = np.array(all_counts, dtype=np.int64)
     return LevelSweep(
         parameters=np.array(levels),
@@ -515,7 +523,7 @@ def _settings(data: ExitData, method: str, options: dict[str, Any]) -> dict[str,
 
 
 @register_sweep("beem-c", "beem-a", parameter="level")
-def sweep_beem(data: ExitData, method: str, **options: Any) -> LevelSweep:
+def sweep_beem(data: ExitData, method: str, verbose: bool = False, **options: Any) -> LevelSweep:
     """Every error level (in [0, 1]) that changes a decision of BEEM's rule on ``data``, with
     its accuracy and mean cost (:func:`level_sweep`); options as in :func:`fit_beem`."""
     data.require_labels(f"sweeping {method!r}")
@@ -528,6 +536,7 @@ def sweep_beem(data: ExitData, method: str, **options: Any) -> LevelSweep:
         data.costs,
         min_samples=settings["min_samples"],
         thresholds=settings["thresholds_mode"],
+        verbose=verbose,
     )
 
 
