@@ -198,17 +198,10 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from eeopt import plot
-        from eeopt._progress import progress
-        from eeopt.frontier import heldout_front
+        from eeopt.report import heldout_fronts_figure
 
-        methods = methods or eeopt.method_names()
-        fronts = {m: heldout_front(val, test, m, verbose=False, **seeded.get(m, {}))
-                  for m in progress(methods, "fronts", not args.quiet)}
-        fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-        plot.plot_fronts(fronts, oracle=eeopt.oracle_front(test), ax=ax,
-                         final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
-                         cost_units=test.metadata.get("cost_units"))
+        fig = heldout_fronts_figure(val, test, methods or eeopt.method_names(), options=seeded,
+                                    figsize=(6, 4), verbose=not args.quiet)
         fig.savefig(args.output)
         plt.close(fig)
         print(f"wrote {args.output}")

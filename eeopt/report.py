@@ -62,6 +62,38 @@ def _table_html(table: ComparisonTable) -> str:
     return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def heldout_fronts_figure(
+    val: ExitData,
+    test: ExitData,
+    methods: list[str],
+    *,
+    options: dict[str, dict[str, Any]] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] = (6.5, 4.2),
+    verbose: bool = True,
+) -> Any:
+    """The figure a paper reports: test-set fronts of policies fitted on validation data
+    (:func:`~eeopt.heldout_front`, per-method ``options``), with the test oracle and the final
+    exit. Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    from eeopt import plot
+
+    options = options or {}
+    fronts = {m: heldout_front(val, test, m, verbose=False, **options.get(m, {}))
+              for m in progress(methods, "fronts", verbose)}
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    plot.plot_fronts(
+        fronts,
+        oracle=oracle_front(test),
+        cost_units=str(test.metadata.get("cost_units", "")) or None,
+        ax=ax,
+        final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
+        title=title,
+    )
+    return fig
+
+
 def write_report(
     val: ExitData,
     test: ExitData,
@@ -115,19 +147,7 @@ def write_report(
     table.to_csv(out_dir / "comparison.csv")
     units = str(test.metadata.get("cost_units", "")) or None
 
-    # Test-set fronts of validation-fitted policies: what a paper reports.
-    options = options or {}
-    fronts = {m: heldout_front(val, test, m, verbose=False, **options.get(m, {}))
-              for m in progress(methods, "fronts", verbose)}
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    plot.plot_fronts(
-        fronts,
-        oracle=oracle_front(test),
-        cost_units=units,
-        ax=ax,
-        final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
-    )
-    front_svg = _svg(fig)
+    front_svg = _svg(heldout_fronts_figure(val, test, methods, options=options, verbose=verbose))
 
     at_middle, distribution_svg = {}, ""
     if budgets.size:

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 import eeopt  # noqa: E402
 from eeopt import datasets, plot, theory  # noqa: E402
+from eeopt.report import heldout_fronts_figure  # noqa: E402
 
 FAST_METHODS = ["maxprob", "msdnet", "beem-a"]
 SEEDED = {"eenet": {"random_state": 0}}
@@ -41,12 +42,8 @@ def _splits(name: str, fast: bool) -> tuple[eeopt.ExitData, eeopt.ExitData]:
 
 def fronts_figure(name: str, methods: list[str], fast: bool, out: Path) -> None:
     val, test = _splits(name, fast)
-    fronts = {m: eeopt.heldout_front(val, test, m, verbose=False, **SEEDED.get(m, {}))
-              for m in methods}
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    plot.plot_fronts(fronts, oracle=eeopt.oracle_front(test), ax=ax,
-                     final=(float(test.costs[-1]), float(test.exit_accuracy[-1])),
-                     cost_units=test.metadata.get("cost_units"), title=f"{name}: test set")
+    fig = heldout_fronts_figure(val, test, methods, options=SEEDED, title=f"{name}: test set",
+                                verbose=False)
     _save(fig, out / f"fronts-{name}.svg")
 
 
