@@ -45,3 +45,13 @@ def test_gallery_script_writes_svg_figures(tmp_path):
     page = (ROOT / "docs" / "gallery.md").read_text()
     for name in written + ["fronts-digits.svg", "fronts-minilm-reviews.svg"]:
         assert f"(gallery/{name})" in page and (ROOT / "docs" / "gallery" / name).exists()
+
+
+def test_readme_quick_start_runs(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- quick-start: run by tests/test_docs.py -->", 1)[1]
+    code = block.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "policy.json").exists() and done.stdout.strip()
