@@ -24,6 +24,9 @@ import hashlib
 import json
 from importlib import resources
 
+import numpy as np
+
+from eeopt import _validation as v
 from eeopt.data import ExitData
 
 SPLITS = ("val", "test")
@@ -40,7 +43,7 @@ def names() -> list[str]:
     return sorted(found)
 
 
-def load(name: str, split: str = "val") -> ExitData:
+def load(name: str, split: str = "val", n_samples: int | None = None) -> ExitData:
     """One split of a shipped dataset.
 
     Parameters
@@ -49,6 +52,9 @@ def load(name: str, split: str = "val") -> ExitData:
         One of :func:`names`.
     split : {"val", "test"}, default="val"
         ``"val"`` to fit policies on, ``"test"`` to evaluate them.
+    n_samples : int, optional
+        Keep only the first ``n_samples`` samples (a quick look; the files are in random
+        order).
 
     Returns
     -------
@@ -62,14 +68,20 @@ def load(name: str, split: str = "val") -> ExitData:
         raise ValueError(f"name must be one of {available}, got {name!r}.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}.")
+    if n_samples is not None:
+        n_samples = v.check_positive_int(n_samples, "n_samples")
     entry = resources.files(_PACKAGE).joinpath(f"{name}_{split}.npz")
     with resources.as_file(entry) as path:
-        return ExitData.load(path)
+        data = ExitData.load(path)
+    if n_samples is not None and n_samples < data.n_samples:
+        data = data.subset(np.arange(n_samples))
+    return data
 
 
-def load_both(name: str) -> tuple[ExitData, ExitData]:
-    """``(val, test)`` of a shipped dataset: fit on the first, evaluate on the second."""
-    return load(name, "val"), load(name, "test")
+def load_both(name: str, n_samples: int | None = None) -> tuple[ExitData, ExitData]:
+    """``(val, test)`` of a shipped dataset: fit on the first, evaluate on the second
+    (each cut to its first ``n_samples`` samples if given)."""
+    return load(name, "val", n_samples), load(name, "test", n_samples)
 
 
 def checksum(data: ExitData) -> str:

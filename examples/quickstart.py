@@ -21,10 +21,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist1d", choices=datasets.names())
     parser.add_argument("--fast", action="store_true", help="small and quick (for CI)")
     args = parser.parse_args()
-    val, test = datasets.load_both(args.dataset)
-    if args.fast:  # CI: the first 1,000 samples of each split
-        keep = np.arange(1_000)
-        val, test = val.subset(keep), test.subset(keep)
+    val, test = datasets.load_both(args.dataset, n_samples=1_000 if args.fast else None)
     print(f"validation: {val}\ntest:       {test}")
     print("per-exit test accuracy:", np.round(test.exit_accuracy, 4).tolist())
     budget = float(val.costs[0] + 0.5 * (val.costs[-1] - val.costs[0]))

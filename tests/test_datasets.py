@@ -109,3 +109,18 @@ def test_checksums_json_covers_exactly_the_shipped_files():
     files = {f"{name}_{split}.npz" for name, split in CASES}
     assert set(datasets.expected_checksums()) == files
     assert json.loads(json.dumps(datasets.expected_checksums())) == datasets.expected_checksums()
+
+
+def test_n_samples_keeps_the_first_samples_and_is_validated():
+    full = datasets.load("digits", "test")
+    head = datasets.load("digits", "test", n_samples=10)
+    np.testing.assert_array_equal(head.probs, full.probs[:10])
+    np.testing.assert_array_equal(head.labels, full.labels[:10])
+    np.testing.assert_array_equal(head.costs, full.costs)
+    assert datasets.load("digits", "val", n_samples=10**6).n_samples == 450
+    val, test = datasets.load_both("digits", n_samples=7)
+    assert (val.n_samples, test.n_samples) == (7, 7)
+    with pytest.raises(ValueError, match="n_samples"):
+        datasets.load("digits", "val", n_samples=0)
+    with pytest.raises(TypeError, match="n_samples"):
+        datasets.load("digits", "val", n_samples=2.5)

@@ -16,7 +16,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 import eeopt  # noqa: E402
 from eeopt import datasets, plot, theory  # noqa: E402
@@ -33,11 +32,7 @@ def _save(fig, path: Path) -> None:
 
 
 def _splits(name: str, fast: bool) -> tuple[eeopt.ExitData, eeopt.ExitData]:
-    val, test = datasets.load_both(name)
-    if fast:
-        keep = np.arange(600)
-        val, test = val.subset(keep), test.subset(keep)
-    return val, test
+    return datasets.load_both(name, n_samples=600 if fast else None)
 
 
 def fronts_figure(name: str, methods: list[str], fast: bool, out: Path) -> None:
