@@ -60,8 +60,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fractions", default="0.3,0.45,0.6", help="budgets / costs[-1]")
-    parser.add_argument("--refill", action="store_true",
-                        help="run_early_exit(refill=True): later stages on full batches")
+    parser.add_argument(
+        "--refill",
+        action="store_true",
+        help="run_early_exit(refill=True): later stages on full batches",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -31,6 +31,7 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_MODULES))
 
+
 __all__ = [
     "ComparisonTable",
     "EvaluationResult",

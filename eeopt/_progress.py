@@ -47,8 +47,11 @@ class Progress:
         if postfix is not None:
             self.postfix = postfix
         now = time.perf_counter()
-        if self.verbose and self._live and (now - self._last_draw >= 0.1
-                                            or self.count == self.total):
+        if (
+            self.verbose
+            and self._live
+            and (now - self._last_draw >= 0.1 or self.count == self.total)
+        ):
             self._last_draw = now
             self._draw(now)
 

@@ -6,6 +6,7 @@ message names the argument and says how to fix it.
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -62,6 +63,19 @@ def looks_like_probs(arr: np.ndarray) -> bool:
     if arr.min() < 0 or arr.max() > 1:
         return False
     return bool(np.all(np.abs(arr.sum(axis=-1, dtype=np.float64) - 1.0) <= PROB_SUM_ATOL))
+
+
+def check_metadata(metadata: Any, name: str = "metadata") -> dict:
+    """A JSON-serialisable dict (a copy); None gives {}."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise TypeError(f"{name} must be a dict, got {type(metadata).__name__}.")
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be JSON-serialisable: {exc}") from None
+    return dict(metadata)
 
 
 def check_choice(value: Any, name: str, choices: Iterable[str]) -> str:

@@ -30,8 +30,9 @@ def _shipped_names() -> list[str]:
     return list(datasets.names())
 
 
-def load_splits(spec: str, *, costs: str | None = None, test: str | None = None,
-                random_state: int = 0) -> tuple[ExitData, ExitData]:
+def load_splits(
+    spec: str, *, costs: str | None = None, test: str | None = None, random_state: int = 0
+) -> tuple[ExitData, ExitData]:
     """(validation, test) from a dataset name, an MSDNet cache, or one or two ``.npz`` files.
 
     A single ``.npz`` without ``test`` is split in half at random (``random_state``).
@@ -65,8 +66,9 @@ def load_one(spec: str, split: str, *, costs: str | None = None) -> ExitData:
         return val if split == "val" else test
     if path.exists():
         if path.suffix != ".npz":
-            raise CLIError(f"DATA {spec!r}: expected an eeopt .npz, a .pth cache or a dataset "
-                           "name.")
+            raise CLIError(
+                f"DATA {spec!r}: expected an eeopt .npz, a .pth cache or a dataset name."
+            )
         data = ExitData.load(path)
     elif spec in _shipped_names():
         from eeopt import datasets
@@ -124,8 +126,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     policy = eeopt.fit(data, method=args.method, **options)
     policy.save(args.output)
     result = policy.evaluate(data)
-    print(f"fitted {args.method} on {data.n_samples} samples: accuracy {result.accuracy:.4f}, "
-          f"mean cost {result.mean_cost:.6g}, speedup {result.speedup:.3f}x")
+    print(
+        f"fitted {args.method} on {data.n_samples} samples: accuracy {result.accuracy:.4f}, "
+        f"mean cost {result.mean_cost:.6g}, speedup {result.speedup:.3f}x"
+    )
     print(f"wrote {args.output}")
 
 
@@ -141,8 +145,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(summary, indent=2))
         return
-    print(f"{policy.method} on {data.n_samples} samples"
-          + (f" ({args.bootstrap} bootstrap resamples, 95% intervals)" if args.bootstrap else ""))
+    print(
+        f"{policy.method} on {data.n_samples} samples"
+        + (f" ({args.bootstrap} bootstrap resamples, 95% intervals)" if args.bootstrap else "")
+    )
     formats = {"accuracy": ".4f", "mean_cost": ".6g", "speedup": ".3f"}
     for key, spec in formats.items():
         value = summary[key]
@@ -167,8 +173,11 @@ def _seeded(methods: list[str] | None, random_state: int) -> dict[str, dict[str,
     from eeopt.methods import METHODS, method_names
 
     names = method_names() if methods is None else methods
-    return {m: {"random_state": random_state} for m in names
-            if m in METHODS and "random_state" in METHODS[m].options}
+    return {
+        m: {"random_state": random_state}
+        for m in names
+        if m in METHODS and "random_state" in METHODS[m].options
+    }
 
 
 def _methods(text: str | None) -> list[str] | None:
@@ -182,8 +191,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     for path in args.table or []:
         if Path(path).suffix not in writers:
             raise CLIError(f"--table {path!r}: use a .csv, .md or .tex file name.")
-    val, test = load_splits(args.data, costs=args.costs, test=args.test,
-                            random_state=args.random_state)
+    val, test = load_splits(
+        args.data, costs=args.costs, test=args.test, random_state=args.random_state
+    )
     methods = _methods(args.methods)
     budgets = _budgets(args, val)
     seeded = _seeded(methods, args.random_state)
@@ -200,8 +210,14 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
         from eeopt.report import heldout_fronts_figure
 
-        fig = heldout_fronts_figure(val, test, methods or eeopt.method_names(), options=seeded,
-                                    figsize=(6, 4), verbose=not args.quiet)
+        fig = heldout_fronts_figure(
+            val,
+            test,
+            methods or eeopt.method_names(),
+            options=seeded,
+            figsize=(6, 4),
+            verbose=not args.quiet,
+        )
         fig.savefig(args.output)
         plt.close(fig)
         print(f"wrote {args.output}")
@@ -211,15 +227,16 @@ def _cmd_report(args: argparse.Namespace) -> None:
     import eeopt
     from eeopt.report import write_report
 
-    val, test = load_splits(args.data, costs=args.costs, test=args.test,
-                            random_state=args.random_state)
+    val, test = load_splits(
+        args.data, costs=args.costs, test=args.test, random_state=args.random_state
+    )
     methods = _methods(args.methods)
     seeded = _seeded(methods, args.random_state)
-    table = eeopt.compare(val, test, methods, _budgets(args, val), verbose=not args.quiet,
-                          options=seeded)
+    table = eeopt.compare(
+        val, test, methods, _budgets(args, val), verbose=not args.quiet, options=seeded
+    )
     print(table)
-    path = write_report(val, test, args.output, table=table, options=seeded,
-                        verbose=not args.quiet)
+    path = write_report(val, test, args.output, table=table, options=seeded, verbose=not args.quiet)
     print(f"wrote {path}")
 
 
@@ -234,8 +251,10 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
     for name in names:
         data = datasets.load(name, "test")
         accuracy = " ".join(f"{a:.3f}" for a in data.exit_accuracy)
-        print(f"{name:{width}s}  {data.n_exits} exits, {data.n_classes} classes, "
-              f"{data.n_samples} test samples; per-exit accuracy {accuracy}")
+        print(
+            f"{name:{width}s}  {data.n_exits} exits, {data.n_classes} classes, "
+            f"{data.n_samples} test samples; per-exit accuracy {accuracy}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,10 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float)
     p.add_argument("--threshold", type=float)
     p.add_argument("--patience", type=int)
-    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="method option, e.g. --option reset=zero (values parsed as JSON)")
-    p.add_argument("--random-state", type=int, default=0,
-                   help="seed of the methods that draw random numbers (eenet)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="method option, e.g. --option reset=zero (values parsed as JSON)",
+    )
+    p.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the methods that draw random numbers (eenet)",
+    )
     p.add_argument("-o", "--output", default="policy.json")
     common(p)
     p.set_defaults(run=_cmd_fit)
@@ -281,17 +309,27 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("data", metavar="DATA", help=data_help)
-        p.add_argument("--test", help="a separate test .npz (else DATA's test split, or a "
-                                      "random half of a single .npz)")
+        p.add_argument(
+            "--test",
+            help="a separate test .npz (else DATA's test split, or a random half of a single .npz)",
+        )
         p.add_argument("--methods", help="comma-separated, default all")
         p.add_argument("--budgets", help="comma-separated mean-cost budgets")
-        p.add_argument("--n-budgets", type=int, default=5,
-                       help="evenly spaced budgets when --budgets is not given (default 5)")
+        p.add_argument(
+            "--n-budgets",
+            type=int,
+            default=5,
+            help="evenly spaced budgets when --budgets is not given (default 5)",
+        )
         p.add_argument("--random-state", type=int, default=0)
         if name == "compare":
             p.add_argument("-o", "--output", help="figure of the test fronts (.pdf, .svg, .png)")
-            p.add_argument("--table", action="append", metavar="FILE",
-                           help="write the table (.csv, .md or .tex); repeatable")
+            p.add_argument(
+                "--table",
+                action="append",
+                metavar="FILE",
+                help="write the table (.csv, .md or .tex); repeatable",
+            )
         else:
             p.add_argument("-o", "--output", required=True, metavar="DIR")
         common(p)
@@ -319,4 +357,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

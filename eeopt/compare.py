@@ -43,8 +43,16 @@ class ComparisonTable:
                 cells.append([row["method"], budget, "n/a", "n/a", "n/a", row.get("note", "")])
                 continue
             fractions = " ".join(f"{f:.3f}" for f in row["exit_fractions"])
-            cells.append([row["method"], budget, f"{row['accuracy']:.4f}",
-                          f"{row['mean_cost']:.6g}", f"{row['speedup']:.3f}", fractions])
+            cells.append(
+                [
+                    row["method"],
+                    budget,
+                    f"{row['accuracy']:.4f}",
+                    f"{row['mean_cost']:.6g}",
+                    f"{row['speedup']:.3f}",
+                    fractions,
+                ]
+            )
         return cells
 
     def __str__(self) -> str:
@@ -72,8 +80,7 @@ class ComparisonTable:
     def to_latex(self, path: str | os.PathLike | None = None) -> str:
         """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
         header = ["Method", "Budget", "Accuracy (\\%)", "Mean cost", "Speedup"]
-        lines = ["\\begin{tabular}{llrrr}", "\\toprule", " & ".join(header) + " \\\\",
-                 "\\midrule"]
+        lines = ["\\begin{tabular}{llrrr}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule"]
         for row in self.rows:
             budget = "--" if row["budget"] is None else f"{row['budget']:.4g}"
             if row["accuracy"] is None:
@@ -151,16 +158,25 @@ def compare(
                 f"unknown method {method!r} in methods; choose from {', '.join(method_names())}."
             )
     options = options or {}
-    budget_list = [None] if budgets is None else [
-        v.check_budget(b, val.costs, "budgets") for b in np.ravel(budgets)
-    ]
+    budget_list = (
+        [None]
+        if budgets is None
+        else [v.check_budget(b, val.costs, "budgets") for b in np.ravel(budgets)]
+    )
     final = test.correct[:, -1].mean()
     n_exits = test.n_exits
-    rows = [{
-        "method": "final-exit", "budget": None, "accuracy": float(final),
-        "mean_cost": float(test.costs[-1]), "speedup": 1.0,
-        "exit_fractions": np.eye(n_exits)[-1].tolist(), "policy": None, "result": None,
-    }]
+    rows = [
+        {
+            "method": "final-exit",
+            "budget": None,
+            "accuracy": float(final),
+            "mean_cost": float(test.costs[-1]),
+            "speedup": 1.0,
+            "exit_fractions": np.eye(n_exits)[-1].tolist(),
+            "policy": None,
+            "result": None,
+        }
+    ]
     jobs = [(m, b) for m in methods for b in budget_list if not (b is None and m in BUDGET_ONLY)]
     for method, budget in progress(jobs, "compare", verbose):
         extra = quiet(method, options.get(method, {}))
@@ -172,15 +188,31 @@ def compare(
             if budget is None or "below the cheapest" not in str(exc):
                 raise
             # A budget the method cannot reach is a finding, not a failure of the table.
-            rows.append({"method": method, "budget": budget, "accuracy": None,
-                         "mean_cost": None, "speedup": None, "exit_fractions": [],
-                         "policy": None, "result": None, "note": "budget below reach"})
+            rows.append(
+                {
+                    "method": method,
+                    "budget": budget,
+                    "accuracy": None,
+                    "mean_cost": None,
+                    "speedup": None,
+                    "exit_fractions": [],
+                    "policy": None,
+                    "result": None,
+                    "note": "budget below reach",
+                }
+            )
             continue
         result = policy.evaluate(test)
-        rows.append({
-            "method": method, "budget": budget, "accuracy": result.accuracy,
-            "mean_cost": result.mean_cost, "speedup": result.speedup,
-            "exit_fractions": result.exit_fractions.tolist(), "policy": policy,
-            "result": result,
-        })
+        rows.append(
+            {
+                "method": method,
+                "budget": budget,
+                "accuracy": result.accuracy,
+                "mean_cost": result.mean_cost,
+                "speedup": result.speedup,
+                "exit_fractions": result.exit_fractions.tolist(),
+                "policy": policy,
+                "result": result,
+            }
+        )
     return ComparisonTable(rows, str(test.metadata.get("cost_units", "")))

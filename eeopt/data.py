@@ -12,6 +12,11 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt import scores as _scores
 
+#: "Leave as it is" for :meth:`ExitData.replace` (None means "none").
+_KEEP = object()
+#: Cached derived arrays that do not depend on the labels: shared by :meth:`ExitData.replace`.
+_LABEL_FREE = ("predictions", "maxprob", "entropy", "margin", "vote", "patience")
+
 
 class ExitData:
     """Per-exit class probabilities of a multi-exit model, with labels and exit costs.
@@ -30,6 +35,13 @@ class ExitData:
         row sums to 1 within 1e-4; otherwise a stable softmax is applied.
     metadata : dict, optional
         JSON-serialisable information (source, model, cost units, ...), saved with the data.
+    validate : bool, default=True
+        False trusts the arrays as given: ``probs`` a read-only float array of probabilities
+        ``(n_samples, n_exits, n_classes)``, ``labels`` int64 or None, ``costs`` float64 or
+        None. Nothing is checked, copied or converted (as torchmetrics' ``validate_args``);
+        for arrays that were validated before, where the checks would cost as much as the work.
+    name : str, default="probs"
+        What error messages call the array (``"logits"`` from :meth:`from_logits`).
 
     Attributes
     ----------
@@ -59,10 +71,19 @@ class ExitData:
         *,
         input: str = "auto",
         metadata: dict | None = None,
+        validate: bool = True,
+        name: str = "probs",
     ) -> None:
-        self._init(probs, labels, costs, input=input, metadata=metadata, name="probs")
-
-    def _init(self, probs, labels, costs, *, input, metadata, name) -> None:
+        if not validate:
+            # Trusted arrays from eeopt's own code paths (subsets, the torch runtime), as
+            # torchmetrics' ``validate_args=False``: no check, no copy, no softmax.
+            self.probs = probs
+            self.labels = labels
+            self.costs = (
+                np.arange(1, probs.shape[1] + 1, dtype=np.float64) if costs is None else costs
+            )
+            self.metadata = {} if metadata is None else metadata
+            return
         v.check_choice(input, "input", v.INPUT_KINDS)
         v.check_shapes_agree(np.shape(probs), labels, costs, name=name)
         arr = v.check_float_array(probs, name, ndim=3)
@@ -82,24 +103,14 @@ class ExitData:
         self.probs = arr
         self.labels = None if labels is None else v.check_labels(labels, n_samples, n_classes)
         self.costs = v.check_costs(costs, n_exits)
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, dict):
-            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}.")
-        try:
-            json.dumps(metadata)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
-        self.metadata = dict(metadata)
+        self.metadata = v.check_metadata(metadata)
 
     @classmethod
     def from_logits(
         cls, logits: Any, labels: Any = None, costs: Any = None, *, metadata: dict | None = None
     ) -> ExitData:
         """Build from raw exit logits ``(n_samples, n_exits, n_classes)`` (stable softmax)."""
-        self = cls.__new__(cls)
-        self._init(logits, labels, costs, input="logits", metadata=metadata, name="logits")
-        return self
+        return cls(logits, labels, costs, input="logits", metadata=metadata, name="logits")
 
     # -- shape ---------------------------------------------------------------------------
     @property
@@ -174,12 +185,33 @@ class ExitData:
     def subset(self, indices: Any) -> ExitData:
         """The samples at ``indices`` (an index array or boolean mask), same costs/metadata."""
         idx = np.asarray(indices)
+        probs = _readonly(self.probs[idx])
         labels = None if self.labels is None else self.labels[idx]
-        return ExitData(self.probs[idx], labels, self.costs, input="probs", metadata=self.metadata)
+        return ExitData(probs, labels, self.costs, metadata=self.metadata, validate=False)
 
     def with_costs(self, costs: Any) -> ExitData:
         """The same outputs with other cumulative costs (say latency instead of FLOPs)."""
-        return ExitData(self.probs, self.labels, costs, input="probs", metadata=self.metadata)
+        return self.replace(costs=costs)
+
+    def replace(self, *, labels: Any = _KEEP, costs: Any = _KEEP) -> ExitData:
+        """The same outputs with other labels and/or costs (each validated).
+
+        Derived arrays that do not depend on the labels (scores, predictions) are shared, not
+        recomputed. ``labels=None`` drops the labels; ``costs=None`` gives ``[1, ..., n_exits]``.
+        """
+        if labels is not _KEEP and labels is not None:
+            labels = v.check_labels(labels, self.n_samples, self.n_classes)
+        new = ExitData(
+            self.probs,
+            self.labels if labels is _KEEP else labels,
+            self.costs if costs is _KEEP else v.check_costs(costs, self.n_exits),
+            metadata=self.metadata,
+            validate=False,
+        )
+        for key in _LABEL_FREE:
+            if key in self.__dict__:
+                new.__dict__[key] = self.__dict__[key]
+        return new
 
     # -- files ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -228,24 +260,10 @@ def as_exit_data(
     if isinstance(logits, ExitData):
         if labels is None and costs is None:
             return logits
-        data = logits
-        new = ExitData.__new__(ExitData)
-        new.__dict__.update(
-            probs=data.probs,
-            labels=data.labels
-            if labels is None
-            else v.check_labels(labels, data.n_samples, data.n_classes),
-            costs=data.costs if costs is None else v.check_costs(costs, data.n_exits),
-            metadata=data.metadata,
+        return logits.replace(
+            labels=_KEEP if labels is None else labels, costs=_KEEP if costs is None else costs
         )
-        # Derived arrays that do not depend on labels can be shared.
-        for key in ("predictions", "maxprob", "entropy", "margin", "vote", "patience"):
-            if key in data.__dict__:
-                new.__dict__[key] = data.__dict__[key]
-        return new
-    new = ExitData.__new__(ExitData)
-    new._init(logits, labels, costs, input=input, metadata=None, name=name)
-    return new
+    return ExitData(logits, labels, costs, input=input, name=name)
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:

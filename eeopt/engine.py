@@ -42,13 +42,38 @@ def at_exit(values: np.ndarray, exit_index: np.ndarray) -> np.ndarray:
 
 def mean_cost(exit_index: np.ndarray, costs: np.ndarray) -> float:
     """Mean of ``costs[exit_index]``, summed per exit so that it is exact and order-free."""
-    return _mean_from_counts(np.bincount(exit_index, minlength=costs.shape[0]), costs)
+    return float(mean_cost_from_counts(np.bincount(exit_index, minlength=costs.shape[0]), costs))
 
 
-def _mean_from_counts(counts: np.ndarray, costs: np.ndarray) -> float:
+def mean_cost_from_counts(counts: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Mean cost per sample from the number of samples leaving at each exit.
+
+    This is eeopt's one mean-cost formula: evaluation, sweeps, BEEM's level sweep and EENet's
+    calibration all call it, so that a figure a sweep reports is the figure
+    ``policy.evaluate`` gives, bit for bit.
+
+    Parameters
+    ----------
+    counts : array-like of shape (..., n_exits), int
+        Samples per exit; every row has the same total or its own (each row is divided by its
+        own total).
+    costs : ndarray of shape (n_exits,)
+
+    Returns
+    -------
+    ndarray of shape (...)
+        ``sum_k (counts_k / n) * costs_k``, accumulated over k in exit order with elementwise
+        operations, so that a row gives the same float whether it is computed alone or among
+        many (a matrix product may round differently from one row to the next).
+    """
+    counts = np.asarray(counts)
     # Fractions first: when every sample leaves at one exit the mean is that exit's cost
     # exactly (N * c / N can round above c), so a budget equal to an exit's cost is reachable.
-    return float((counts / counts.sum()) @ costs)
+    fractions = counts / counts.sum(axis=-1, keepdims=True)
+    total = fractions[..., 0] * costs[0]
+    for k in range(1, costs.shape[0]):
+        total = total + fractions[..., k] * costs[k]
+    return total
 
 
 @dataclass
@@ -125,7 +150,7 @@ def evaluate_exits(
     n_exits = costs.shape[0]
     chosen = at_exit(predictions, exit_index)
     counts = np.bincount(exit_index, minlength=n_exits)
-    avg_cost = _mean_from_counts(counts, costs)
+    avg_cost = float(mean_cost_from_counts(counts, costs))
     accuracy = None if labels is None else float(np.mean(chosen == labels))
     return EvaluationResult(
         accuracy=accuracy,

@@ -140,8 +140,14 @@ def pareto_front(
         spec = SWEEPS[method]
         sweep = spec.fn(data, method, verbose=verbose, **options)
         keep = non_dominated(sweep.mean_costs, sweep.accuracies)
-        return Front(method, sweep.mean_costs[keep], sweep.accuracies[keep],
-                     sweep.parameters[keep], spec.parameter, dict(options))
+        return Front(
+            method,
+            sweep.mean_costs[keep],
+            sweep.accuracies[keep],
+            sweep.parameters[keep],
+            spec.parameter,
+            dict(options),
+        )
     if budgets is None:
         n_budgets = v.check_positive_int(n_budgets, "n_budgets", minimum=2)
         budgets = np.linspace(data.costs[0], data.costs[-1], n_budgets)
@@ -153,12 +159,14 @@ def pareto_front(
         points.append((result.mean_cost, result.accuracy))
     point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
     keep = non_dominated(point_costs, point_accuracies)
-    return Front(method, point_costs[keep], point_accuracies[keep], budgets[keep], "budget",
-                 dict(options))
+    return Front(
+        method, point_costs[keep], point_accuracies[keep], budgets[keep], "budget", dict(options)
+    )
 
 
-def oracle_front(logits: Any, labels: Any = None, costs: Any = None, *,
-                 input: str = "auto") -> Front:
+def oracle_front(
+    logits: Any, labels: Any = None, costs: Any = None, *, input: str = "auto"
+) -> Front:
     """The best accuracy any per-sample exit assignment reaches at each mean cost.
 
     The oracle knows the labels. Starting from every sample at the first exit, a sample that
@@ -191,8 +199,13 @@ def oracle_front(logits: Any, labels: Any = None, costs: Any = None, *,
     point_costs = data.costs[0] + np.r_[0.0, np.cumsum(gains)] / n
     point_accuracies = (base + np.arange(gains.size + 1)) / n
     keep = non_dominated(point_costs, point_accuracies)
-    return Front("oracle", point_costs[keep], point_accuracies[keep],
-                 np.arange(gains.size + 1)[keep].astype(float), "n_moved")
+    return Front(
+        "oracle",
+        point_costs[keep],
+        point_accuracies[keep],
+        np.arange(gains.size + 1)[keep].astype(float),
+        "n_moved",
+    )
 
 
 def heldout_front(
@@ -233,8 +246,10 @@ def heldout_front(
         if keep.size > max_points:
             keep = np.unique(np.linspace(0, keep.size - 1, max_points).round().astype(int))
         parameter = val_front.parameter_name
-        settings = [{parameter: int(x) if parameter == "patience" else float(x)}
-                    for x in val_front.parameters[keep]]
+        settings = [
+            {parameter: int(x) if parameter == "patience" else float(x)}
+            for x in val_front.parameters[keep]
+        ]
         labels = val_front.parameters[keep]
     else:
         if budgets is None:
@@ -243,8 +258,9 @@ def heldout_front(
         settings = [{"budget": float(b)} for b in labels]
         parameter = "budget"
     points, used = [], []
-    for setting, label in progress(list(zip(settings, labels, strict=True)),
-                                   f"front {method}", verbose):
+    for setting, label in progress(
+        list(zip(settings, labels, strict=True)), f"front {method}", verbose
+    ):
         try:
             policy = fit(val, method=method, **setting, **quiet(method, options))
         except ValueError as exc:
@@ -258,5 +274,11 @@ def heldout_front(
         raise ValueError(f"no budget in budgets is reachable by {method!r}; raise budgets.")
     point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
     keep = non_dominated(point_costs, point_accuracies)
-    return Front(method, point_costs[keep], point_accuracies[keep], np.array(used)[keep],
-                 parameter, dict(options))
+    return Front(
+        method,
+        point_costs[keep],
+        point_accuracies[keep],
+        np.array(used)[keep],
+        parameter,
+        dict(options),
+    )

@@ -29,7 +29,7 @@ def _import_torch(purpose: str):
         import torch
     except ImportError:
         raise ImportError(
-            f"reading {purpose} needs torch: pip install \"eeopt[torch]\" (torch is optional "
+            f'reading {purpose} needs torch: pip install "eeopt[torch]" (torch is optional '
             f"for everything else)."
         ) from None
     return torch
@@ -45,9 +45,7 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be an array or tensor: {exc}") from None
 
 
-def load_msdnet_cache(
-    path: str | os.PathLike, costs: Any = None
-) -> tuple[ExitData, ExitData]:
+def load_msdnet_cache(path: str | os.PathLike, costs: Any = None) -> tuple[ExitData, ExitData]:
     """Read an MSDNet-family cache (``logits_single.pth``) into ``(val, test)``.
 
     The file is ``torch.save((val_pred, val_target, test_pred, test_target))``, each ``*_pred``
@@ -69,8 +67,11 @@ def load_msdnet_cache(
     torch = _import_torch(f"the MSDNet cache {os.fspath(path)!r}")
     obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     if not isinstance(obj, (tuple, list)) or len(obj) != 4:
-        got = f"a {type(obj).__name__} of length {len(obj)}" if isinstance(
-            obj, (tuple, list)) else f"a {type(obj).__name__}"
+        got = (
+            f"a {type(obj).__name__} of length {len(obj)}"
+            if isinstance(obj, (tuple, list))
+            else f"a {type(obj).__name__}"
+        )
         raise ValueError(
             f"path {os.fspath(path)!r} must hold the tuple (val_pred, val_target, test_pred, "
             f"test_target) of an MSDNet-family cache; got {got}."
@@ -91,8 +92,15 @@ def load_msdnet_cache(
             )
         probs = np.ascontiguousarray(probs.transpose(1, 0, 2))
         _check_costs_length(costs, probs.shape[1])
-        out.append(ExitData(probs, labels, costs, input="auto",
-                            metadata={"source": os.fspath(path), "split": split}))
+        out.append(
+            ExitData(
+                probs,
+                labels,
+                costs,
+                input="auto",
+                metadata={"source": os.fspath(path), "split": split},
+            )
+        )
     return out[0], out[1]
 
 
@@ -114,14 +122,14 @@ def read_costs(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix in (".pth", ".pt"):
         torch = _import_torch(f"the cost file {os.fspath(path)!r}")
-        values = _to_numpy(torch.load(os.fspath(path), map_location="cpu", weights_only=True),
-                           "costs")
+        values = _to_numpy(
+            torch.load(os.fspath(path), map_location="cpu", weights_only=True), "costs"
+        )
         try:
             costs = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(
-                f"path {os.fspath(path)!r} must hold a list of numbers (cumulative cost per "
-                f"exit)."
+                f"path {os.fspath(path)!r} must hold a list of numbers (cumulative cost per exit)."
             ) from None
         if costs.ndim != 1:
             raise ValueError(
@@ -186,8 +194,9 @@ def load_arrays(
     if isinstance(costs, (str, os.PathLike)):
         costs = read_costs(costs)
     _check_costs_length(costs, arr.shape[1])
-    return ExitData(arr, labels, costs, input=input,
-                    metadata={"source": os.fspath(probs_or_logits_path)})
+    return ExitData(
+        arr, labels, costs, input=input, metadata={"source": os.fspath(probs_or_logits_path)}
+    )
 
 
 def save_exit_data(data: ExitData, path: str | os.PathLike) -> None:

@@ -18,8 +18,7 @@ from eeopt.engine import EvaluationResult
 from eeopt.frontier import Front
 
 #: Okabe & Ito (2008), "Color Universal Design".
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
-           "#000000")
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -66,15 +65,36 @@ def plot_fronts(
     items = list(fronts.items()) if isinstance(fronts, Mapping) else [(f.method, f) for f in fronts]
     for i, (label, front) in enumerate(items):
         many = len(front) > 40
-        ax.plot(front.costs, 100 * front.accuracies, drawstyle="steps-post",
-                color=PALETTE[i % len(PALETTE)], marker=None if many else MARKERS[i % 8],
-                markersize=3.5, linewidth=1.4, label=label)
+        ax.plot(
+            front.costs,
+            100 * front.accuracies,
+            drawstyle="steps-post",
+            color=PALETTE[i % len(PALETTE)],
+            marker=None if many else MARKERS[i % 8],
+            markersize=3.5,
+            linewidth=1.4,
+            label=label,
+        )
     if oracle is not None:
-        ax.plot(oracle.costs, 100 * oracle.accuracies, drawstyle="steps-post", color="black",
-                linestyle="--", linewidth=1.0, label="oracle")
+        ax.plot(
+            oracle.costs,
+            100 * oracle.accuracies,
+            drawstyle="steps-post",
+            color="black",
+            linestyle="--",
+            linewidth=1.0,
+            label="oracle",
+        )
     if final is not None:
-        ax.plot([final[0]], [100 * final[1]], marker="*", markersize=11, color="black",
-                linestyle="none", label="final exit")
+        ax.plot(
+            [final[0]],
+            [100 * final[1]],
+            marker="*",
+            markersize=11,
+            color="black",
+            linestyle="none",
+            label="final exit",
+        )
     ax.set_xlabel(_cost_label(cost_units))
     ax.set_ylabel("Accuracy (%)")
     if title:
@@ -103,8 +123,13 @@ def plot_exit_distribution(
     width = 0.8 / max(len(labels), 1)
     exits = np.arange(n_exits)
     for i, (label, f) in enumerate(zip(labels, fractions, strict=True)):
-        ax.bar(exits + (i - (len(labels) - 1) / 2) * width, 100 * f, width=width,
-               color=PALETTE[i % len(PALETTE)], label=label)
+        ax.bar(
+            exits + (i - (len(labels) - 1) / 2) * width,
+            100 * f,
+            width=width,
+            color=PALETTE[i % len(PALETTE)],
+            label=label,
+        )
     ax.set_xticks(exits, [str(k + 1) for k in exits])
     ax.set_xlabel("Exit")
     ax.set_ylabel("Samples leaving (%)")
@@ -155,16 +180,20 @@ def plot_score_separation(
     if axes is None:
         import matplotlib.pyplot as plt
 
-        _, axes = plt.subplots(1, len(exits), figsize=(2.4 * len(exits), 2.4), sharey=False,
-                               constrained_layout=True, squeeze=False)
+        _, axes = plt.subplots(
+            1,
+            len(exits),
+            figsize=(2.4 * len(exits), 2.4),
+            sharey=False,
+            constrained_layout=True,
+            squeeze=False,
+        )
         axes = axes[0]
     axes = np.atleast_1d(axes)
     edges = np.linspace(scores.min(), scores.max(), bins + 1)
     for ax, k in zip(axes, exits, strict=True):
-        ax.hist(scores[correct[:, k], k], bins=edges, color=PALETTE[0], alpha=0.7,
-                label="correct")
-        ax.hist(scores[~correct[:, k], k], bins=edges, color=PALETTE[1], alpha=0.7,
-                label="wrong")
+        ax.hist(scores[correct[:, k], k], bins=edges, color=PALETTE[0], alpha=0.7, label="correct")
+        ax.hist(scores[~correct[:, k], k], bins=edges, color=PALETTE[1], alpha=0.7, label="wrong")
         ax.set_title(f"Exit {k + 1}")
         ax.set_xlabel(score_label or "score")
     axes[0].set_ylabel("Samples")
@@ -187,12 +216,30 @@ def plot_theorem(report: Any, *, ax: Any = None, title: str | None = None) -> An
     """
     ax = _axes(ax, figsize=(5.0, 3.2))
     exits = np.asarray(report.exit_number)
-    ax.plot(exits, 100 * np.asarray(report.bound), marker="v", color=PALETTE[0],
-            linestyle="-", label="bound on $q_i$")
-    ax.plot(exits, 100 * np.asarray(report.q), marker="o", color=PALETTE[1],
-            linestyle="--", label="$q_i$: error rate of exit $i$")
-    ax.plot(exits, 100 * np.asarray(report.measured_error), marker="s", color=PALETTE[2],
-            linestyle=":", label="error of samples leaving at $i$")
+    ax.plot(
+        exits,
+        100 * np.asarray(report.bound),
+        marker="v",
+        color=PALETTE[0],
+        linestyle="-",
+        label="bound on $q_i$",
+    )
+    ax.plot(
+        exits,
+        100 * np.asarray(report.q),
+        marker="o",
+        color=PALETTE[1],
+        linestyle="--",
+        label="$q_i$: error rate of exit $i$",
+    )
+    ax.plot(
+        exits,
+        100 * np.asarray(report.measured_error),
+        marker="s",
+        color=PALETTE[2],
+        linestyle=":",
+        label="error of samples leaving at $i$",
+    )
     ax.axhline(100 * report.p, color="black", linewidth=1.0, label="$p$: final exit error")
     ax.set_xticks(exits, [str(int(i)) for i in exits])
     ax.set_xlabel("Exit $i$")

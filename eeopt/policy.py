@@ -181,6 +181,17 @@ class Policy:
             result.intervals = engine.bootstrap_intervals(per_sample, n_bootstrap, confidence, rng)
         return result
 
+    def score(self, logits: Any, labels: Any = None, *, input: str = "auto") -> float:
+        """Accuracy of the policy's predictions, as scikit-learn's ``score(X, y)``.
+
+        ``logits`` as in :meth:`exit_index`; ``labels`` are needed unless ``logits`` is an
+        ExitData with labels.
+        """
+        result = self.evaluate(logits, labels, input=input)
+        if result.accuracy is None:
+            raise ValueError("score needs labels: pass labels=, or an ExitData with labels.")
+        return result.accuracy
+
     # -- files ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -273,14 +284,20 @@ class ScorePolicy(Policy):
     """Thresholds on a named confidence score of :mod:`eeopt.scores`.
 
     Used by ``maxprob``, ``entropy``, ``margin``, ``patience`` and ``msdnet``.
+
+    Attributes
+    ----------
+    score_name : str
+        The score the thresholds apply to (one of ``eeopt.scores.SCORE_NAMES``). (Called
+        ``score`` before 0.2; ``score`` is now the accuracy method, as in scikit-learn.)
     """
 
     def __init__(self, method, thresholds, costs, n_classes, fit_info=None, *, score: str):
         super().__init__(method, thresholds, costs, n_classes, fit_info)
-        self.score = score
+        self.score_name = score
 
     def compute_scores(self, data: ExitData) -> np.ndarray:
-        return data.score(self.score)
+        return data.score(self.score_name)
 
     def _params(self) -> dict[str, Any]:
-        return {"score": self.score}
+        return {"score": self.score_name}

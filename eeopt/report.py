@@ -80,8 +80,10 @@ def heldout_fronts_figure(
     from eeopt import plot
 
     options = options or {}
-    fronts = {m: heldout_front(val, test, m, verbose=False, **options.get(m, {}))
-              for m in progress(methods, "fronts", verbose)}
+    fronts = {
+        m: heldout_front(val, test, m, verbose=False, **options.get(m, {}))
+        for m in progress(methods, "fronts", verbose)
+    }
     fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     plot.plot_fronts(
         fronts,
@@ -134,8 +136,10 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     if table is not None:
         if not isinstance(table, ComparisonTable):
-            raise ValueError(f"table must be the ComparisonTable eeopt.compare returns, "
-                             f"not {type(table).__name__}; or leave it out.")
+            raise ValueError(
+                f"table must be the ComparisonTable eeopt.compare returns, "
+                f"not {type(table).__name__}; or leave it out."
+            )
         methods = list(dict.fromkeys(r["method"] for r in table.rows[1:]))
         budgets = sorted({r["budget"] for r in table.rows if r["budget"] is not None})
     methods = method_names() if methods is None else list(methods)

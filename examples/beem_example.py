@@ -22,8 +22,10 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="small and quick (for CI)")
     args = parser.parse_args()
     val, test = datasets.load_both(args.dataset, n_samples=1_500 if args.fast else None)
-    print(f"BEEM on {args.dataset}: fitted on {val.n_samples} validation samples, evaluated on "
-          f"{test.n_samples} test samples")
+    print(
+        f"BEEM on {args.dataset}: fitted on {val.n_samples} validation samples, evaluated on "
+        f"{test.n_samples} test samples"
+    )
     budget = float(val.costs[0] + 0.4 * (val.costs[-1] - val.costs[0]))
     settings = [
         ("exit-error (paper)", {}),

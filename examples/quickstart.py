@@ -38,8 +38,7 @@ def main() -> None:
             continue
         r = policy.evaluate(test)
         target = f"budget={budget:.4g}" if "budget" in options else policy.fit_info_["target"]
-        print(f"{method:10s} {target:22s} {r.accuracy:8.4f} {r.mean_cost:12.5g} "
-              f"{r.speedup:7.2f}x")
+        print(f"{method:10s} {target:22s} {r.accuracy:8.4f} {r.mean_cost:12.5g} {r.speedup:7.2f}x")
 
 
 if __name__ == "__main__":

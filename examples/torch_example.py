@@ -29,8 +29,7 @@ def make_model(width: int = 32) -> MultiExitModel:
     def head() -> nn.Module:
         return nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, 10))
 
-    return MultiExitModel([block(1)] + [block(width) for _ in range(3)],
-                          [head() for _ in range(4)])
+    return MultiExitModel([block(1)] + [block(width) for _ in range(3)], [head() for _ in range(4)])
 
 
 def main() -> None:
@@ -70,8 +69,10 @@ def main() -> None:
         run = run_early_exit(model, policy, loader(test))
         fractions = " ".join(f"{f:.2f}" for f in run.exit_fractions)
         speedup = costs.flops[-1] / run.mean_cost(costs.flops)
-        print(f"{name:26s} test accuracy {run.accuracy:.4f}, {speedup:.2f}x fewer FLOPs, "
-              f"exits {fractions}, {run.seconds * 1e3:.1f} ms")
+        print(
+            f"{name:26s} test accuracy {run.accuracy:.4f}, {speedup:.2f}x fewer FLOPs, "
+            f"exits {fractions}, {run.seconds * 1e3:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

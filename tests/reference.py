@@ -218,8 +218,10 @@ def ref_utility_scores(probs: np.ndarray, coefs, intercepts) -> list[list[float]
         s_i: list[float] = []
         for k in range(n_exits):
             z = [float(x) for x in probs[i, k]]
-            z += [ref_scores(probs[i, k], name, predictions, k)
-                  for name in ("maxprob", "entropy", "vote")]
+            z += [
+                ref_scores(probs[i, k], name, predictions, k)
+                for name in ("maxprob", "entropy", "vote")
+            ]
             z += s_i
             a = sum(w * x for w, x in zip(coefs[k], z, strict=True)) + float(intercepts[k])
             s_i.append(1.0 / (1.0 + math.exp(-a)))

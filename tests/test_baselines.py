@@ -55,8 +55,9 @@ def test_budget_fit_is_the_most_accurate_threshold_within_budget(method, budget)
     result = policy.evaluate(data)
     assert result.mean_cost <= budget
     candidates = _all_candidates(data.score(method))
-    feasible = [(a, c) for _, a, c in _brute_force(data, method, candidates)
-                if c <= budget * (1 + 1e-12)]
+    feasible = [
+        (a, c) for _, a, c in _brute_force(data, method, candidates) if c <= budget * (1 + 1e-12)
+    ]
     best_accuracy = max(a for a, _ in feasible)
     assert result.accuracy == pytest.approx(best_accuracy)
     # Among equally accurate settings it takes the cheapest.
@@ -71,8 +72,11 @@ def test_accuracy_target_is_the_cheapest_threshold_that_holds(tolerance):
     result = policy.evaluate(data)
     floor = data.exit_accuracy[-1] - tolerance
     assert result.accuracy >= floor - 1e-12
-    feasible = [c for _, a, c in _brute_force(data, "maxprob", _all_candidates(data.maxprob))
-                if a >= floor - 1e-12]
+    feasible = [
+        c
+        for _, a, c in _brute_force(data, "maxprob", _all_candidates(data.maxprob))
+        if a >= floor - 1e-12
+    ]
     assert result.mean_cost == pytest.approx(min(feasible))
 
 
@@ -88,8 +92,11 @@ def test_budget_is_never_exceeded_and_nothing_within_it_is_more_accurate(seed, b
     result = policy.evaluate(data)
     assert result.mean_cost <= budget
     # The loop sums costs one sample at a time, so allow its rounding.
-    accuracies = [a for _, a, c in _brute_force(data, method, _all_candidates(data.score(method)))
-                  if c <= budget * (1 + 1e-12)]
+    accuracies = [
+        a
+        for _, a, c in _brute_force(data, method, _all_candidates(data.score(method)))
+        if c <= budget * (1 + 1e-12)
+    ]
     assert result.accuracy >= max(accuracies) - 1e-12
 
 

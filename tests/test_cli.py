@@ -21,13 +21,15 @@ def npz(tmp_path):
 
 def test_fit_then_evaluate(npz, tmp_path, capsys):
     policy_path = tmp_path / "p.json"
-    assert main(["fit", str(npz), "--method", "maxprob", "--budget", "2.5", "-o",
-                 str(policy_path)]) == 0
+    assert (
+        main(["fit", str(npz), "--method", "maxprob", "--budget", "2.5", "-o", str(policy_path)])
+        == 0
+    )
     policy = eeopt.load_policy(policy_path)
     assert policy.fit_info_["budget"] == 2.5
     assert main(["evaluate", str(policy_path), str(npz), "--json"]) == 0
     out = capsys.readouterr().out
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     expected = policy.evaluate(eeopt.ExitData.load(npz))
     assert summary["accuracy"] == expected.accuracy
     assert summary["mean_cost"] == expected.mean_cost <= 2.5
@@ -35,9 +37,24 @@ def test_fit_then_evaluate(npz, tmp_path, capsys):
 
 def test_fit_passes_method_options(npz, tmp_path):
     out = tmp_path / "p.json"
-    assert main(["fit", str(npz), "--method", "msdnet", "--budget", "2",
-                 "--option", "score=entropy", "-o", str(out)]) == 0
-    assert eeopt.load_policy(out).score == "entropy"
+    assert (
+        main(
+            [
+                "fit",
+                str(npz),
+                "--method",
+                "msdnet",
+                "--budget",
+                "2",
+                "--option",
+                "score=entropy",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert eeopt.load_policy(out).score_name == "entropy"
 
 
 def test_eenet_results_are_the_same_from_run_to_run(npz, tmp_path, capsys):
@@ -61,8 +78,21 @@ def test_eenet_results_are_the_same_from_run_to_run(npz, tmp_path, capsys):
 def test_compare_prints_the_table_and_writes_files(npz, tmp_path, capsys):
     fig = tmp_path / "front.pdf"
     table = tmp_path / "table.tex"
-    code = main(["compare", str(npz), "--methods", "maxprob,msdnet", "--budgets", "2,3",
-                 "-o", str(fig), "--table", str(table), "-q"])
+    code = main(
+        [
+            "compare",
+            str(npz),
+            "--methods",
+            "maxprob,msdnet",
+            "--budgets",
+            "2,3",
+            "-o",
+            str(fig),
+            "--table",
+            str(table),
+            "-q",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "final-exit" in out and "msdnet" in out
@@ -72,13 +102,27 @@ def test_compare_prints_the_table_and_writes_files(npz, tmp_path, capsys):
 
 def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
     out = tmp_path / "report"
-    assert main(["report", str(npz), "--methods", "maxprob,patience", "--n-budgets", "3",
-                 "-o", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(npz),
+                "--methods",
+                "maxprob,patience",
+                "--n-budgets",
+                "3",
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "final-exit" in printed and "patience" in printed and "index.html" in printed
     page = (out / "index.html").read_text()
     assert page.count("<svg") >= 3 and "<table>" in page and "maxprob" in page
-    assert "src=\"http" not in page  # nothing loaded from elsewhere
+    assert 'src="http' not in page  # nothing loaded from elsewhere
     assert (out / "comparison.csv").exists()
 
 
@@ -91,8 +135,10 @@ def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
         (["fit", "{npz}", "--method", "maxprob", "--option", "bad"], "name=value"),
         (["evaluate", "missing.json", "{npz}"], "POLICY"),
         (["compare", "{npz}", "--budgets", "a,b"], "--budgets"),
-        (["compare", "{npz}", "--table", "x.doc", "--methods", "maxprob", "--budgets", "2"],
-         ".csv"),
+        (
+            ["compare", "{npz}", "--table", "x.doc", "--methods", "maxprob", "--budgets", "2"],
+            ".csv",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(npz, argv, needle, capsys):
@@ -105,13 +151,32 @@ def test_bad_input_is_one_line_and_status_2(npz, argv, needle, capsys):
 
 def test_console_script_runs_end_to_end(npz, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-m", "eeopt.cli", "fit", str(npz), "--method",
-                           "patience", "-o", str(tmp_path / "p.json")],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eeopt.cli",
+            "fit",
+            str(npz),
+            "--method",
+            "patience",
+            "-o",
+            str(tmp_path / "p.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "eeopt.cli", "fit", str(npz)],
-                         capture_output=True, text=True, env=env, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "eeopt.cli", "fit", str(npz)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert bad.returncode == 2  # argparse: --method is required
 
 

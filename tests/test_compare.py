@@ -8,16 +8,24 @@ import eeopt
 def _split():
     logits, labels = make_multi_exit(n=800, n_exits=4, seed=1)
     costs = [1.0, 2.0, 3.0, 4.0]
-    return (eeopt.ExitData.from_logits(logits[:400], labels[:400], costs),
-            eeopt.ExitData.from_logits(logits[400:], labels[400:], costs))
+    return (
+        eeopt.ExitData.from_logits(logits[:400], labels[:400], costs),
+        eeopt.ExitData.from_logits(logits[400:], labels[400:], costs),
+    )
 
 
 def test_compare_fits_on_val_and_evaluates_on_test():
     val, test = _split()
-    table = eeopt.compare(val, test, methods=["maxprob", "msdnet"], budgets=[2.0, 3.0],
-                          verbose=False)
-    assert [r["method"] for r in table.rows] == ["final-exit", "maxprob", "maxprob", "msdnet",
-                                                 "msdnet"]
+    table = eeopt.compare(
+        val, test, methods=["maxprob", "msdnet"], budgets=[2.0, 3.0], verbose=False
+    )
+    assert [r["method"] for r in table.rows] == [
+        "final-exit",
+        "maxprob",
+        "maxprob",
+        "msdnet",
+        "msdnet",
+    ]
     for row in table.rows[1:]:
         expected = eeopt.fit(val, method=row["method"], budget=row["budget"]).evaluate(test)
         assert row["accuracy"] == expected.accuracy
@@ -27,8 +35,9 @@ def test_compare_fits_on_val_and_evaluates_on_test():
 
 def test_table_exports():
     val, test = _split()
-    table = eeopt.compare(val, test, methods=["maxprob", "patience"], budgets=[1.5, 3.5],
-                          verbose=False)
+    table = eeopt.compare(
+        val, test, methods=["maxprob", "patience"], budgets=[1.5, 3.5], verbose=False
+    )
     text = str(table)
     assert "maxprob" in text and "budget below reach" in text  # patience cannot reach 1.5
     csv = table.to_csv()

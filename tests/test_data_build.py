@@ -23,19 +23,24 @@ from eeopt.data import ExitData  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "data" / "build" / "build_all.py"
 SHIPPED = REPO / "eeopt" / "_data"
-MINILM_READY = all(importlib.util.find_spec(m) for m in
-                   ("transformers", "all_minilm_l6_v2", "scattertext"))
+MINILM_READY = all(
+    importlib.util.find_spec(m) for m in ("transformers", "all_minilm_l6_v2", "scattertext")
+)
 NAMES = ["digits", "mnist1d"] + (["minilm-reviews"] if MINILM_READY else [])
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def _file_hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-            if p.suffix in (".npz", ".json")}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".npz", ".json")
+    }
 
 
 @pytest.fixture(scope="module")

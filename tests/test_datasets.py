@@ -18,8 +18,17 @@ SHAPES = {
     "mnist1d": (3000, 7, 10),
     "minilm-reviews": (3000, 6, 2),
 }
-REQUIRED_METADATA = {"name", "split", "source", "model", "cost_units", "costs_flops",
-                     "costs_seconds", "exit_accuracy", "licence"}
+REQUIRED_METADATA = {
+    "name",
+    "split",
+    "source",
+    "model",
+    "cost_units",
+    "costs_flops",
+    "costs_seconds",
+    "exit_accuracy",
+    "licence",
+}
 CASES = [(name, split) for name in SHAPES for split in datasets.SPLITS]
 
 

@@ -14,7 +14,10 @@ def test_docs_build_strict(tmp_path):
     pytest.importorskip("mkdocs", reason="mkdocs is in the docs extra")
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "site" / "index.html").exists()
@@ -22,22 +25,40 @@ def test_docs_build_strict(tmp_path):
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs_in_fast_mode(script, tmp_path):
-    done = subprocess.run([sys.executable, str(script), "--fast"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), "--fast"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.strip()  # an example shows its result
 
 
 def test_gallery_script_writes_svg_figures(tmp_path):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "gallery" / "make_gallery.py"), "--fast",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            str(ROOT / "docs" / "gallery" / "make_gallery.py"),
+            "--fast",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     written = sorted(p.name for p in tmp_path.glob("*.svg"))
-    assert written == ["exits-mnist1d.svg", "fronts-mnist1d.svg", "separation-mnist1d.svg",
-                       "theorem-mnist1d.svg"]
+    assert written == [
+        "exits-mnist1d.svg",
+        "fronts-mnist1d.svg",
+        "separation-mnist1d.svg",
+        "theorem-mnist1d.svg",
+    ]
     for path in tmp_path.glob("*.svg"):
         text = path.read_text()
         assert text.startswith("<?xml") and "<svg" in text and text.rstrip().endswith("</svg>")
@@ -51,7 +72,13 @@ def test_readme_quick_start_runs(tmp_path):
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- quick-start: run by tests/test_docs.py -->", 1)[1]
     code = block.split("```python\n", 1)[1].split("```", 1)[0]
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "policy.json").exists() and done.stdout.strip()

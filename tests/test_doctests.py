@@ -9,7 +9,8 @@ import pytest
 import eeopt
 
 MODULES = sorted(
-    info.name for info in pkgutil.walk_packages(eeopt.__path__, "eeopt.")
+    info.name
+    for info in pkgutil.walk_packages(eeopt.__path__, "eeopt.")
     if not info.name.startswith("eeopt._data")
 )
 

@@ -232,7 +232,7 @@ def test_calibrated_counts_meet_the_budget_within_one_step(raw, steps, share, n_
     budget = costs[0] + share * (costs[-1] - costs[0])
     counts, _ = budget_counts(fractions, costs, budget, n_samples)
     assert counts.sum() == n_samples and (counts >= 0).all()
-    cost = engine._mean_from_counts(counts, costs)
+    cost = engine.mean_cost_from_counts(counts, costs)
     assert cost <= budget
     # No single sample can move to the next dearer exit without breaking the budget.
     for k in range(n_exits - 1):
@@ -241,7 +241,7 @@ def test_calibrated_counts_meet_the_budget_within_one_step(raw, steps, share, n_
             moved = counts.copy()
             moved[k] -= 1
             moved[dearer[0]] += 1
-            assert engine._mean_from_counts(moved, costs) > budget
+            assert engine.mean_cost_from_counts(moved, costs) > budget
     if n_exits > 1:
         assert budget - cost < np.diff(costs).max() / n_samples + 1e-12
 
@@ -259,7 +259,7 @@ def test_calibration_tilts_towards_cheap_exits_when_over_budget():
     costs = np.array([1.0, 2.0, 4.0])
     counts, tilt = budget_counts(fractions, costs, 2.0, 1000)
     assert tilt > 0
-    assert engine._mean_from_counts(counts, costs) <= 2.0
+    assert engine.mean_cost_from_counts(counts, costs) <= 2.0
     # Mass moves to cheaper exits; their order by size is kept where the tilt allows.
     assert counts[0] > 200 and counts[2] < 500
 

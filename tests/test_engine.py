@@ -10,8 +10,9 @@ import eeopt
 from eeopt import engine
 
 scores_arrays = st.integers(1, 6).flatmap(
-    lambda k: arrays(np.float64, st.tuples(st.integers(1, 30), st.just(k)),
-                     elements=st.floats(0, 1, width=32))
+    lambda k: arrays(
+        np.float64, st.tuples(st.integers(1, 30), st.just(k)), elements=st.floats(0, 1, width=32)
+    )
 )
 
 
@@ -19,8 +20,13 @@ scores_arrays = st.integers(1, 6).flatmap(
 def test_first_exit_matches_the_per_sample_rule(scores, data):
     n_exits = scores.shape[1]
     thresholds = np.array(
-        data.draw(st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, np.inf]),
-                           min_size=n_exits, max_size=n_exits))
+        data.draw(
+            st.lists(
+                st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, np.inf]),
+                min_size=n_exits,
+                max_size=n_exits,
+            )
+        )
     )
     got = engine.first_exit(scores, thresholds)
     expected = [ref_exit(list(row), list(thresholds)) for row in scores]
@@ -32,8 +38,9 @@ def test_fractions_sum_to_one_and_cost_is_in_range(scores, tau):
     n_exits = scores.shape[1]
     costs = np.cumsum(np.arange(1, n_exits + 1, dtype=float))
     exits = engine.first_exit(scores, np.full(n_exits, tau))
-    result = engine.evaluate_exits(exits, np.zeros_like(exits)[:, None].repeat(n_exits, 1),
-                                   None, costs)
+    result = engine.evaluate_exits(
+        exits, np.zeros_like(exits)[:, None].repeat(n_exits, 1), None, costs
+    )
     assert result.exit_fractions.sum() == pytest.approx(1.0)
     assert costs[0] <= result.mean_cost <= costs[-1]
     assert result.mean_cost == pytest.approx(costs[exits].mean())

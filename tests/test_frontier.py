@@ -32,8 +32,9 @@ def test_front_points_are_non_dominated_and_reproduced_by_fit(method):
     assert _is_non_dominated(front.costs, front.accuracies)
     assert np.all(np.diff(front.costs) > 0) and np.all(np.diff(front.accuracies) > 0)
     direct = "patience" if method == "patience" else "threshold"
-    for cost, accuracy, parameter in zip(front.costs, front.accuracies, front.parameters,
-                                         strict=True):
+    for cost, accuracy, parameter in zip(
+        front.costs, front.accuracies, front.parameters, strict=True
+    ):
         value = int(parameter) if method == "patience" else parameter
         result = eeopt.fit(data, method=method, **{direct: value}).evaluate(data)
         assert result.mean_cost == pytest.approx(cost)

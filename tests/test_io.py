@@ -50,8 +50,10 @@ def test_msdnet_cache_round_trip_transposes_once(tmp_path, torch):
 def test_msdnet_cache_with_flops_pth_and_seconds_csv(tmp_path, torch):
     probs, labels = _exits_first_probs(n=30, n_exits=3)
     pred = torch.from_numpy(probs.transpose(1, 0, 2).copy())
-    torch.save((pred, torch.from_numpy(labels), pred, torch.from_numpy(labels)),
-               tmp_path / "logits_single.pth")
+    torch.save(
+        (pred, torch.from_numpy(labels), pred, torch.from_numpy(labels)),
+        tmp_path / "logits_single.pth",
+    )
     torch.save([1.5e6, 3e6, 4.5e6], tmp_path / "flops.pth")
     (tmp_path / "seconds.csv").write_text("0.001\n0.002\n0.0035\n")
     flops = io.read_costs(tmp_path / "flops.pth")
@@ -80,8 +82,10 @@ def test_msdnet_cache_wrong_rank(tmp_path, torch):
 def test_msdnet_cache_labels_wrong_rank(tmp_path, torch):
     probs, _ = _exits_first_probs(n=10, n_exits=2)
     pred = torch.from_numpy(probs.transpose(1, 0, 2).copy())
-    torch.save((pred, torch.zeros(10, 1, dtype=torch.int64), pred,
-                torch.zeros(10, dtype=torch.int64)), tmp_path / "bad.pth")
+    torch.save(
+        (pred, torch.zeros(10, 1, dtype=torch.int64), pred, torch.zeros(10, dtype=torch.int64)),
+        tmp_path / "bad.pth",
+    )
     with pytest.raises(ValueError, match="val_target"):
         io.load_msdnet_cache(tmp_path / "bad.pth")
 
@@ -89,8 +93,7 @@ def test_msdnet_cache_labels_wrong_rank(tmp_path, torch):
 def test_msdnet_cache_too_few_costs(tmp_path, torch):
     probs, labels = _exits_first_probs(n=10, n_exits=4)
     pred = torch.from_numpy(probs.transpose(1, 0, 2).copy())
-    torch.save((pred, torch.from_numpy(labels), pred, torch.from_numpy(labels)),
-               tmp_path / "c.pth")
+    torch.save((pred, torch.from_numpy(labels), pred, torch.from_numpy(labels)), tmp_path / "c.pth")
     with pytest.raises(ValueError, match=r"costs has 3 values but the outputs have 4 exits"):
         io.load_msdnet_cache(tmp_path / "c.pth", costs=[1.0, 2.0, 3.0])
 
@@ -143,8 +146,13 @@ def test_load_arrays_exits_first_npz_and_cost_file(tmp_path):
     np.savez(tmp_path / "p.npz", probs=probs.transpose(1, 0, 2))
     np.savez(tmp_path / "y.npz", labels=labels)
     (tmp_path / "seconds.csv").write_text("1\n2\n3\n")
-    data = io.load_arrays(tmp_path / "p.npz", tmp_path / "y.npz", tmp_path / "seconds.csv",
-                          axis_order="exits-first", input="probs")
+    data = io.load_arrays(
+        tmp_path / "p.npz",
+        tmp_path / "y.npz",
+        tmp_path / "seconds.csv",
+        axis_order="exits-first",
+        input="probs",
+    )
     np.testing.assert_array_equal(data.probs, probs)
     np.testing.assert_array_equal(data.labels, labels)
     np.testing.assert_array_equal(data.costs, [1.0, 2.0, 3.0])

@@ -50,7 +50,7 @@ def test_msdnet_without_labels_still_fits_a_budget():
 def test_msdnet_takes_another_score():
     logits, labels = make_multi_exit(n=300)
     a = eeopt.fit(logits, labels, method="msdnet", budget=2.0, score="entropy")
-    assert a.score == "entropy"
+    assert a.score_name == "entropy"
     assert a.evaluate(logits, labels).mean_cost <= 2.0
 
 

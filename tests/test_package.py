@@ -10,9 +10,23 @@ import eeopt
 
 @pytest.mark.parametrize(
     "name",
-    ["ExitData", "fit", "load_policy", "pareto_front", "oracle_front", "heldout_front",
-     "compare", "quantile_thresholds", "method_names", "Policy", "theory", "plot", "datasets",
-     "io", "report"],
+    [
+        "ExitData",
+        "fit",
+        "load_policy",
+        "pareto_front",
+        "oracle_front",
+        "heldout_front",
+        "compare",
+        "quantile_thresholds",
+        "method_names",
+        "Policy",
+        "theory",
+        "plot",
+        "datasets",
+        "io",
+        "report",
+    ],
 )
 def test_spec_names_are_attributes_of_eeopt(name):
     assert getattr(eeopt, name) is not None
@@ -27,10 +41,13 @@ def test_submodules_are_reached_lazily_and_unknown_names_fail():
 
 
 def test_import_eeopt_loads_neither_pyplot_nor_torch():
-    code = ("import sys, eeopt; eeopt.ExitData; "
-            "print('matplotlib.pyplot' in sys.modules, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys, eeopt; eeopt.ExitData; "
+        "print('matplotlib.pyplot' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["False", "False"]
 
 

@@ -24,8 +24,9 @@ def _close():
 
 def test_front_plot_draws_each_method_the_oracle_and_the_final_exit(data, tmp_path):
     fronts = [eeopt.pareto_front(data, method=m) for m in ("maxprob", "patience")]
-    ax = plot.plot_fronts(fronts, oracle=eeopt.oracle_front(data), final=(4.0, 0.9),
-                          cost_units="GFLOPs")
+    ax = plot.plot_fronts(
+        fronts, oracle=eeopt.oracle_front(data), final=(4.0, 0.9), cost_units="GFLOPs"
+    )
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels == ["maxprob", "patience", "oracle", "final exit"]
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), fronts[0].costs)
@@ -40,8 +41,9 @@ def test_front_plot_draws_each_method_the_oracle_and_the_final_exit(data, tmp_pa
 
 
 def test_exit_distribution_bars_match_the_fractions(data):
-    results = {m: eeopt.fit(data, method=m, budget=2.5).evaluate(data)
-               for m in ("maxprob", "msdnet")}
+    results = {
+        m: eeopt.fit(data, method=m, budget=2.5).evaluate(data) for m in ("maxprob", "msdnet")
+    }
     ax = plot.plot_exit_distribution(results)
     heights = [p.get_height() for p in ax.patches]
     expected = np.concatenate([100 * r.exit_fractions for r in results.values()])

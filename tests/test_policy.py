@@ -31,8 +31,7 @@ def test_json_round_trip_is_exact_for_every_method(tmp_path):
         json.loads(path.read_text())  # strict JSON: no NaN/Infinity tokens
 
 
-@given(st.lists(st.one_of(st.floats(allow_nan=False), st.just(np.inf)), min_size=1,
-                max_size=5))
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.just(np.inf)), min_size=1, max_size=5))
 def test_thresholds_round_trip_bit_for_bit(values):
     from eeopt.policy import ScorePolicy, policy_from_dict
 

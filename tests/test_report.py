@@ -16,8 +16,9 @@ def page(tmp_path_factory):
     val = eeopt.ExitData.from_logits(logits[:600], labels[:600], metadata={"name": "toy"})
     test = eeopt.ExitData.from_logits(logits[600:], labels[600:], metadata={"name": "toy"})
     out = tmp_path_factory.mktemp("report")
-    return write_report(val, test, out, methods=["maxprob", "msdnet"], budgets=[2.0, 3.0],
-                        verbose=False)
+    return write_report(
+        val, test, out, methods=["maxprob", "msdnet"], budgets=[2.0, 3.0], verbose=False
+    )
 
 
 def test_page_holds_figures_and_table(page):
@@ -45,11 +46,25 @@ def test_a_given_table_is_reused_with_its_methods_and_budgets(tmp_path):
 def test_page_renders_in_headless_chromium(page, tmp_path):
     shot = tmp_path / "report.png"
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1000,1400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     data = shot.read_bytes()

@@ -272,8 +272,7 @@ def test_refill_runs_later_stages_on_full_batches_with_the_same_decisions(
     )
     policy = policies[method]
     if method == "eenet":  # a fixed seed: the stage sizes below depend on the exits
-        policy = eeopt.fit(collected[0], method="eenet", budget=2.5, random_state=0,
-                           verbose=False)
+        policy = eeopt.fit(collected[0], method="eenet", budget=2.5, random_state=0, verbose=False)
     expected = policy.exit_index(collected[1])
     n_at_least = [(expected >= k).sum() for k in range(4)]  # samples that reach stage k
     batch_size = 16
@@ -281,8 +280,9 @@ def test_refill_runs_later_stages_on_full_batches_with_the_same_decisions(
     sizes_per_batch = [list(log) for log in logs]
     for log in logs:
         log.clear()
-    refilled = et.run_early_exit(recording, policy, loader(test, batch_size, labels=False),
-                                 refill=True)
+    refilled = et.run_early_exit(
+        recording, policy, loader(test, batch_size, labels=False), refill=True
+    )
     for run in (per_batch, refilled):
         np.testing.assert_array_equal(run.exit_index, expected)
         np.testing.assert_array_equal(run.predictions, policy.predict(collected[1]))

@@ -238,8 +238,9 @@ def write_splits(
             "costs_seconds": [float(s) for s in costs_seconds],
             "exit_accuracy": [round(float(a), 6) for a in accuracy],
         }
-        data = ExitData(probs, labels, np.asarray(costs_flops, dtype=np.float64),
-                        input="probs", metadata=meta)
+        data = ExitData(
+            probs, labels, np.asarray(costs_flops, dtype=np.float64), input="probs", metadata=meta
+        )
         path = out_dir / f"{name}_{split}.npz"
         data.save(path)
         summary[path.name] = {

@@ -36,17 +36,28 @@ BUILDERS = {
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fast", action="store_true",
-                        help="few epochs and small subsets (CI); needs --out")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default: the shipped files, {SHIPPED_DIR})")
-    parser.add_argument("--only", nargs="+", choices=sorted(BUILDERS), metavar="NAME",
-                        help=f"build only these ({', '.join(sorted(BUILDERS))})")
+    parser.add_argument(
+        "--fast", action="store_true", help="few epochs and small subsets (CI); needs --out"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default: the shipped files, {SHIPPED_DIR})",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(BUILDERS),
+        metavar="NAME",
+        help=f"build only these ({', '.join(sorted(BUILDERS))})",
+    )
     args = parser.parse_args(argv)
     out = SHIPPED_DIR if args.out is None else args.out
     if args.fast and out.resolve() == SHIPPED_DIR.resolve():
-        parser.error("--fast writes small, less accurate files: give --out DIR other than the "
-                     "shipped folder")
+        parser.error(
+            "--fast writes small, less accurate files: give --out DIR other than the shipped folder"
+        )
     args.out = out
     return args
 
@@ -64,8 +75,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     _update_checksums(args.out, {file: entry["sha256"] for file, entry in summary.items()})
     for file, entry in summary.items():
         accuracy = " ".join(f"{a:.4f}" for a in entry["exit_accuracy"])
-        print(f"{file}: {entry['n_samples']} samples, {entry['n_exits']} exits, "
-              f"accuracy per exit {accuracy}, sha256 {entry['sha256']}")
+        print(
+            f"{file}: {entry['n_samples']} samples, {entry['n_exits']} exits, "
+            f"accuracy per exit {accuracy}, sha256 {entry['sha256']}"
+        )
     print(f"total: {time.perf_counter() - started:.1f} s")
     return summary
 

@@ -67,5 +67,6 @@ def build(out_dir: Path, fast: bool = False) -> dict[str, dict]:
         "epochs": epochs,
         "fast": fast,
     }
-    return write_splits(out_dir, NAME, splits, costs_flops=flops, costs_seconds=seconds,
-                        metadata=metadata)
+    return write_splits(
+        out_dir, NAME, splits, costs_flops=flops, costs_seconds=seconds, metadata=metadata
+    )

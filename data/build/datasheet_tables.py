@@ -25,14 +25,26 @@ def tables(folder: Path) -> str:
         header = "| exit | " + " | ".join(str(k) for k in range(val.n_exits)) + " |"
         out += [f"### {name}", "", header, "|---" * (val.n_exits + 1) + "|"]
         for split, data in (("val", val), ("test", test)):
-            out.append(f"| {name} {split} accuracy | "
-                       + " | ".join(f"{a:.4f}" for a in data.exit_accuracy) + " |")
-        out.append("| MFLOPs (cumulative) | "
-                   + " | ".join(f"{c / 1e6:.4g}" for c in val.costs) + " |")
-        out.append("| latency, ms (cumulative) | "
-                   + " | ".join(f"{s * 1e3:.3g}" for s in val.metadata["costs_seconds"]) + " |")
-        out += ["", f"{val.n_samples} val / {test.n_samples} test samples, "
-                f"{val.n_classes} classes.", "", "sha256 (probs, labels, costs):", ""]
+            out.append(
+                f"| {name} {split} accuracy | "
+                + " | ".join(f"{a:.4f}" for a in data.exit_accuracy)
+                + " |"
+            )
+        out.append(
+            "| MFLOPs (cumulative) | " + " | ".join(f"{c / 1e6:.4g}" for c in val.costs) + " |"
+        )
+        out.append(
+            "| latency, ms (cumulative) | "
+            + " | ".join(f"{s * 1e3:.3g}" for s in val.metadata["costs_seconds"])
+            + " |"
+        )
+        out += [
+            "",
+            f"{val.n_samples} val / {test.n_samples} test samples, {val.n_classes} classes.",
+            "",
+            "sha256 (probs, labels, costs):",
+            "",
+        ]
         for split, data in (("val", val), ("test", test)):
             out.append(f"- `{name}_{split}.npz`: `{checksum(data)}`")
         out.append("")

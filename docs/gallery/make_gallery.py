@@ -37,8 +37,9 @@ def _splits(name: str, fast: bool) -> tuple[eeopt.ExitData, eeopt.ExitData]:
 
 def fronts_figure(name: str, methods: list[str], fast: bool, out: Path) -> None:
     val, test = _splits(name, fast)
-    fig = heldout_fronts_figure(val, test, methods, options=SEEDED, title=f"{name}: test set",
-                                verbose=False)
+    fig = heldout_fronts_figure(
+        val, test, methods, options=SEEDED, title=f"{name}: test set", verbose=False
+    )
     _save(fig, out / f"fronts-{name}.svg")
 
 
@@ -54,8 +55,9 @@ def mnist1d_figures(methods: list[str], fast: bool, out: Path) -> None:
     plot.plot_exit_distribution(results, ax=ax, title=f"mnist1d, budget {budget:.3g} FLOPs")
     _save(fig, out / "exits-mnist1d.svg")
 
-    fig, axes = plt.subplots(1, test.n_exits, figsize=(13, 2.4), constrained_layout=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, test.n_exits, figsize=(13, 2.4), constrained_layout=True, squeeze=False
+    )
     plot.plot_score_separation(test, "maxprob", axes=axes[0])
     _save(fig, out / "separation-mnist1d.svg")
 
@@ -73,7 +75,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plt.rcParams["svg.hashsalt"] = "eeopt-gallery"
     methods = FAST_METHODS if args.fast else eeopt.method_names()
-    for name in (["mnist1d"] if args.fast else ["mnist1d", "digits", "minilm-reviews"]):
+    for name in ["mnist1d"] if args.fast else ["mnist1d", "digits", "minilm-reviews"]:
         fronts_figure(name, methods, args.fast, args.out)
     mnist1d_figures(methods, args.fast, args.out)
 

@@ -451,9 +451,8 @@ def _per_exit_level_sweep(
     counts = np.array(all_counts, dtype=np.int64)
     return LevelSweep(
         parameters=np.array(levels),
-        # The engine's formula, one vector product per row (a matrix product may round
-        # differently), so the figures equal those of policy.evaluate bit for bit.
-        mean_costs=np.array([(row / n_samples) @ costs for row in counts]),
+        # The engine's formula, so the figures equal those of policy.evaluate bit for bit.
+        mean_costs=engine.mean_cost_from_counts(counts, costs),
         n_correct=np.array(n_correct, dtype=np.int64),
         n_samples=n_samples,
         thresholds=np.array(all_thresholds),

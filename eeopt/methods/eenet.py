@@ -431,7 +431,7 @@ def lp_exit_assignment_cvxpy(
 # -- calibration of the distribution to the budget --------------------------------------------
 def _count_cost(counts: np.ndarray, costs: np.ndarray) -> float:
     # The engine's own formula, so that the comparison with the budget is the realised one.
-    return engine._mean_from_counts(counts, costs)
+    return float(engine.mean_cost_from_counts(counts, costs))
 
 
 def budget_counts(
@@ -511,7 +511,7 @@ def _fine_tune(counts: np.ndarray, costs: np.ndarray, budget: float) -> np.ndarr
         counts[j] -= 1
         counts[0] += 1
     for k in range(n_exits - 1):
-        dearer = np.flatnonzero(costs[k + 1:] > costs[k])
+        dearer = np.flatnonzero(costs[k + 1 :] > costs[k])
         if dearer.size == 0 or counts[k] == 0:
             continue
         j = k + 1 + int(dearer[0])

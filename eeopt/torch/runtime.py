@@ -21,6 +21,7 @@ Bookkeeping (:class:`_Pipeline`):
   ``refill=True`` the rows continuing past a stage gather across loader batches, and the next
   stage runs when a full batch has gathered (the rest at the end).
 """
+
 from __future__ import annotations
 
 import os
@@ -203,8 +204,9 @@ class _Pipeline:
     is left runs at the end.
     """
 
-    def __init__(self, model: MultiExitModel, policy: Policy, device: torch.device,
-                 refill: bool) -> None:
+    def __init__(
+        self, model: MultiExitModel, policy: Policy, device: torch.device, refill: bool
+    ) -> None:
         self.model, self.policy, self.device, self.refill = model, policy, device, refill
         self.n_exits = model.n_exits
         self.score_prefix = prefix_scorer(policy)
@@ -249,14 +251,20 @@ class _Pipeline:
         self.waiting[k] = 0
         if full and k and ids.shape[0] > self.batch_size:
             rest = np.arange(self.batch_size, ids.shape[0])
-            self.pools[k].append((
-                _take_rows(features, torch.from_numpy(rest).to(self.device), k - 1),
-                ids[rest], prefix[rest],
-            ))
+            self.pools[k].append(
+                (
+                    _take_rows(features, torch.from_numpy(rest).to(self.device), k - 1),
+                    ids[rest],
+                    prefix[rest],
+                )
+            )
             self.waiting[k] = rest.shape[0]
             keep = torch.arange(self.batch_size, device=self.device)
-            features, ids, prefix = (_take_rows(features, keep, k - 1), ids[:self.batch_size],
-                                     prefix[:self.batch_size])
+            features, ids, prefix = (
+                _take_rows(features, keep, k - 1),
+                ids[: self.batch_size],
+                prefix[: self.batch_size],
+            )
         return features, ids, prefix
 
     def _run_stage(self, k: int, full: bool) -> None:
@@ -317,10 +325,7 @@ def prefix_scorer(policy: Policy):
         if not 1 <= n_prefix <= n_exits or probs_prefix.shape[2] != n_classes:
             return policy.prefix_scores(probs_prefix)  # its error message
         probs_prefix.flags.writeable = False
-        data = ExitData.__new__(ExitData)
-        data.__dict__.update(
-            probs=probs_prefix, labels=None, costs=policy.costs_[:n_prefix], metadata={}
-        )
+        data = ExitData(probs_prefix, costs=policy.costs_[:n_prefix], validate=False)
         return policy.compute_scores(data)
 
     return score_prefix
