@@ -8,6 +8,7 @@ from eeopt import theory
 from eeopt.compare import ComparisonTable, compare
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
+from eeopt.exceptions import BudgetUnreachableError
 from eeopt.frontier import Front, heldout_front, oracle_front, pareto_front
 from eeopt.methods import fit, method_names
 from eeopt.policy import Policy, load_policy
@@ -33,6 +34,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BudgetUnreachableError",
     "ComparisonTable",
     "EvaluationResult",
     "ExitData",

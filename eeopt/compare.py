@@ -13,11 +13,10 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt._progress import progress
 from eeopt.data import ExitData, as_exit_data
+from eeopt.exceptions import BudgetUnreachableError
 from eeopt.methods import METHODS, fit, method_names
 from eeopt.methods._registry import quiet
 
-#: Methods that only take a budget target.
-BUDGET_ONLY = ("msdnet", "eenet")
 _COLUMNS = ("method", "budget", "accuracy", "mean_cost", "speedup", "exit_fractions")
 
 
@@ -177,16 +176,16 @@ def compare(
             "result": None,
         }
     ]
-    jobs = [(m, b) for m in methods for b in budget_list if not (b is None and m in BUDGET_ONLY)]
+    jobs = [
+        (m, b) for m in methods for b in budget_list if not (b is None and METHODS[m].budget_only)
+    ]
     for method, budget in progress(jobs, "compare", verbose):
         extra = quiet(method, options.get(method, {}))
         if budget is not None:
             extra["budget"] = budget
         try:
             policy = fit(val, method=method, **extra)
-        except ValueError as exc:
-            if budget is None or "below the cheapest" not in str(exc):
-                raise
+        except BudgetUnreachableError:
             # A budget the method cannot reach is a finding, not a failure of the table.
             rows.append(
                 {

@@ -10,6 +10,7 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt._progress import progress
 from eeopt.data import as_exit_data
+from eeopt.exceptions import BudgetUnreachableError
 from eeopt.methods import METHODS, fit, method_names
 from eeopt.methods._registry import SWEEPS, quiet
 
@@ -263,10 +264,8 @@ def heldout_front(
     ):
         try:
             policy = fit(val, method=method, **setting, **quiet(method, options))
-        except ValueError as exc:
-            if "below the cheapest" in str(exc):
-                continue  # this method cannot reach so low a budget
-            raise
+        except BudgetUnreachableError:
+            continue  # this method cannot reach so low a budget
         result = policy.evaluate(test)
         points.append((result.mean_cost, result.accuracy))
         used.append(label)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eeopt.exceptions import BudgetUnreachableError
+
 
 @dataclass(frozen=True)
 class Sweep:
@@ -101,7 +103,7 @@ def select_for_budget(
     relative 1e-9 of the budget are therefore checked with ``exact_mean_cost(index)`` (the
     engine's own figure) and dropped if it exceeds the budget.
 
-    Raises ValueError if no candidate is within the budget.
+    Raises BudgetUnreachableError (a ValueError) if no candidate is within the budget.
     """
     slack = 1e-9 * max(abs(budget), 1.0)
     feasible = sweep.mean_costs <= budget + slack
@@ -115,10 +117,7 @@ def select_for_budget(
         if exact_mean_cost(index) <= budget:
             return index
         feasible[index] = False
-    raise ValueError(
-        f"budget {budget:g} is below the cheapest mean cost this method can reach on the "
-        f"fitting data ({sweep.mean_costs.min():g}); raise budget."
-    )
+    raise BudgetUnreachableError(budget, float(sweep.mean_costs.min()))
 
 
 def select_for_accuracy(sweep: Sweep, min_correct: float) -> int:

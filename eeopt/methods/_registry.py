@@ -19,16 +19,17 @@ class Method:
     fit: Callable[..., Policy]
     options: frozenset[str]
     summary: str
+    budget_only: bool = False
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, options: set[str], summary: str) -> Callable:
+def register(name: str, options: set[str], summary: str, budget_only: bool = False) -> Callable:
     """Decorator: ``fit_fn(data: ExitData, method: str, **options) -> Policy``."""
 
     def decorate(fit_fn: Callable[..., Policy]) -> Callable[..., Policy]:
-        METHODS[name] = Method(name, fit_fn, frozenset(options), summary)
+        METHODS[name] = Method(name, fit_fn, frozenset(options), summary, budget_only)
         return fit_fn
 
     return decorate

@@ -602,6 +602,7 @@ _OPTIONS = {
     "eenet",
     _OPTIONS,
     "learned utility scores, budgeted exit distribution, quantile thresholds (budget only)",
+    budget_only=True,
 )
 def fit_eenet(
     data: ExitData,

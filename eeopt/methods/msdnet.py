@@ -69,6 +69,7 @@ def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
     "msdnet",
     {"budget", "q", "score"},
     "geometric exit distribution pi_k ∝ q^k with quantile thresholds (budget only)",
+    budget_only=True,
 )
 def fit_msdnet(
     data: ExitData,
