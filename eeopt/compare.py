@@ -15,7 +15,6 @@ from eeopt._progress import progress
 from eeopt.data import ExitData, as_exit_data
 from eeopt.exceptions import BudgetUnreachableError
 from eeopt.methods import METHODS, fit, method_names
-from eeopt.methods._registry import quiet
 
 _COLUMNS = ("method", "budget", "accuracy", "mean_cost", "speedup", "exit_fractions")
 
@@ -180,7 +179,7 @@ def compare(
         (m, b) for m in methods for b in budget_list if not (b is None and METHODS[m].budget_only)
     ]
     for method, budget in progress(jobs, "compare", verbose):
-        extra = quiet(method, options.get(method, {}))
+        extra = {"verbose": False, **options.get(method, {})}
         if budget is not None:
             extra["budget"] = budget
         try:

@@ -12,7 +12,7 @@ from eeopt._progress import progress
 from eeopt.data import as_exit_data
 from eeopt.exceptions import BudgetUnreachableError
 from eeopt.methods import METHODS, fit, method_names
-from eeopt.methods._registry import SWEEPS, quiet
+from eeopt.methods._registry import SWEEPS
 
 #: Options that set a target; a front sweeps the target itself, so these are not accepted.
 _TARGET_OPTIONS = {"budget", "target", "tolerance", "threshold", "patience", "q", "alpha"}
@@ -155,7 +155,7 @@ def pareto_front(
     budgets = np.array([v.check_budget(b, data.costs, "budgets") for b in np.ravel(budgets)])
     points = []
     for budget in progress(budgets, f"front {method}", verbose):
-        policy = fit(data, method=method, budget=float(budget), **quiet(method, options))
+        policy = fit(data, method=method, budget=float(budget), verbose=False, **options)
         result = policy.evaluate(data)
         points.append((result.mean_cost, result.accuracy))
     point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
@@ -263,7 +263,7 @@ def heldout_front(
         list(zip(settings, labels, strict=True)), f"front {method}", verbose
     ):
         try:
-            policy = fit(val, method=method, **setting, **quiet(method, options))
+            policy = fit(val, method=method, **setting, verbose=False, **options)
         except BudgetUnreachableError:
             continue  # this method cannot reach so low a budget
         result = policy.evaluate(test)

@@ -35,14 +35,6 @@ def register(name: str, options: set[str], summary: str, budget_only: bool = Fal
     return decorate
 
 
-def quiet(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with ``verbose=False`` added for a method that draws its own progress bar:
-    a loop of fits shows one bar of its own, not one per fit."""
-    if "verbose" in METHODS[method].options and "verbose" not in options:
-        return {**options, "verbose": False}
-    return dict(options)
-
-
 @dataclass(frozen=True)
 class SweepSpec:
     """An exact sweep: ``fn(data, method, verbose=..., **options) -> targets.Sweep`` over
@@ -80,6 +72,8 @@ def fit(
     method: str | None = None,
     *,
     input: str = "auto",
+    verbose: bool = True,
+    random_state: Any = None,
     **options: Any,
 ) -> Policy:
     """Fit an early-exit policy on cached exit outputs.
@@ -96,6 +90,12 @@ def fit(
         One of :func:`eeopt.methods.method_names`: ``maxprob``, ``entropy``, ``margin``,
         ``patience``, ``msdnet``, ``beem-c``, ``beem-a``, ``eenet``.
     input : {"auto", "logits", "probs"}, default="auto"
+    verbose : bool, default=True
+        Progress bar for the methods whose fit takes long (EENet's training); False draws
+        nothing.
+    random_state : None, int or numpy Generator
+        Seeds every random choice of the fit (EENet's initialisation): the same seed gives
+        the same policy. Methods that draw no random numbers ignore it.
     **options
         At most one target: ``budget=B`` (most accurate setting with mean cost <= B on the
         fitting data), ``target="accuracy"`` with ``tolerance=`` (cheapest setting within
@@ -118,14 +118,28 @@ def fit(
     >>> policy.evaluate(logits, labels).mean_cost <= 2.5
     True
     """
+    if method is None and isinstance(labels, str) and labels in METHODS:
+        # eeopt.fit(val, "maxprob"): a string is never labels, so it is the method.
+        method, labels = labels, None
     if method is None:
-        raise ValueError(f"method is required; choose one of {', '.join(method_names())}.")
+        raise ValueError(
+            f'method is required: eeopt.fit(data, method="maxprob"); choose one of '
+            f"{', '.join(method_names())}."
+        )
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")
     spec = METHODS[method]
-    v.check_options(method, options, spec.options)
+    v.check_options(method, options, spec.options - _SKELETON_OPTIONS)
     data: ExitData = as_exit_data(logits, labels, costs, input=input)
+    for name, value in (("verbose", verbose), ("random_state", random_state)):
+        if name in spec.options:
+            options[name] = value
     return spec.fit(data, method, **options)
+
+
+#: Options every method takes, as arguments of :func:`fit` (passed on to the methods whose
+#: fit uses them).
+_SKELETON_OPTIONS = frozenset({"verbose", "random_state"})
 
 
 @dataclass(frozen=True)
