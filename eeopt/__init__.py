@@ -10,7 +10,7 @@ from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
 from eeopt.exceptions import BudgetUnreachableError
 from eeopt.frontier import Front, heldout_front, oracle_front, pareto_front
-from eeopt.methods import fit, method_names
+from eeopt.methods import candidates, fit, method_names
 from eeopt.policy import Policy, load_policy
 from eeopt.quantile import quantile_thresholds
 
@@ -40,6 +40,7 @@ __all__ = [
     "ExitData",
     "Front",
     "Policy",
+    "candidates",
     "compare",
     "fit",
     "heldout_front",

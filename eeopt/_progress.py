@@ -1,9 +1,9 @@
 """A minimal progress bar for long work (training a scorer, sweeping budgets, extraction).
 
-eeopt's core depends on numpy/scipy/scikit-learn/cvxpy/matplotlib only, so this stands in for
-tqdm. ``verbose=False`` turns it off; it writes to stderr and redraws at most 10 times a second
-on a terminal. Elsewhere (a log file, CI) it writes one line when the work ends, so logs carry
-no carriage returns or escape codes.
+eeopt's core depends on numpy, scipy, scikit-learn (and its threadpoolctl), cvxpy and matplotlib
+only (pyproject.toml), so this stands in for tqdm. ``verbose=False`` turns it off; it writes to
+stderr and redraws at most 10 times a second on a terminal. Elsewhere (a log file, CI) it writes
+one line when the work ends, so logs carry no carriage returns or escape codes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
-"""Every boundary check of eeopt, in one place.
+"""The boundary checks of eeopt: arrays, costs, labels, budgets and method options.
 
 Public functions call these on their arguments; the code behind them trusts its inputs. Each
-message names the argument and says how to fix it.
+message names the argument and says how to fix it. Checks that belong to one file format live
+with its reader (:mod:`eeopt.io`, :func:`eeopt.load_policy`) and call these for the arrays.
+
+Method options are declared as **constraints** (:class:`Interval`, :class:`Choice`,
+:class:`Boolean`, ...), in the spirit of scikit-learn's ``_parameter_constraints``: each method's
+spec lists its options once and :func:`eeopt.fit` validates them from there.
 """
 
 from __future__ import annotations
@@ -227,6 +232,8 @@ def check_thresholds(value: Any, n_exits: int, name: str = "threshold") -> np.nd
 
 
 def check_random_state(random_state: Any, name: str = "random_state") -> np.random.Generator:
+    """A numpy Generator from None, an int or a Generator (eeopt draws with the Generator API;
+    scikit-learn's helper of the same name returns the legacy RandomState)."""
     if random_state is None or isinstance(random_state, (numbers.Integral, np.random.Generator)):
         if isinstance(random_state, bool):
             raise TypeError(f"{name} must be None, an int or a numpy Generator.")
@@ -260,3 +267,122 @@ def check_weights(value: Any, n_exits: int, name: str = "weights") -> np.ndarray
             f"got {arr.tolist()}."
         )
     return arr
+
+
+# -- declared option constraints --------------------------------------------------------------
+class Constraint:
+    """What an option accepts; ``check(value, name, data)`` returns the normalised value or
+    raises a ValueError/TypeError naming the option. ``data`` (an ExitData) is given to the
+    checks that depend on it (a budget within the costs, one weight per exit)."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Interval(Constraint):
+    """A real or integer number in ``[low, high]`` (``None`` = unbounded; ``closed`` as in
+    scikit-learn: "both", "left", "right", "neither"). Checked with scikit-learn's
+    ``check_scalar``, plus what it lets through: booleans and NaN."""
+
+    def __init__(
+        self, kind: str, low: float | None, high: float | None, closed: str = "both"
+    ) -> None:
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def check(self, value: Any, name: str, data: Any = None) -> Any:
+        from sklearn.utils import check_scalar
+
+        target = numbers.Integral if self.kind == "int" else numbers.Real
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be {self.describe()}, got {value!r}.")
+        if isinstance(value, numbers.Real) and np.isnan(value):
+            raise ValueError(f"{name} must be {self.describe()}, got NaN.")
+        check_scalar(
+            value,
+            name,
+            target,
+            min_val=self.low,
+            max_val=self.high,
+            include_boundaries=self.closed,
+        )
+        return int(value) if self.kind == "int" else float(value)
+
+    def describe(self) -> str:
+        kind = "an integer" if self.kind == "int" else "a number"
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{kind} in {left}{low}, {high}{right}"
+
+
+class Choice(Constraint):
+    """One of a fixed set of strings."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = values
+
+    def check(self, value: Any, name: str, data: Any = None) -> str:
+        return check_choice(value, name, self.values)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(x) for x in self.values)
+
+
+class Boolean(Constraint):
+    """True or False (numpy booleans accepted)."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}.")
+        return bool(value)
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+class Budget(Constraint):
+    """A mean cost per sample within ``[costs[0], costs[-1]]`` of the data."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> float:
+        return check_budget(value, data.costs, name)
+
+    def describe(self) -> str:
+        return "a mean cost per sample in [costs[0], costs[-1]]"
+
+
+class Thresholds(Constraint):
+    """A threshold for every early exit, or one per exit (:func:`check_thresholds`)."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> np.ndarray:
+        return check_thresholds(value, data.n_exits, name)
+
+    def describe(self) -> str:
+        return "a number or an array with one threshold per (early) exit"
+
+
+class Weights(Constraint):
+    """Per-exit weights (:func:`check_weights`); None keeps the method's own."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> np.ndarray | None:
+        return None if value is None else check_weights(value, data.n_exits, name)
+
+    def describe(self) -> str:
+        return "one non-negative weight per exit"
+
+
+class ScoreName(Constraint):
+    """The name of a confidence score of :mod:`eeopt.scores`."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> str:
+        from eeopt.scores import SCORE_NAMES
+
+        return check_choice(value, name, SCORE_NAMES)
+
+    def describe(self) -> str:
+        from eeopt.scores import SCORE_NAMES
+
+        return "one of " + ", ".join(repr(x) for x in SCORE_NAMES)

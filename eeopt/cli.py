@@ -119,10 +119,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
-    for key, value in _seeded([args.method], args.random_state).get(args.method, {}).items():
-        options.setdefault(key, value)
-    if args.method == "eenet":
-        options.setdefault("verbose", not args.quiet)
+    options.setdefault("random_state", args.random_state)
+    options.setdefault("verbose", not args.quiet)
     policy = eeopt.fit(data, method=args.method, **options)
     policy.save(args.output)
     result = policy.evaluate(data)
@@ -168,16 +166,11 @@ def _budgets(args: argparse.Namespace, val: ExitData) -> np.ndarray | None:
 
 
 def _seeded(methods: list[str] | None, random_state: int) -> dict[str, dict[str, Any]]:
-    """Per-method options giving ``random_state`` to the methods that draw random numbers
-    (EENet's initialisation), so that a command's output is the same from run to run."""
-    from eeopt.methods import METHODS, method_names
+    """Per-method options giving ``random_state`` to every method (EENet draws random numbers;
+    the others ignore it), so that a command's output is the same from run to run."""
+    from eeopt.methods import method_names
 
-    names = method_names() if methods is None else methods
-    return {
-        m: {"random_state": random_state}
-        for m in names
-        if m in METHODS and "random_state" in METHODS[m].options
-    }
+    return {m: {"random_state": random_state} for m in (methods or method_names())}
 
 
 def _methods(text: str | None) -> list[str] | None:

@@ -48,6 +48,9 @@ class ExitData:
     probs : ndarray of shape (n_samples, n_exits, n_classes), read-only
     labels : ndarray of shape (n_samples,) or None
     costs : ndarray of shape (n_exits,), float64
+    has_costs : bool
+        Whether costs were given (False: the default ``[1, ..., n_exits]``). A policy
+        evaluated on data with costs reports in them; on data without, in its own.
     predictions, maxprob, entropy, margin, vote, patience : ndarray of shape (n_samples, n_exits)
         Derived per-exit quantities, computed once on first use.
     correct : ndarray of shape (n_samples, n_exits), bool
@@ -82,6 +85,7 @@ class ExitData:
             self.costs = (
                 np.arange(1, probs.shape[1] + 1, dtype=np.float64) if costs is None else costs
             )
+            self.has_costs = costs is not None
             self.metadata = {} if metadata is None else metadata
             return
         v.check_choice(input, "input", v.INPUT_KINDS)
@@ -103,6 +107,7 @@ class ExitData:
         self.probs = arr
         self.labels = None if labels is None else v.check_labels(labels, n_samples, n_classes)
         self.costs = v.check_costs(costs, n_exits)
+        self.has_costs = costs is not None
         self.metadata = v.check_metadata(metadata)
 
     @classmethod
@@ -187,7 +192,8 @@ class ExitData:
         idx = np.asarray(indices)
         probs = _readonly(self.probs[idx])
         labels = None if self.labels is None else self.labels[idx]
-        return ExitData(probs, labels, self.costs, metadata=self.metadata, validate=False)
+        costs = self.costs if self.has_costs else None
+        return ExitData(probs, labels, costs, metadata=self.metadata, validate=False)
 
     def with_costs(self, costs: Any) -> ExitData:
         """The same outputs with other cumulative costs (say latency instead of FLOPs)."""
@@ -201,10 +207,14 @@ class ExitData:
         """
         if labels is not _KEEP and labels is not None:
             labels = v.check_labels(labels, self.n_samples, self.n_classes)
+        if costs is _KEEP:
+            costs = self.costs if self.has_costs else None
+        elif costs is not None:
+            costs = v.check_costs(costs, self.n_exits)
         new = ExitData(
             self.probs,
             self.labels if labels is _KEEP else labels,
-            self.costs if costs is _KEEP else v.check_costs(costs, self.n_exits),
+            costs,
             metadata=self.metadata,
             validate=False,
         )

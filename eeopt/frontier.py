@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +12,8 @@ from eeopt import _validation as v
 from eeopt._progress import progress
 from eeopt.data import as_exit_data
 from eeopt.exceptions import BudgetUnreachableError
-from eeopt.methods import METHODS, fit, method_names
-from eeopt.methods._registry import SWEEPS
-
-#: Options that set a target; a front sweeps the target itself, so these are not accepted.
-_TARGET_OPTIONS = {"budget", "target", "tolerance", "threshold", "patience", "q", "alpha"}
+from eeopt.methods import candidates, fit, method_spec
+from eeopt.methods.registry import TARGET_OPTIONS
 
 
 @dataclass
@@ -25,8 +23,8 @@ class Front:
     Attributes
     ----------
     method : str
-    costs : ndarray of shape (n_points,)
-        Mean cost per sample, increasing.
+    mean_costs : ndarray of shape (n_points,)
+        Mean cost per sample of each point, increasing (``Front.costs`` before 0.2).
     accuracies : ndarray of shape (n_points,)
         Accuracy at each point, strictly increasing.
     parameters : ndarray of shape (n_points,)
@@ -38,25 +36,36 @@ class Front:
     """
 
     method: str
-    costs: np.ndarray
+    mean_costs: np.ndarray
     accuracies: np.ndarray
     parameters: np.ndarray
     parameter_name: str
     options: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return self.costs.shape[0]
+        return self.mean_costs.shape[0]
+
+    @property
+    def costs(self) -> np.ndarray:
+        """Deprecated name of :attr:`mean_costs` (``ExitData.costs`` are per-exit costs)."""
+        warnings.warn(
+            "Front.costs is deprecated and will be removed in the next release; use "
+            "Front.mean_costs (mean cost per sample of each point).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.mean_costs
 
     def accuracy_at(self, budget: float) -> float:
         """Best accuracy on the front with mean cost <= budget (NaN if none)."""
-        within = self.costs <= budget
+        within = self.mean_costs <= budget
         return float(self.accuracies[within].max()) if within.any() else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "parameter_name": self.parameter_name,
-            "costs": self.costs.tolist(),
+            "mean_costs": self.mean_costs.tolist(),
             "accuracies": self.accuracies.tolist(),
             "parameters": [float(x) for x in self.parameters],
         }
@@ -64,7 +73,7 @@ class Front:
     def __repr__(self) -> str:
         return (
             f"Front(method={self.method!r}, n_points={len(self)}, "
-            f"costs=[{self.costs.min():.4g} .. {self.costs.max():.4g}], "
+            f"mean_costs=[{self.mean_costs.min():.4g} .. {self.mean_costs.max():.4g}], "
             f"accuracies=[{self.accuracies.min():.4f} .. {self.accuracies.max():.4f}])"
         )
 
@@ -90,6 +99,7 @@ def pareto_front(
     n_budgets: int = 25,
     input: str = "auto",
     verbose: bool = True,
+    random_state: Any = None,
     **options: Any,
 ) -> Front:
     """The exact accuracy/cost front of a method on the given (fitting) data.
@@ -127,35 +137,35 @@ def pareto_front(
     >>> bool(policy.evaluate(val).accuracy == front.accuracies[50])
     True
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")
-    targets = sorted(set(options) & _TARGET_OPTIONS)
-    if targets:
-        raise ValueError(
-            f"pareto_front sweeps the target itself; remove {', '.join(targets)} from the options."
-        )
-    v.check_options(method, options, METHODS[method].options - _TARGET_OPTIONS)
+    spec = method_spec(method)
+    options = _front_options(spec, options, "pareto_front")
     data = as_exit_data(logits, labels, costs, input=input)
     data.require_labels("a Pareto front")
-    if method in SWEEPS:
-        spec = SWEEPS[method]
-        sweep = spec.fn(data, method, verbose=verbose, **options)
-        keep = non_dominated(sweep.mean_costs, sweep.accuracies)
+    if spec.candidates is not None and budgets is None:
+        path = candidates(data, method=method, verbose=verbose, **options)
+        keep = non_dominated(path.mean_costs, path.accuracies)
+        # The running-sum costs of a sweep pick the points; each point reports the engine's.
+        point_costs = path.sweep.exact_mean_costs(keep)
+        best = keep[non_dominated(point_costs, path.accuracies[keep])]
         return Front(
             method,
-            sweep.mean_costs[keep],
-            sweep.accuracies[keep],
-            sweep.parameters[keep],
-            spec.parameter,
+            path.sweep.exact_mean_costs(best),
+            path.accuracies[best],
+            path.parameters[best],
+            path.parameter,
             dict(options),
         )
-    if budgets is None:
-        n_budgets = v.check_positive_int(n_budgets, "n_budgets", minimum=2)
-        budgets = np.linspace(data.costs[0], data.costs[-1], n_budgets)
-    budgets = np.array([v.check_budget(b, data.costs, "budgets") for b in np.ravel(budgets)])
+    budgets = _budgets(budgets, n_budgets, data.costs)
     points = []
     for budget in progress(budgets, f"front {method}", verbose):
-        policy = fit(data, method=method, budget=float(budget), verbose=False, **options)
+        policy = fit(
+            data,
+            method=method,
+            budget=float(budget),
+            verbose=False,
+            random_state=random_state,
+            **options,
+        )
         result = policy.evaluate(data)
         points.append((result.mean_cost, result.accuracy))
     point_costs, point_accuracies = (np.array(x) for x in zip(*points, strict=True))
@@ -163,6 +173,30 @@ def pareto_front(
     return Front(
         method, point_costs[keep], point_accuracies[keep], budgets[keep], "budget", dict(options)
     )
+
+
+def _front_options(spec: Any, options: dict[str, Any], caller: str) -> dict[str, Any]:
+    """A front's method options: no target (the front sweeps it), nothing unknown."""
+    options = spec.upgrade(options)
+    targets = sorted(set(options) & (set(TARGET_OPTIONS) | {d.name for d in spec.direct}))
+    if targets:
+        raise ValueError(
+            f"{caller} sweeps the target itself; remove {', '.join(targets)} from the options."
+        )
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for method {spec.name!r}; allowed: "
+            f"{', '.join(sorted(spec.options)) or 'none'}."
+        )
+    return options
+
+
+def _budgets(budgets: Any, n_budgets: int, costs: np.ndarray) -> np.ndarray:
+    if budgets is None:
+        n_budgets = v.check_positive_int(n_budgets, "n_budgets", minimum=2)
+        budgets = np.linspace(costs[0], costs[-1], n_budgets)
+    return np.array([v.check_budget(b, costs, "budgets") for b in np.ravel(budgets)])
 
 
 def oracle_front(
@@ -218,6 +252,7 @@ def heldout_front(
     max_points: int = 60,
     n_budgets: int = 15,
     verbose: bool = True,
+    random_state: Any = None,
     **options: Any,
 ) -> Front:
     """Test-set front of policies fitted on validation data: what a paper reports.
@@ -225,7 +260,8 @@ def heldout_front(
     For swept methods each validation front point is refitted with its own parameter
     (``threshold=``, ``patience=``, ``level=``) and evaluated on ``test``; at most
     ``max_points`` points, spread along the front. Budgeted methods, or any method when
-    ``budgets`` is given, are fitted at each budget (default ``n_budgets`` evenly spaced).
+    ``budgets`` is given, are fitted at each budget (default ``n_budgets`` evenly spaced),
+    with ``random_state`` (EENet's seed).
     Dominated test points are dropped; ``parameters`` holds the settings used.
 
     Examples
@@ -236,34 +272,35 @@ def heldout_front(
     >>> front.parameter_name, [f"{a:.3f}" for a in front.accuracies]
     ('budget', ['0.658', '0.943', '0.971', '0.972'])
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(method_names())}.")
+    spec = method_spec(method)
+    options = _front_options(spec, options, "heldout_front")
     val = as_exit_data(val, name="val")
     test = as_exit_data(test, name="test")
-    if method in SWEEPS and budgets is None:
-        # Each validation front point, refitted with its own parameter (exactly that point).
-        val_front = pareto_front(val, method=method, verbose=False, **options)
-        keep = np.arange(len(val_front))
+    if spec.candidates is not None and budgets is None:
+        # Each validation front point: the path's own policy (exactly that point).
+        path = candidates(val, method=method, verbose=False, **options)
+        keep = non_dominated(path.mean_costs, path.accuracies)
         if keep.size > max_points:
-            keep = np.unique(np.linspace(0, keep.size - 1, max_points).round().astype(int))
-        parameter = val_front.parameter_name
-        settings = [
-            {parameter: int(x) if parameter == "patience" else float(x)}
-            for x in val_front.parameters[keep]
-        ]
-        labels = val_front.parameters[keep]
+            keep = keep[np.unique(np.linspace(0, keep.size - 1, max_points).round().astype(int))]
+        parameter, labels = path.parameter, path.parameters[keep]
+        jobs = [lambda i=i: path.policy(i) for i in keep]
     else:
-        if budgets is None:
-            budgets = np.linspace(val.costs[0], val.costs[-1], n_budgets)
-        labels = np.array([v.check_budget(b, val.costs, "budgets") for b in np.ravel(budgets)])
-        settings = [{"budget": float(b)} for b in labels]
-        parameter = "budget"
+        parameter, labels = "budget", _budgets(budgets, n_budgets, val.costs)
+        jobs = [
+            lambda b=b: fit(
+                val,
+                method=method,
+                budget=float(b),
+                verbose=False,
+                random_state=random_state,
+                **options,
+            )
+            for b in labels
+        ]
     points, used = [], []
-    for setting, label in progress(
-        list(zip(settings, labels, strict=True)), f"front {method}", verbose
-    ):
+    for job, label in progress(list(zip(jobs, labels, strict=True)), f"front {method}", verbose):
         try:
-            policy = fit(val, method=method, **setting, verbose=False, **options)
+            policy = job()
         except BudgetUnreachableError:
             continue  # this method cannot reach so low a budget
         result = policy.evaluate(test)

@@ -1,8 +1,9 @@
 """Readers and writers of other formats: MSDNet-family caches, cost files, plain arrays.
 
 torch is imported only inside the functions that read ``.pth`` files (``pip install
-"eeopt[torch]"``). Every reader returns validated :class:`~eeopt.data.ExitData` objects,
-samples first; exits-first arrays are transposed once, here.
+"eeopt[torch]"``). Every reader validates what it reads: the loaders return validated
+:class:`~eeopt.data.ExitData` objects (samples first; exits-first arrays are transposed once,
+here) and :func:`read_costs` returns checked costs.
 
 Examples
 --------
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from eeopt import _validation as v
 from eeopt.data import ExitData
 
 AXIS_ORDERS = ("samples-first", "exits-first")
@@ -117,7 +119,8 @@ def read_costs(path: str | os.PathLike) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_exits,), float64
-        Not yet checked against a number of exits: :class:`~eeopt.data.ExitData` does that.
+        Finite, positive and non-decreasing (checked here, naming the file); checked against
+        the number of exits where it is used (:class:`~eeopt.data.ExitData`).
     """
     path = Path(path)
     if path.suffix in (".pth", ".pt"):
@@ -136,7 +139,7 @@ def read_costs(path: str | os.PathLike) -> np.ndarray:
                 f"path {os.fspath(path)!r} must hold a flat list of cumulative costs, one per "
                 f"exit; got shape {costs.shape}."
             )
-        return costs
+        return _checked_costs(costs, path)
     values = []
     with open(path, encoding="utf-8") as fh:
         for line_number, line in enumerate(fh, start=1):
@@ -152,7 +155,11 @@ def read_costs(path: str | os.PathLike) -> np.ndarray:
                 ) from None
     if not values:
         raise ValueError(f"path {os.fspath(path)!r} holds no costs (one number per line).")
-    return np.asarray(values, dtype=np.float64)
+    return _checked_costs(np.asarray(values, dtype=np.float64), path)
+
+
+def _checked_costs(costs: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    return v.check_costs(costs, costs.shape[0], name=f"the costs in {os.fspath(path)!r}")
 
 
 def load_arrays(

@@ -36,7 +36,7 @@ def _cost_label(cost_units: str | None) -> str:
 
 
 def plot_fronts(
-    fronts: Sequence[Front] | Mapping[str, Front],
+    fronts: Front | Sequence[Front] | Mapping[str, Front],
     *,
     oracle: Front | None = None,
     final: tuple[float, float] | None = None,
@@ -48,7 +48,7 @@ def plot_fronts(
 
     Parameters
     ----------
-    fronts : list of Front, or dict label -> Front
+    fronts : Front, list of Front, or dict label -> Front
     oracle : Front, optional
         Drawn as a dashed black staircase: the limit no policy can pass.
     final : (cost, accuracy), optional
@@ -62,11 +62,13 @@ def plot_fronts(
     matplotlib Axes
     """
     ax = _axes(ax)
+    if isinstance(fronts, Front):
+        fronts = [fronts]
     items = list(fronts.items()) if isinstance(fronts, Mapping) else [(f.method, f) for f in fronts]
     for i, (label, front) in enumerate(items):
         many = len(front) > 40
         ax.plot(
-            front.costs,
+            front.mean_costs,
             100 * front.accuracies,
             drawstyle="steps-post",
             color=PALETTE[i % len(PALETTE)],
@@ -77,7 +79,7 @@ def plot_fronts(
         )
     if oracle is not None:
         ax.plot(
-            oracle.costs,
+            oracle.mean_costs,
             100 * oracle.accuracies,
             drawstyle="steps-post",
             color="black",

@@ -20,6 +20,8 @@ from eeopt.data import ExitData, as_exit_data
 
 _FORMAT = "eeopt.policy"
 _FORMAT_VERSION = 1
+#: Versions of the policy format this eeopt reads.
+_READABLE_VERSIONS = (1,)
 _POLICY_CLASSES: dict[str, type[Policy]] = {}
 
 
@@ -39,6 +41,9 @@ class Policy:
     fit_info_ : dict
         How it was fitted: the target, the fitted parameter, accuracy and mean cost on the
         fitting data.
+    fit_params_ : dict
+        The arguments of :func:`eeopt.fit` that made it (method, options, target, seed):
+        ``eeopt.fit(data, **policy.fit_params_)`` fits it again on the same data.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -52,12 +57,14 @@ class Policy:
         costs: np.ndarray,
         n_classes: int,
         fit_info: dict | None = None,
+        fit_params: dict | None = None,
     ) -> None:
         self.method = method
         self.thresholds_ = np.asarray(thresholds, dtype=np.float64)
         self.costs_ = np.asarray(costs, dtype=np.float64)
         self.n_classes_ = int(n_classes)
         self.fit_info_ = dict(fit_info or {})
+        self.fit_params_ = dict(fit_params or {})
 
     @property
     def n_exits_(self) -> int:
@@ -112,6 +119,20 @@ class Policy:
             )
         return data
 
+    def _costs_for(self, data: ExitData, costs: Any) -> np.ndarray:
+        """The costs a metric is computed in: ``costs=``, else the data's own, else the
+        policy's; ``costs=`` against data with other costs of its own is a conflict."""
+        if costs is None:
+            return data.costs if data.has_costs else self.costs_
+        costs = v.check_costs(costs, self.n_exits_)
+        if data.has_costs and not np.array_equal(costs, data.costs):
+            raise ValueError(
+                f"costs={costs.tolist()} differ from the data's own costs "
+                f"{data.costs.tolist()}; pass one of them: leave costs= out to use the data's, "
+                f"or evaluate data.with_costs(costs)."
+            )
+        return costs
+
     def exit_index(self, logits: Any, *, input: str = "auto") -> np.ndarray:
         """The exit each sample leaves at, ``(n_samples,)`` int, 0-based.
 
@@ -146,7 +167,10 @@ class Policy:
         labels : array-like of shape (n_samples,), optional
             Taken from ``logits`` when it is an ExitData; without labels accuracy is None.
         costs : array-like of shape (n_exits,), optional
-            Cumulative costs for the metrics; default the policy's ``costs_``.
+            Cumulative costs for the metrics. Default: the data's own costs when ``logits`` is
+            an ExitData built with costs (``test.with_costs(seconds)`` reports in seconds),
+            else the policy's ``costs_``. Giving ``costs=`` that differ from such data's own
+            costs is an error: say which by passing one of them.
         n_bootstrap : int, default=0
             With n > 0, ``result.intervals`` holds percentile bootstrap intervals (n resamples
             of the samples) for ``accuracy`` (needs labels) and ``mean_cost``.
@@ -168,7 +192,7 @@ class Policy:
         0.962 0.973
         """
         data = self._data(logits, labels, input=input)
-        costs = self.costs_ if costs is None else v.check_costs(costs, self.n_exits_)
+        costs = self._costs_for(data, costs)
         n_bootstrap = v.check_positive_int(n_bootstrap, "n_bootstrap", minimum=0)
         confidence = v.check_fraction(confidence, "confidence")
         rng = v.check_random_state(random_state)
@@ -204,6 +228,7 @@ class Policy:
             "thresholds": encode_floats(self.thresholds_),
             "params": self._params(),
             "fit_info": _jsonable(self.fit_info_),
+            "fit_params": _jsonable(self.fit_params_),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -218,22 +243,81 @@ class Policy:
 
 
 def policy_from_dict(d: dict[str, Any]) -> Policy:
-    """Rebuild a policy from :meth:`Policy.to_dict` output."""
+    """Rebuild a policy from :meth:`Policy.to_dict` output, validating every field.
+
+    A policy file is what gets deployed, so it is checked like any input: the format and its
+    version, each field's type, lengths that agree, finite numbers (``"inf"``/``"-inf"``
+    strings where a threshold disables or always fires an exit), costs positive and
+    non-decreasing, the last threshold ``-inf``. A bad field is a ValueError that names it.
+    """
     if not isinstance(d, dict) or d.get("format") != _FORMAT:
         raise ValueError("not an eeopt policy: the JSON has no 'format': 'eeopt.policy' field.")
-    cls = _POLICY_CLASSES.get(d.get("policy_class", ""))
+    version = _field(d, "format_version")
+    if isinstance(version, bool) or version not in _READABLE_VERSIONS:
+        raise ValueError(
+            f"policy field 'format_version' is {version!r}; this eeopt reads version(s) "
+            f"{list(_READABLE_VERSIONS)}: upgrade eeopt to read newer policy files."
+        )
+    name = _field(d, "policy_class")
+    cls = _POLICY_CLASSES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(
-            f"unknown policy_class {d.get('policy_class')!r}; known: {sorted(_POLICY_CLASSES)}."
+            f"policy field 'policy_class' is {name!r}; known: {sorted(_POLICY_CLASSES)}."
+        )
+    method = _field(d, "method")
+    if not isinstance(method, str):
+        raise ValueError(f"policy field 'method' must be a string, got {method!r}.")
+    n_classes = _field(d, "n_classes")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"policy field 'n_classes' must be an integer >= 2, got {n_classes!r}.")
+    costs = decode_floats(_field(d, "costs"), "costs", finite=True)
+    v.check_costs(costs, costs.shape[0], name="policy field 'costs'")
+    thresholds = decode_floats(_field(d, "thresholds"), "thresholds", length=costs.shape[0])
+    if thresholds[-1] != -np.inf:
+        raise ValueError(
+            f"policy field 'thresholds' must end with '-inf' (the last exit always fires), got "
+            f"{thresholds[-1]!r}."
         )
     common = {
-        "method": d["method"],
-        "thresholds": decode_floats(d["thresholds"]),
-        "costs": decode_floats(d["costs"]),
-        "n_classes": d["n_classes"],
-        "fit_info": d.get("fit_info", {}),
+        "method": method,
+        "thresholds": thresholds,
+        "costs": costs,
+        "n_classes": n_classes,
+        "fit_info": _dict_field(d, "fit_info"),
+        "fit_params": _dict_field(d, "fit_params"),
     }
-    return cls._from_params(common, d.get("params", {}))
+    return cls._from_params(common, _dict_field(d, "params"))
+
+
+def _field(d: dict[str, Any], key: str) -> Any:
+    if key not in d:
+        raise ValueError(
+            f"policy field {key!r} is missing; the file is not a whole eeopt policy (write it "
+            f"with Policy.save)."
+        )
+    return d[key]
+
+
+def _dict_field(d: dict[str, Any], key: str) -> dict:
+    value = d.get(key, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"policy field {key!r} must be an object, got {type(value).__name__}.")
+    return value
+
+
+def param_floats(params: dict[str, Any], key: str, length: int | None = None) -> np.ndarray:
+    """A policy class's float parameter ``params[key]`` from a file, validated."""
+    return decode_floats(_field(params, key), f"params.{key}", length=length)
+
+
+def param_choice(params: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    """A policy class's string parameter ``params[key]`` from a file, validated."""
+    value = _field(params, key)
+    if value not in choices:
+        raise ValueError(
+            f"policy field 'params.{key}' is {value!r}; expected one of {list(choices)}."
+        )
+    return value
 
 
 def load_policy(path: str | os.PathLike) -> Policy:
@@ -254,8 +338,27 @@ def encode_floats(values: Any) -> list:
     return [_encode_float(x) for x in np.asarray(values, dtype=np.float64).ravel().tolist()]
 
 
-def decode_floats(values: list) -> np.ndarray:
-    return np.array([float(x) for x in values], dtype=np.float64)
+def decode_floats(
+    values: Any, name: str = "values", *, length: int | None = None, finite: bool = False
+) -> np.ndarray:
+    """A JSON list of :func:`encode_floats` back to float64, checked: numbers, or the strings
+    ``"inf"``/``"-inf"`` unless ``finite``; no NaN; ``length`` entries if given. Errors name the
+    policy field ``name``."""
+    if not isinstance(values, list):
+        raise ValueError(f"policy field {name!r} must be a list of numbers, got {values!r}.")
+    out = np.empty(len(values), dtype=np.float64)
+    for i, x in enumerate(values):
+        ok = isinstance(x, (int, float)) and not isinstance(x, bool)
+        ok = ok or (isinstance(x, str) and x in ("inf", "-inf") and not finite)
+        if not ok or math.isnan(float(x)) or (finite and math.isinf(float(x))):
+            allowed = "finite numbers" if finite else "numbers or the strings 'inf', '-inf'"
+            raise ValueError(f"policy field {name!r}[{i}] is {x!r}; it must hold {allowed}.")
+        out[i] = float(x)
+    if length is not None and out.shape[0] != length:
+        raise ValueError(
+            f"policy field {name!r} has {out.shape[0]} entries; expected {length} (one per exit)."
+        )
+    return out
 
 
 def _encode_float(x: float) -> float | str:
@@ -292,8 +395,10 @@ class ScorePolicy(Policy):
         ``score`` before 0.2; ``score`` is now the accuracy method, as in scikit-learn.)
     """
 
-    def __init__(self, method, thresholds, costs, n_classes, fit_info=None, *, score: str):
-        super().__init__(method, thresholds, costs, n_classes, fit_info)
+    def __init__(
+        self, method, thresholds, costs, n_classes, fit_info=None, fit_params=None, *, score: str
+    ):
+        super().__init__(method, thresholds, costs, n_classes, fit_info, fit_params)
         self.score_name = score
 
     def compute_scores(self, data: ExitData) -> np.ndarray:
@@ -301,3 +406,9 @@ class ScorePolicy(Policy):
 
     def _params(self) -> dict[str, Any]:
         return {"score": self.score_name}
+
+    @classmethod
+    def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> ScorePolicy:
+        from eeopt.scores import SCORE_NAMES
+
+        return cls(**common, score=param_choice(params, "score", SCORE_NAMES))

@@ -59,10 +59,13 @@ def quantile_thresholds(scores: Any, fractions: Any) -> np.ndarray:
             f"fractions must be non-negative and sum to 1, got sum {fractions.sum():.6g}; "
             f"pass fractions / fractions.sum()."
         )
-    return _quantile_thresholds(scores, exit_counts(fractions, n_samples))
+    return thresholds_from_counts(scores, exit_counts(fractions, n_samples))
 
 
-def _quantile_thresholds(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def thresholds_from_counts(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Section 6's thresholds for exit counts ``(n_exits,)`` (:func:`exit_counts`) rather
+    than fractions; trusts its input (the validated entry point is
+    :func:`quantile_thresholds`). Used by MSDNet and EENet, which compute the counts."""
     n_samples, n_exits = scores.shape
     thresholds = np.full(n_exits, np.inf)
     thresholds[-1] = -np.inf

@@ -70,7 +70,7 @@ def ref_evaluate(probs: np.ndarray, labels, costs, scores: np.ndarray, threshold
     }
 
 
-def ref_quantile_thresholds(scores: np.ndarray, fractions) -> list[float]:
+def refthresholds_from_counts(scores: np.ndarray, fractions) -> list[float]:
     """Spec section 6, one sample at a time."""
     n, n_exits = scores.shape
     counts = [math.floor(f * n + 1e-9) for f in fractions[:-1]]

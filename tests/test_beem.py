@@ -1,4 +1,3 @@
-import json
 import math
 
 import numpy as np
@@ -17,7 +16,6 @@ from reference import (
 
 import eeopt
 from eeopt.methods.beem import (
-    BeemPolicy,
     beem_scores,
     exit_error_thresholds,
     level_sweep,
@@ -129,7 +127,7 @@ def test_exit_error_target_keeps_each_exit_within_p(mode):
     data = eeopt.ExitData.from_logits(logits, labels)
     p = 1 - data.exit_accuracy[-1]
     for tolerance in (0.0, 0.03):
-        policy = eeopt.fit(data, method="beem-a", thresholds=mode, tolerance=tolerance)
+        policy = eeopt.fit(data, method="beem-a", per_exit=mode == "per-exit", tolerance=tolerance)
         exits = policy.exit_index(data)
         leaving = exits < data.n_exits - 1
         assert leaving.any()
@@ -234,7 +232,7 @@ def test_budget_is_never_exceeded_and_no_level_within_it_is_more_accurate(seed, 
     costs = np.cumsum(rng.uniform(0.1, 1.0, 4))
     data = make_tied_data(n=int(rng.integers(6, 20)), n_exits=4, seed=seed, costs=costs)
     budget = float(costs[0] + share * (costs[-1] - costs[0]))
-    policy = eeopt.fit(data, method="beem-a", budget=budget, thresholds=mode)
+    policy = eeopt.fit(data, method="beem-a", budget=budget, per_exit=mode == "per-exit")
     result = policy.evaluate(data)
     assert result.mean_cost <= budget
     feasible = [
@@ -274,27 +272,6 @@ def test_budget_target_on_larger_data_is_exact():
         assert result.accuracy == policy.fit_info_["fit_accuracy"]
 
 
-# -- files, labels, bad input ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "options", [{}, {"reset": "zero", "budget": 2.5}, {"alpha": [1, np.inf, 0.3]}]
-)
-def test_json_round_trip_is_exact(tmp_path, options):
-    logits, labels = make_multi_exit(n=300, n_exits=4, seed=12)
-    policy = eeopt.fit(logits, labels, method="beem-a", **options)
-    path = tmp_path / "beem.json"
-    policy.save(path)
-    loaded = eeopt.load_policy(path)
-    assert isinstance(loaded, BeemPolicy)
-    assert loaded.method == "beem-a" and loaded.reset == policy.reset
-    np.testing.assert_array_equal(loaded.weights_, policy.weights_)
-    np.testing.assert_array_equal(loaded.thresholds_, policy.thresholds_)
-    np.testing.assert_array_equal(
-        loaded.compute_scores(eeopt.ExitData.from_logits(logits)),
-        policy.compute_scores(eeopt.ExitData.from_logits(logits)),
-    )
-    assert json.dumps(loaded.to_dict()) == json.dumps(policy.to_dict())
-
-
 def test_targets_need_labels_but_beem_c_alpha_does_not():
     logits, _ = make_multi_exit(n=50, n_exits=3)
     with pytest.raises(ValueError, match="labels"):
@@ -325,7 +302,7 @@ def test_targets_need_labels_but_beem_c_alpha_does_not():
         ({"tolerance": -0.1}, ValueError, "tolerance"),
         ({"alpha": np.nan}, ValueError, "alpha"),
         ({"alpha": [1.0, 2.0]}, ValueError, "alpha"),
-        ({"alpha": [1.0, 2.0, 3.0], "thresholds": "global"}, ValueError, "global"),
+        ({"alpha": [1.0, 2.0, 3.0], "per_exit": False}, ValueError, "per_exit"),
         ({"target": "budget"}, ValueError, "target"),
         ({"budget": 0.5}, ValueError, "budget"),
         ({"budget": 2.0, "alpha": 1.0}, ValueError, "alpha"),
@@ -337,6 +314,17 @@ def test_bad_input_names_the_argument(options, error, name):
     logits, labels = make_multi_exit(n=50, n_exits=4)
     with pytest.raises(error, match=name):
         eeopt.fit(logits, labels, method="beem-a", **options)
+
+
+def test_thresholds_option_is_the_deprecated_name_of_per_exit():
+    logits, labels = make_multi_exit(n=200, n_exits=4)
+    with pytest.warns(DeprecationWarning, match="per_exit=False"):
+        old = eeopt.fit(logits, labels, method="beem-a", thresholds="global")
+    new = eeopt.fit(logits, labels, method="beem-a", per_exit=False)
+    np.testing.assert_array_equal(old.thresholds_, new.thresholds_)
+    assert np.unique(new.thresholds_[:-1]).size == 1
+    with pytest.raises(ValueError, match="not both"):
+        eeopt.fit(logits, labels, method="beem-a", thresholds="global", per_exit=True)
 
 
 def test_bad_score_input_names_the_argument():

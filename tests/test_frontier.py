@@ -120,3 +120,10 @@ def test_long_sweeps_draw_a_progress_bar_unless_verbose_is_false(method, capsys)
     quiet = eeopt.pareto_front(logits, labels, method=method, n_budgets=3, verbose=False)
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(loud.costs, quiet.costs)
+
+
+def test_front_costs_is_the_deprecated_name_of_mean_costs():
+    data = _data()
+    front = eeopt.pareto_front(data, method="maxprob")
+    with pytest.warns(DeprecationWarning, match="mean_costs"):
+        np.testing.assert_array_equal(front.costs, front.mean_costs)

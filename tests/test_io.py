@@ -223,3 +223,14 @@ def test_importing_eeopt_io_does_not_import_torch():
     code = "import sys, eeopt, eeopt.io, eeopt.datasets; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "text, match", [("1\n3\n2\n", "non-decreasing"), ("0\n1\n", "positive"), ("1\nnan\n", "NaN")]
+)
+def test_read_costs_validates_the_costs_and_names_the_file(tmp_path, text, match):
+    path = tmp_path / "seconds.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as info:
+        io.read_costs(path)
+    assert "seconds.csv" in str(info.value)

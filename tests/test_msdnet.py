@@ -3,7 +3,7 @@ import pytest
 from conftest import make_multi_exit
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import ref_geometric_fractions, ref_quantile_thresholds
+from reference import ref_geometric_fractions, refthresholds_from_counts
 
 import eeopt
 from eeopt.methods.msdnet import geometric_fractions
@@ -16,11 +16,11 @@ def test_geometric_fractions_match_the_formula():
     np.testing.assert_array_equal(geometric_fractions(np.inf, 3), [0, 0, 1])
 
 
-def test_direct_q_uses_quantile_thresholds_of_the_geometric_distribution():
+def test_direct_q_usesthresholds_from_counts_of_the_geometric_distribution():
     logits, labels = make_multi_exit(n=400, n_exits=4, seed=1)
     data = eeopt.ExitData.from_logits(logits, labels)
     policy = eeopt.fit(data, method="msdnet", q=0.8)
-    expected = ref_quantile_thresholds(data.maxprob, ref_geometric_fractions(0.8, 4))
+    expected = refthresholds_from_counts(data.maxprob, ref_geometric_fractions(0.8, 4))
     np.testing.assert_array_equal(policy.thresholds_, expected)
 
 

@@ -63,3 +63,11 @@ def test_score_separation_has_a_panel_per_exit_with_both_groups(data):
 def test_score_separation_rejects_scores_of_the_wrong_shape(data):
     with pytest.raises(ValueError, match="scores"):
         plot.plot_score_separation(data, np.zeros((3, 3)))
+
+
+def test_front_plot_takes_a_single_front(data):
+    front = eeopt.pareto_front(data, method="maxprob")
+    ax = plot.plot_fronts(front)
+    (line,) = ax.get_lines()
+    np.testing.assert_array_equal(line.get_xdata(), front.mean_costs)
+    assert line.get_label() == "maxprob"

@@ -1,34 +1,12 @@
 import json
 
 import numpy as np
+import pytest
 from conftest import make_multi_exit
 from hypothesis import given
 from hypothesis import strategies as st
 
 import eeopt
-
-METHOD_ARGS = [
-    ("maxprob", {"budget": 0.25}),
-    ("entropy", {}),
-    ("margin", {"threshold": [np.inf, 0.3, 0.2]}),
-    ("patience", {"patience": 2}),
-    ("msdnet", {"budget": 0.2}),
-]
-
-
-def test_json_round_trip_is_exact_for_every_method(tmp_path):
-    logits, labels = make_multi_exit(n=300, n_exits=4, seed=2)
-    for method, options in METHOD_ARGS:
-        policy = eeopt.fit(logits, labels, costs=[0.1, 0.2, 0.3, 0.7], method=method, **options)
-        path = tmp_path / f"{method}.json"
-        policy.save(path)
-        back = eeopt.load_policy(path)
-        assert type(back) is type(policy) and back.method == method
-        np.testing.assert_array_equal(back.thresholds_, policy.thresholds_)
-        np.testing.assert_array_equal(back.costs_, policy.costs_)
-        np.testing.assert_array_equal(back.exit_index(logits), policy.exit_index(logits))
-        assert back.to_dict() == policy.to_dict()
-        json.loads(path.read_text())  # strict JSON: no NaN/Infinity tokens
 
 
 @given(st.lists(st.one_of(st.floats(allow_nan=False), st.just(np.inf)), min_size=1, max_size=5))
@@ -67,23 +45,30 @@ def test_fit_info_records_the_target_and_fit_metrics():
     assert info["fit_mean_cost"] <= 2.0 and 0 <= info["fit_accuracy"] <= 1
 
 
-def _policies(logits, labels):
-    import eeopt.methods as methods
+def test_evaluate_uses_the_data_own_costs_and_refuses_a_conflict():
+    val, test = eeopt.datasets.load_both("digits")
+    policy = eeopt.fit(val, method="maxprob", budget=float(val.costs[2]))
+    seconds = np.asarray(test.metadata["costs_seconds"])
+    exits = policy.exit_index(test)
+    in_seconds = policy.evaluate(test.with_costs(seconds))
+    assert in_seconds.mean_cost == pytest.approx(seconds[exits].mean())
+    np.testing.assert_array_equal(in_seconds.costs, seconds)
+    assert policy.evaluate(test).mean_cost == pytest.approx(test.costs[exits].mean())
+    with pytest.raises(ValueError, match="differ from the data's own costs"):
+        policy.evaluate(test, costs=seconds)
+    # Arrays (or an ExitData without costs) carry no costs: the policy's are used.
+    bare = policy.evaluate(test.probs, test.labels)
+    np.testing.assert_array_equal(bare.costs, policy.costs_)
+    assert policy.evaluate(test.probs, test.labels, costs=seconds).mean_cost == pytest.approx(
+        seconds[exits].mean()
+    )
 
-    out = []
-    budget = 3.5  # reachable by every method, patience included
-    for name in methods.method_names():
-        options = {"budget": budget}
-        out.append(eeopt.fit(logits, labels, method=name, **options))
-    return out
 
-
-def test_scores_are_causal_for_every_method():
-    """The score at exit k uses exits 0..k only: what early-exit inference can see."""
-    logits, labels = make_multi_exit(n=300, n_exits=4, seed=6)
-    data = eeopt.ExitData.from_logits(logits, labels)
-    for policy in _policies(logits, labels):
-        full = policy.compute_scores(data)
-        for k in range(data.n_exits):
-            prefix = policy.prefix_scores(np.ascontiguousarray(data.probs[:, : k + 1]))
-            np.testing.assert_allclose(prefix, full[:, : k + 1], err_msg=policy.method)
+def test_score_is_the_accuracy_as_in_scikit_learn():
+    logits, labels = make_multi_exit(n=200)
+    policy = eeopt.fit(logits, labels, method="maxprob", threshold=0.6)
+    expected = np.mean(policy.predict(logits) == labels)
+    assert policy.score(logits, labels) == expected
+    assert policy.score_name == "maxprob"
+    with pytest.raises(ValueError, match="labels"):
+        policy.score(logits)

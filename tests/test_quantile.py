@@ -2,11 +2,11 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from reference import ref_quantile_assignment, ref_quantile_thresholds
+from reference import ref_quantile_assignment, refthresholds_from_counts
 
 import eeopt
 from eeopt import engine
-from eeopt.quantile import _quantile_thresholds, exit_counts
+from eeopt.quantile import exit_counts, thresholds_from_counts
 
 
 def _fractions(draw, n_exits):
@@ -26,10 +26,10 @@ def _fractions(draw, n_exits):
     ),
     st.data(),
 )
-def test_quantile_thresholds_match_the_reference_with_ties(scores, data):
+def testthresholds_from_counts_match_the_reference_with_ties(scores, data):
     fractions = _fractions(data.draw, scores.shape[1])
     got = eeopt.quantile_thresholds(scores, fractions)
-    np.testing.assert_array_equal(got, ref_quantile_thresholds(scores, fractions))
+    np.testing.assert_array_equal(got, refthresholds_from_counts(scores, fractions))
 
 
 def test_each_exit_gets_its_share_without_ties():
@@ -84,7 +84,7 @@ def test_ties_only_move_samples_to_earlier_exits(scores, data):
     most the cost of the counts (what EENet's and MSDNet's budget guarantees rest on)."""
     n_samples, n_exits = scores.shape
     counts = exit_counts(_fractions(data.draw, n_exits), n_samples)
-    exits = engine.first_exit(scores, _quantile_thresholds(scores, counts))
+    exits = engine.first_exit(scores, thresholds_from_counts(scores, counts))
     realised = np.bincount(exits, minlength=n_exits)
     assert (np.cumsum(realised) >= np.cumsum(counts)).all()
     costs = np.cumsum(np.arange(1.0, n_exits + 1))
@@ -93,13 +93,13 @@ def test_ties_only_move_samples_to_earlier_exits(scores, data):
 
 def test_no_early_exit_when_every_early_count_is_zero():
     scores = np.random.default_rng(2).random((10, 4))
-    thresholds = _quantile_thresholds(scores, np.array([0, 0, 0, 10]))
+    thresholds = thresholds_from_counts(scores, np.array([0, 0, 0, 10]))
     np.testing.assert_array_equal(thresholds, [np.inf, np.inf, np.inf, -np.inf])
     assert (engine.first_exit(scores, thresholds) == 3).all()
 
 
 def test_a_count_larger_than_the_pool_takes_everyone_left():
     scores = np.array([[0.9, 0.1, 0.0], [0.8, 0.7, 0.0], [0.1, 0.2, 0.0]])
-    thresholds = _quantile_thresholds(scores, np.array([2, 3, 0]))
+    thresholds = thresholds_from_counts(scores, np.array([2, 3, 0]))
     np.testing.assert_array_equal(engine.first_exit(scores, thresholds), [0, 0, 1])
     assert thresholds[1] == 0.2

@@ -29,32 +29,14 @@ from eeopt import _validation as v
 from eeopt import engine
 from eeopt._progress import Progress
 from eeopt.data import ExitData
-from eeopt.methods._registry import (
-    Target,
-    record_fit,
-    register,
-    register_sweep,
-    resolve_target,
-)
-from eeopt.policy import Policy, decode_floats, encode_floats
-from eeopt.targets import Sweep, select_for_accuracy, select_for_budget, threshold_sweep
+from eeopt.methods.registry import Direct, MethodSpec, register
+from eeopt.policy import Policy, encode_floats, param_choice, param_floats
+from eeopt.targets import Candidates, Sweep, Target, threshold_sweep
 
 #: ``reset=`` values: the paper's rule, or the accumulation of the authors' released code.
 RESET_MODES = ("paper", "zero")
-#: ``thresholds=`` values: one alpha per early exit, or one shared alpha.
+#: ``thresholds=`` values of the functions (and the fit option before ``per_exit=``).
 THRESHOLD_MODES = ("per-exit", "global")
-
-_OPTIONS = {
-    "level",
-    "budget",
-    "target",
-    "tolerance",
-    "alpha",
-    "weights",
-    "reset",
-    "thresholds",
-    "min_samples",
-}
 
 
 # -- the score ----------------------------------------------------------------------------------
@@ -70,7 +52,8 @@ def beem_scores(
     confidence : array-like of shape (n_samples, n_exits), float
         Each exit's confidence ``C_k``, the max class probability in the paper.
     weights : array-like of shape (n_exits,)
-        Positive, finite expert weights ``w_k``.
+        Non-negative, finite expert weights ``w_k``, at least one positive (a zero weight
+        drops that exit's vote: BEEM-A's weight of an exit that is never right).
     reset : {"paper", "zero"}, default="paper"
         What happens when exit k disagrees with exit k - 1:
 
@@ -256,10 +239,9 @@ class LevelSweep(Sweep):
     """Every distinct outcome of BEEM's error-rate rule as the error level rises.
 
     ``parameters`` are the error levels, increasing from 0: each is the lowest level giving its
-    candidate, which holds up to (not including) the next one. ``mean_costs`` are computed from
-    exit counts as the engine does (identical to ``policy.evaluate``) for per-exit thresholds,
-    and from running sums (to rounding, as :func:`eeopt.targets.threshold_sweep`) for a global
-    one; target selection re-checks a budget with the engine either way.
+    candidate, which holds up to (not including) the next one. ``counts`` holds every
+    candidate's exit counts and ``mean_costs`` the engine's figure from them (identical to
+    ``policy.evaluate``).
 
     Attributes
     ----------
@@ -267,7 +249,7 @@ class LevelSweep(Sweep):
         The thresholds of each candidate (:func:`exit_error_thresholds` at that level).
     """
 
-    thresholds: np.ndarray
+    thresholds: np.ndarray = None  # type: ignore[assignment]
 
 
 class _GlobalSweep:
@@ -358,11 +340,14 @@ def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> Level
     parameters = sweep.outcome.parameters[index]
     thresholds = np.repeat(parameters[:, None], n_exits, axis=1)
     thresholds[:, -1] = -np.inf
+    counts = sweep.outcome.exit_counts(index)
     return LevelSweep(
         parameters=levels,
-        mean_costs=sweep.outcome.mean_costs[index],
+        mean_costs=engine.mean_cost_from_counts(counts, costs),
         n_correct=sweep.outcome.n_correct[index],
         n_samples=n_samples,
+        costs=costs,
+        counts=counts,
         thresholds=thresholds,
     )
 
@@ -455,6 +440,8 @@ def _per_exit_level_sweep(
         mean_costs=engine.mean_cost_from_counts(counts, costs),
         n_correct=np.array(n_correct, dtype=np.int64),
         n_samples=n_samples,
+        costs=costs,
+        counts=counts,
         thresholds=np.array(all_thresholds),
     )
 
@@ -477,11 +464,12 @@ class BeemPolicy(Policy):
         costs: np.ndarray,
         n_classes: int,
         fit_info: dict | None = None,
+        fit_params: dict | None = None,
         *,
         weights: Any,
         reset: str = "paper",
     ) -> None:
-        super().__init__(method, thresholds, costs, n_classes, fit_info)
+        super().__init__(method, thresholds, costs, n_classes, fit_info, fit_params)
         self.weights_ = np.asarray(weights, dtype=np.float64)
         self.reset = reset
 
@@ -496,150 +484,123 @@ class BeemPolicy(Policy):
 
     @classmethod
     def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> BeemPolicy:
-        return cls(**common, weights=decode_floats(params["weights"]), reset=params["reset"])
+        weights = param_floats(params, "weights", length=common["costs"].shape[0])
+        v.check_weights(weights, weights.shape[0], name="policy field 'params.weights'")
+        return cls(**common, weights=weights, reset=param_choice(params, "reset", RESET_MODES))
 
 
-def _weights_for(method: str, data: ExitData, weights: Any) -> np.ndarray:
+def weights_for(method: str, data: ExitData, weights: np.ndarray | None) -> np.ndarray:
+    """The expert weights: the user's, or the method's own (cost- or accuracy-based)."""
     if weights is not None:
-        return v.check_weights(weights, data.n_exits)
+        return weights
     if method == "beem-c":
         return cost_weights(data.costs)
-    data.require_labels("BEEM-A's accuracy weights (or pass weights=)")
     return accuracy_weights(data.correct)
 
 
-def _settings(data: ExitData, method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Pop and check the options that shape the score and the rule (not the target)."""
-    weights = options.pop("weights", None)
-    return {
-        "weights": _weights_for(method, data, weights),
-        "reset": v.check_choice(options.pop("reset", "paper"), "reset", RESET_MODES),
-        "thresholds_mode": v.check_choice(
-            options.pop("thresholds", "per-exit"), "thresholds", THRESHOLD_MODES
-        ),
-        "min_samples": v.check_positive_int(options.pop("min_samples", 1), "min_samples"),
-    }
-
-
-@register_sweep("beem-c", "beem-a", parameter="level")
-def sweep_beem(data: ExitData, method: str, verbose: bool = False, **options: Any) -> LevelSweep:
-    """Every error level (in [0, 1]) that changes a decision of BEEM's rule on ``data``, with
-    its accuracy and mean cost (:func:`level_sweep`); options as in :func:`fit_beem`."""
-    data.require_labels(f"sweeping {method!r}")
-    settings = _settings(data, method, options)
-    v.check_options(method, options, set())
-    scores = beem_scores(data.predictions, data.maxprob, settings["weights"], settings["reset"])
-    return level_sweep(
-        scores,
-        data.correct,
-        data.costs,
-        min_samples=settings["min_samples"],
-        thresholds=settings["thresholds_mode"],
-        verbose=verbose,
+def _policy(data: ExitData, method: str, settings: dict, thresholds: np.ndarray) -> BeemPolicy:
+    weights = weights_for(method, data, settings["weights"])
+    return BeemPolicy(
+        method, thresholds, data.costs, data.n_classes, weights=weights, reset=settings["reset"]
     )
 
 
-@register("beem-c", _OPTIONS, "BEEM, experts weighted by cost costs[k] / costs[-1]")
-@register("beem-a", _OPTIONS, "BEEM, experts weighted by their accuracy on the fitting data")
-def fit_beem(data: ExitData, method: str, **options: Any) -> BeemPolicy:
-    """Fit BEEM-C or BEEM-A (spec section 4).
+def _scores(data: ExitData, method: str, settings: dict) -> np.ndarray:
+    weights = weights_for(method, data, settings["weights"])
+    return beem_scores(data.predictions, data.maxprob, weights, settings["reset"])
 
-    Options
-    -------
-    weights : array-like of shape (n_exits,), optional
-        Positive expert weights replacing the method's own.
-    reset : {"paper", "zero"}, default="paper"
-        See :func:`beem_scores`.
-    thresholds : {"per-exit", "global"}, default="per-exit"
-        One alpha per early exit, or one shared alpha.
-    min_samples : int, default=1
-        The error-rate rule only counts a threshold that lets at least this many samples out.
-    level : float in [0, 1]
-        The error level of the rule directly (the parameter of BEEM's Pareto front).
-    target : {"exit-error", "accuracy"}, default="exit-error"
-        ``"exit-error"``: the paper's rule at level ``p + tolerance``, ``p`` the final exit's
-        error rate on the fitting data. ``"accuracy"``: among the levels ``<= p``, the cheapest
-        policy whose accuracy is at least the final exit's minus ``tolerance``.
-    tolerance : float in [0, 1], default=0
-    budget : float
-        The most accurate policy of the rule (over every level in [0, 1]) with mean cost <= B.
-    alpha : float or array-like
-        Direct thresholds: one for every early exit, or one per exit (``+inf`` disables one).
-    """
-    level = options.pop("level", None)
-    if level is not None:
-        given = sorted(set(options) & {"budget", "target", "tolerance", "alpha"})
-        if given:
-            raise ValueError(
-                f"give at most one of level=, budget=, target=, alpha= for method {method!r}; "
-                f"got level and {', '.join(given)}."
-            )
-        level = v.check_fraction(level, "level")
-        data.require_labels(f"fitting {method!r} at an error level")
-        target = Target("direct", level)
-    else:
-        target = resolve_target(
-            method,
-            data,
-            options,
-            direct="alpha",
-            targets=("exit-error", "accuracy"),
-            default="exit-error",
-        )
-    if data.n_exits < 2:
-        raise ValueError(f"method {method!r} needs at least 2 exits, got {data.n_exits}.")
-    settings = _settings(data, method, options)
-    weights, reset, mode = settings["weights"], settings["reset"], settings["thresholds_mode"]
-    min_samples = settings["min_samples"]
-    scores = beem_scores(data.predictions, data.maxprob, weights, reset)
-    settings["weights"] = weights.tolist()
 
-    def make(thresholds: np.ndarray) -> BeemPolicy:
-        return BeemPolicy(
-            method, thresholds, data.costs, data.n_classes, weights=weights, reset=reset
-        )
+def _final_error(data: ExitData) -> float:
+    return float(np.count_nonzero(~data.correct[:, -1]) / data.n_samples)
 
-    if target.kind == "direct" and level is None:
-        thresholds = v.check_thresholds(target.value, data.n_exits, "alpha")
-        if mode == "global" and np.unique(thresholds[:-1]).size > 1:
-            raise ValueError(
-                "thresholds='global' shares one alpha across the early exits; pass a single "
-                "number as alpha=, or thresholds='per-exit'."
-            )
-        policy = make(thresholds)
-        target = Target("direct", thresholds[:-1].tolist())
-        if data.labels is None:
-            policy.fit_info_ = {**target.describe(), **settings}
-            return policy
-        return record_fit(policy, data, target, **settings)
 
-    correct = data.correct
-    final_error = float(np.count_nonzero(~correct[:, -1]) / data.n_samples)
-    if target.kind in ("exit-error", "direct"):
-        level = final_error + target.value if level is None else level
-        policy = make(
-            exit_error_thresholds(scores, correct, level, min_samples=min_samples, thresholds=mode)
-        )
-    else:
-        max_level = final_error if target.kind == "accuracy" else 1.0
-        sweep = level_sweep(
-            scores,
-            correct,
-            data.costs,
+def build_beem(
+    data: ExitData, method: str, settings: dict, name: str, value: Any
+) -> tuple[BeemPolicy, dict]:
+    """A direct setting: thresholds ``alpha=``, or the rule at an error ``level=``."""
+    per_exit, min_samples = settings["per_exit"], settings["min_samples"]
+    if name == "level":
+        mode = "per-exit" if per_exit else "global"
+        thresholds = exit_error_thresholds(
+            _scores(data, method, settings),
+            data.correct,
+            value,
             min_samples=min_samples,
             thresholds=mode,
-            max_level=max_level,
         )
-        if target.kind == "budget":
+        policy = _policy(data, method, settings, thresholds)
+        return policy, {"level": value, "weights": policy.weights_.tolist()}
+    if not per_exit and np.unique(value[:-1]).size > 1:
+        raise ValueError(
+            "per_exit=False shares one alpha across the early exits; pass a single number as "
+            "alpha=, or per_exit=True."
+        )
+    policy = _policy(data, method, settings, value)
+    return policy, {"weights": policy.weights_.tolist()}
 
-            def exact_cost(i: int) -> float:
-                exits = engine.first_exit(scores, sweep.thresholds[i])
-                return engine.mean_cost(exits, data.costs)
 
-            index = select_for_budget(sweep, target.value, exact_cost)
-        else:
-            final_correct = data.n_samples - np.count_nonzero(~correct[:, -1])
-            index = select_for_accuracy(sweep, final_correct - target.value * data.n_samples)
-        level = float(sweep.parameters[index])
-        policy = make(sweep.thresholds[index].copy())
-    return record_fit(policy, data, target, level=level, final_error=final_error, **settings)
+def exit_error_level(
+    data: ExitData, method: str, settings: dict, tolerance: float
+) -> tuple[dict, dict]:
+    """The paper's rule: the error level is the final exit's error rate plus ``tolerance``."""
+    p = _final_error(data)
+    return {"level": p + tolerance}, {"final_error": p}
+
+
+def beem_candidates(
+    data: ExitData, method: str, settings: dict, target: Target | None = None
+) -> Candidates:
+    """Every error level that changes a decision (:func:`level_sweep`); an accuracy target
+    needs only the levels up to the final exit's error rate."""
+    p = _final_error(data)
+    max_level = p if target is not None and target.kind == "accuracy" else 1.0
+    sweep = level_sweep(
+        _scores(data, method, settings),
+        data.correct,
+        data.costs,
+        min_samples=settings["min_samples"],
+        thresholds="per-exit" if settings["per_exit"] else "global",
+        max_level=max_level,
+        verbose=settings["verbose"],
+    )
+
+    def make(i: int) -> tuple[BeemPolicy, dict]:
+        policy = _policy(data, method, settings, sweep.thresholds[i].copy())
+        level = float(sweep.parameters[i])
+        return policy, {"level": level, "final_error": p, "weights": policy.weights_.tolist()}
+
+    return Candidates(method, "level", sweep, make)
+
+
+def _thresholds_option(value: Any) -> tuple[str, bool]:
+    v.check_choice(value, "thresholds", THRESHOLD_MODES)
+    return "per_exit", value == "per-exit"
+
+
+def _beem_spec(method: str, summary: str) -> MethodSpec:
+    return MethodSpec(
+        name=method,
+        summary=summary,
+        build=build_beem,
+        options={
+            "weights": (v.Weights(), None),
+            "reset": (v.Choice(*RESET_MODES), "paper"),
+            "per_exit": (v.Boolean(), True),
+            "min_samples": (v.Interval("int", 1, None), 1),
+        },
+        direct=(
+            Direct("alpha", v.Thresholds()),
+            Direct("level", v.Interval("real", 0.0, 1.0), needs_labels=True),
+        ),
+        targets=("budget", "accuracy", "exit-error"),
+        default_target="exit-error",
+        candidates=beem_candidates,
+        special_targets={"exit-error": exit_error_level},
+        needs_labels=lambda settings: method == "beem-a" and settings["weights"] is None,
+        long_running=True,
+        renamed={"thresholds": _thresholds_option},
+    )
+
+
+register(_beem_spec("beem-c", "BEEM, experts weighted by cost costs[k] / costs[-1]"))
+register(_beem_spec("beem-a", "BEEM, experts weighted by their accuracy on the fitting data"))

@@ -45,9 +45,9 @@ from eeopt import _validation as v
 from eeopt import engine
 from eeopt._progress import Progress
 from eeopt.data import ExitData
-from eeopt.methods._registry import Target, record_fit, register
-from eeopt.policy import Policy, decode_floats, encode_floats
-from eeopt.quantile import _quantile_thresholds, exit_counts
+from eeopt.methods.registry import MethodSpec, register
+from eeopt.policy import Policy, decode_floats, encode_floats, param_floats
+from eeopt.quantile import exit_counts, thresholds_from_counts
 
 #: Confidence features after the class probabilities: max probability, entropy, vote.
 N_CONFIDENCE_FEATURES = 3
@@ -541,8 +541,19 @@ class EENetPolicy(Policy):
         ``b_k``.
     """
 
-    def __init__(self, method, thresholds, costs, n_classes, fit_info=None, *, coefs, intercepts):
-        super().__init__(method, thresholds, costs, n_classes, fit_info)
+    def __init__(
+        self,
+        method,
+        thresholds,
+        costs,
+        n_classes,
+        fit_info=None,
+        fit_params=None,
+        *,
+        coefs,
+        intercepts,
+    ):
+        super().__init__(method, thresholds, costs, n_classes, fit_info, fit_params)
         self.coefs_ = [np.asarray(c, dtype=np.float64) for c in coefs]
         self.intercepts_ = np.asarray(intercepts, dtype=np.float64)
 
@@ -558,10 +569,22 @@ class EENetPolicy(Policy):
 
     @classmethod
     def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> EENetPolicy:
+        n_exits, n_classes = common["costs"].shape[0], common["n_classes"]
+        coefs = params.get("coefs")
+        if not isinstance(coefs, list) or len(coefs) != n_exits:
+            raise ValueError(
+                f"policy field 'params.coefs' must be a list of {n_exits} weight vectors (one "
+                f"per exit), got {type(coefs).__name__} of length "
+                f"{len(coefs) if isinstance(coefs, list) else 'n/a'}."
+            )
+        size = n_classes + N_CONFIDENCE_FEATURES
         return cls(
             **common,
-            coefs=[decode_floats(c) for c in params["coefs"]],
-            intercepts=decode_floats(params["intercepts"]),
+            coefs=[
+                decode_floats(c, f"params.coefs[{k}]", length=size + k, finite=True)
+                for k, c in enumerate(coefs)
+            ],
+            intercepts=param_floats(params, "intercepts", length=n_exits),
         )
 
 
@@ -598,12 +621,6 @@ _OPTIONS = {
 }
 
 
-@register(
-    "eenet",
-    _OPTIONS,
-    "learned utility scores, budgeted exit distribution, quantile thresholds (budget only)",
-    budget_only=True,
-)
 def fit_eenet(
     data: ExitData,
     method: str,
@@ -620,7 +637,7 @@ def fit_eenet(
     alpha_ce: float = 1e-3,
     alpha_cost: float = 1e-2,
     l2: float = 1e-4,
-) -> EENetPolicy:
+) -> tuple[EENetPolicy, dict]:
     """Fit EENet to a budget (see the module docstring and ``docs/eenet.md``).
 
     Parameters
@@ -758,7 +775,7 @@ def fit_eenet(
         fractions /= fractions.sum()
         counts, tilt = budget_counts(fractions, costs, budget, n_samples)
         scores = utility_scores(features, coefs, intercepts)[1]
-        thresholds = _quantile_thresholds(scores, counts)
+        thresholds = thresholds_from_counts(scores, counts)
         bar.update(postfix="thresholds")
 
     policy = EENetPolicy(
@@ -775,4 +792,36 @@ def fit_eenet(
         fitted["solver"] = solver
     if isinstance(random_state, (int, np.integer)):  # how to fit it again
         fitted["random_state"] = int(random_state)
-    return record_fit(policy, data, Target("budget", budget), **fitted)
+    return policy, fitted
+
+
+def solve_budget(
+    data: ExitData, method: str, settings: dict, budget: float
+) -> tuple[EENetPolicy, dict]:
+    """Train the scorer and the exit distribution for ``budget`` (:func:`fit_eenet`)."""
+    return fit_eenet(data, method, budget=budget, **settings)
+
+
+register(
+    MethodSpec(
+        name="eenet",
+        summary="learned utility scores, budgeted exit distribution, quantile thresholds "
+        "(budget only)",
+        options={
+            "distribution": (v.Choice(*DISTRIBUTIONS), "learned"),
+            "solver": (v.Choice(*SOLVERS), None),
+            "hidden": (v.Interval("int", 1, None), 16),
+            "max_iter": (v.Interval("int", 1, None), 100),
+            "n_rounds": (v.Interval("int", 1, None), 2),
+            "alpha_ce": (v.Interval("real", 0.0, None), 1e-3),
+            "alpha_cost": (v.Interval("real", 0.0, None), 1e-2),
+            "l2": (v.Interval("real", 0.0, None), 1e-4),
+        },
+        targets=("budget",),
+        default_target=None,
+        solve_budget=solve_budget,
+        needs_labels=lambda settings: True,
+        uses_random_state=True,
+        long_running=True,
+    )
+)

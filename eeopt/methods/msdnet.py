@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from eeopt import _validation as v
-from eeopt import engine, scores
+from eeopt import engine
 from eeopt.data import ExitData
-from eeopt.methods._registry import Target, record_fit, register
+from eeopt.methods.registry import Direct, MethodSpec, register
 from eeopt.policy import ScorePolicy
-from eeopt.quantile import _quantile_thresholds, exit_counts
+from eeopt.quantile import exit_counts, thresholds_from_counts
 
 #: Search range of log q: e^-60 puts every sample at the first exit, e^60 at the last.
 _LOG_Q_RANGE = 60.0
@@ -34,7 +34,7 @@ def geometric_fractions(q: float, n_exits: int) -> np.ndarray:
 
 def _thresholds_for(q: float, exit_scores: np.ndarray) -> np.ndarray:
     counts = exit_counts(geometric_fractions(q, exit_scores.shape[1]), exit_scores.shape[0])
-    return _quantile_thresholds(exit_scores, counts)
+    return thresholds_from_counts(exit_scores, counts)
 
 
 def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
@@ -65,43 +65,34 @@ def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
     return float(np.exp(lo))
 
 
-@register(
-    "msdnet",
-    {"budget", "q", "score"},
-    "geometric exit distribution pi_k ∝ q^k with quantile thresholds (budget only)",
-    budget_only=True,
-)
-def fit_msdnet(
-    data: ExitData,
-    method: str,
-    budget: float | None = None,
-    q: float | None = None,
-    score: str = "maxprob",
-) -> ScorePolicy:
-    """Fit MSDNet's budgeted policy: ``budget=B`` (solve for q) or a direct ``q=``.
+def build_msdnet(
+    data: ExitData, method: str, settings: dict, name: str, q: float
+) -> tuple[ScorePolicy, dict]:
+    """The policy of a given ``q`` (quantile thresholds of the geometric distribution)."""
+    score = settings["score"]
+    thresholds = _thresholds_for(q, data.score(score))
+    policy = ScorePolicy(method, thresholds, data.costs, data.n_classes, score=score)
+    return policy, {"q": q, "fractions": geometric_fractions(q, data.n_exits).tolist()}
 
-    ``score=`` picks the confidence the quantile thresholds apply to (default ``maxprob``).
-    Labels are not needed (they only add the fitting accuracy to ``fit_info_``).
-    """
-    v.check_choice(score, "score", scores.SCORE_NAMES)
-    if (budget is None) == (q is None):
-        raise ValueError("method 'msdnet' needs exactly one of budget= or q=.")
-    exit_scores = data.score(score)
-    if budget is not None:
-        budget = v.check_budget(budget, data.costs)
-        q = solve_q(exit_scores, data.costs, budget)
-        target = Target("budget", budget)
-    else:
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or not q >= 0:
-            raise ValueError(f"q must be a number >= 0 (inf allowed), got {q!r}.")
-        q = float(q)
-        target = Target("direct", q)
-    policy = ScorePolicy(
-        method, _thresholds_for(q, exit_scores), data.costs, data.n_classes, score=score
+
+def solve_budget(
+    data: ExitData, method: str, settings: dict, budget: float
+) -> tuple[ScorePolicy, dict]:
+    """The largest q within the budget (:func:`solve_q`); labels are not needed."""
+    q = solve_q(data.score(settings["score"]), data.costs, budget)
+    return build_msdnet(data, method, settings, "q", q)
+
+
+register(
+    MethodSpec(
+        name="msdnet",
+        summary="geometric exit distribution pi_k ∝ q^k with quantile thresholds (budget only)",
+        build=build_msdnet,
+        options={"score": (v.ScoreName(), "maxprob")},
+        direct=(Direct("q", v.Interval("real", 0.0, None)),),
+        targets=("budget",),
+        default_target=None,
+        solve_budget=solve_budget,
+        budget_needs_labels=False,
     )
-    if data.labels is None:
-        policy.fit_info_ = {**target.describe(), "q": q}
-        return policy
-    return record_fit(
-        policy, data, target, q=q, fractions=geometric_fractions(q, data.n_exits).tolist()
-    )
+)
