@@ -55,19 +55,69 @@ def check_float_array(x: Any, name: str, ndim: int) -> np.ndarray:
         arr = arr.astype(np.float32)
     elif not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    n_bad = count_nonfinite(arr)
+    if n_bad:
         raise ValueError(
             f"{name} contains {n_bad} NaN or infinite value(s); remove or repair those samples."
         )
     return arr
 
 
+#: Rows per block when a check scans a large array, so that no temporary the size of the
+#: array is made (a memory-mapped cache stays on disk).
+_CHECK_ROWS = 1 << 16
+
+
+def _blocks(arr: np.ndarray):
+    for start in range(0, arr.shape[0], _CHECK_ROWS):
+        yield arr[start : start + _CHECK_ROWS]
+
+
+def count_nonfinite(arr: np.ndarray) -> int:
+    """Number of NaN or infinite values, scanned in row blocks."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        return 0
+    return int(sum(block.size - np.count_nonzero(np.isfinite(block)) for block in _blocks(arr)))
+
+
+def check_int_array(x: Any, name: str, ndim: int) -> np.ndarray:
+    """``x`` as an integer array of ``ndim`` dimensions, non-empty, values >= 0 (dtype kept:
+    int32 stays int32). Whole-number floats are refused with the conversion to use."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of integer classes, got {type(x).__name__}.")
+    arr = np.asarray(x)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"{name} must hold integer class indices, got dtype {arr.dtype}; convert with "
+            f"{name}.astype(int) if they are whole numbers."
+        )
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}.")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample.")
+    if arr.min() < 0:
+        raise ValueError(f"{name} must be class indices >= 0; found {arr.min()}.")
+    return arr
+
+
+def check_unit_interval(arr: np.ndarray, name: str) -> None:
+    """Every value in [0, 1] (after :func:`check_float_array`: finite)."""
+    low, high = arr.min(), arr.max()
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{name} must lie in [0, 1] (a probability-like confidence); found values in "
+            f"[{low:g}, {high:g}]."
+        )
+
+
 def looks_like_probs(arr: np.ndarray) -> bool:
     """True if every value is in [0, 1] and every row (last axis) sums to 1 within 1e-4."""
     if arr.min() < 0 or arr.max() > 1:
         return False
-    return bool(np.all(np.abs(arr.sum(axis=-1, dtype=np.float64) - 1.0) <= PROB_SUM_ATOL))
+    return all(
+        np.all(np.abs(block.sum(axis=-1, dtype=np.float64) - 1.0) <= PROB_SUM_ATOL)
+        for block in _blocks(arr)
+    )
 
 
 def check_metadata(metadata: Any, name: str = "metadata") -> dict:

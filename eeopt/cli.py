@@ -1,7 +1,10 @@
 """The ``eeopt`` command line: fit, evaluate, compare, report, datasets.
 
-``DATA`` is an eeopt ``.npz``, an MSDNet-family cache (``logits_single.pth``) or the name of a
-shipped dataset. Bad input gives one line on stderr and exit status 2, never a traceback.
+``DATA`` is a shipped dataset's name, a cache (``.npz`` with ``probs``/``logits`` or
+``predictions`` + ``confidence``, or a folder of ``.npy``), a table of per-exit predictions
+(``.csv``/``.parquet``) or an MSDNet-family cache (``logits_single.pth``): see
+:mod:`eeopt.sources`. Outputs are checked before any work. Bad input gives one line on stderr and
+exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from eeopt import sources
 from eeopt.data import ExitData
 
 
@@ -22,65 +26,38 @@ class CLIError(Exception):
     """A user-facing error: printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors reported as one line like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CLIError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def _shipped_names() -> list[str]:
-    try:
-        from eeopt import datasets
-    except ImportError:
-        return []
-    return list(datasets.names())
+    return sources.shipped_names()
 
 
 def load_splits(
-    spec: str, *, costs: str | None = None, test: str | None = None, random_state: int = 0
+    spec: str,
+    *,
+    costs: str | None = None,
+    test: str | None = None,
+    random_state: int = 0,
+    input: str = "auto",
 ) -> tuple[ExitData, ExitData]:
-    """(validation, test) from a dataset name, an MSDNet cache, or one or two ``.npz`` files.
-
-    A single ``.npz`` without ``test`` is split in half at random (``random_state``).
-    """
-    if test is not None:
-        return load_one(spec, "val", costs=costs), load_one(test, "test", costs=costs)
-    path = Path(spec)
-    if path.suffix == ".pth":
-        from eeopt import io
-
-        return io.load_msdnet_cache(path, costs=None if costs is None else io.read_costs(costs))
-    if not path.exists() and spec in _shipped_names():
-        from eeopt import datasets
-
-        return datasets.load(spec, "val"), datasets.load(spec, "test")
-    data = load_one(spec, "val", costs=costs)
-    order = np.random.default_rng(random_state).permutation(data.n_samples)
-    half = data.n_samples // 2
-    return data.subset(order[:half]), data.subset(order[half:])
+    """(validation, test) of ``spec`` (:func:`eeopt.sources.load_pair`), with a note on
+    stderr when the data carry no costs."""
+    val, test_data = sources.load_pair(
+        spec, costs=costs, test=test, input=input, random_state=random_state
+    )
+    sources.note_missing_costs(val, spec)
+    return val, test_data
 
 
-def load_one(spec: str, split: str, *, costs: str | None = None) -> ExitData:
-    """One split: ``.npz`` as is; a cache's or a dataset's ``split`` ("val" or "test")."""
-    path = Path(spec)
-    if path.suffix == ".pth":
-        from eeopt import io
-
-        val, test = io.load_msdnet_cache(
-            path, costs=None if costs is None else io.read_costs(costs)
-        )
-        return val if split == "val" else test
-    if path.exists():
-        if path.suffix != ".npz":
-            raise CLIError(
-                f"DATA {spec!r}: expected an eeopt .npz, a .pth cache or a dataset name."
-            )
-        data = ExitData.load(path)
-    elif spec in _shipped_names():
-        from eeopt import datasets
-
-        data = datasets.load(spec, split)
-    else:
-        names = ", ".join(_shipped_names()) or "none installed"
-        raise CLIError(f"DATA {spec!r} is neither a file nor a shipped dataset ({names}).")
-    if costs is not None:
-        from eeopt import io
-
-        data = data.with_costs(io.read_costs(costs))
+def load_one(spec: str, split: str, *, costs: str | None = None, input: str = "auto") -> ExitData:
+    """One split of ``spec`` (:func:`eeopt.sources.load`), with a note when it has no costs."""
+    data = sources.load(spec, split, costs=costs, input=input)
+    sources.note_missing_costs(data, spec)
     return data
 
 
@@ -113,31 +90,51 @@ def _floats(text: str | None, name: str) -> list[float] | None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     import eeopt
 
-    data = load_one(args.data, "val", costs=args.costs)
+    output = sources.check_output_file(args.output, "-o/--output", force=args.force)
+    data = load_one(args.data, "val", costs=args.costs, input=args.input)
     options = _options(args.option)
-    for key in ("budget", "tolerance", "threshold", "patience", "target"):
+    for key in ("budget", "target", "tolerance", *_direct_names()):
         value = getattr(args, key)
         if value is not None:
+            if key in options:
+                raise CLIError(f"--{key} and --option {key}=...: give it once.")
             options[key] = value
-    options.setdefault("random_state", args.random_state)
-    options.setdefault("verbose", not args.quiet)
-    policy = eeopt.fit(data, method=args.method, **options)
-    policy.save(args.output)
+    policy = eeopt.fit(
+        data,
+        method=args.method,
+        verbose=not args.quiet,
+        random_state=args.random_state,
+        **options,
+    )
+    policy.save(output)
     result = policy.evaluate(data)
+    accuracy = "n/a (no labels)" if result.accuracy is None else f"{result.accuracy:.4f}"
     print(
-        f"fitted {args.method} on {data.n_samples} samples: accuracy {result.accuracy:.4f}, "
+        f"fitted {args.method} on {data.n_samples} samples: accuracy {accuracy}, "
         f"mean cost {result.mean_cost:.6g}, speedup {result.speedup:.3f}x"
     )
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
+
+
+def _direct_names() -> list[str]:
+    """Every registered method's direct settings (``threshold``, ``patience``, ``q``, ...),
+    each a flag of ``eeopt fit``, from the registry."""
+    from eeopt.methods import METHODS
+
+    return sorted({d.name for spec in METHODS.values() for d in spec.direct})
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import eeopt
 
-    if not Path(args.policy).exists():
-        raise CLIError(f"POLICY {args.policy!r} does not exist.")
+    if not Path(args.policy).is_file():
+        raise CLIError(f"POLICY {args.policy!r} does not exist (or is not a file).")
+    if Path(args.policy).suffix in sources.SUFFIXES:
+        raise CLIError(
+            f"POLICY {args.policy!r} looks like data; the order is: eeopt evaluate POLICY DATA."
+        )
     policy = eeopt.load_policy(args.policy)
-    data = load_one(args.data, "test", costs=args.costs)
+    data = load_one(args.data, "test", costs=args.costs, input=args.input)
     result = policy.evaluate(data, n_bootstrap=args.bootstrap, random_state=args.random_state)
     summary = result.to_dict()
     if args.json:
@@ -160,9 +157,7 @@ def _budgets(args: argparse.Namespace, val: ExitData) -> np.ndarray | None:
     budgets = _floats(args.budgets, "--budgets")
     if budgets is not None:
         return np.array(budgets)
-    if args.n_budgets:
-        return np.linspace(val.costs[0], val.costs[-1], args.n_budgets + 2)[1:-1]
-    return None
+    return np.linspace(val.costs[0], val.costs[-1], args.n_budgets + 2)[1:-1]
 
 
 def _seeded(methods: list[str] | None, random_state: int) -> dict[str, dict[str, Any]]:
@@ -174,7 +169,17 @@ def _seeded(methods: list[str] | None, random_state: int) -> dict[str, dict[str,
 
 
 def _methods(text: str | None) -> list[str] | None:
-    return None if text is None else [m.strip() for m in text.split(",") if m.strip()]
+    if text is None:
+        return None
+    from eeopt.methods import method_spec
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for name in names:
+        try:
+            method_spec(name)
+        except ValueError as exc:
+            raise CLIError(f"--methods: {exc}") from None
+    return names
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -184,8 +189,16 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     for path in args.table or []:
         if Path(path).suffix not in writers:
             raise CLIError(f"--table {path!r}: use a .csv, .md or .tex file name.")
+    if args.output:
+        sources.check_output_file(args.output, "-o/--output", force=args.force)
+    for path in args.table or []:
+        sources.check_output_file(path, "--table", force=args.force)
     val, test = load_splits(
-        args.data, costs=args.costs, test=args.test, random_state=args.random_state
+        args.data,
+        costs=args.costs,
+        test=args.test,
+        random_state=args.random_state,
+        input=args.input,
     )
     methods = _methods(args.methods)
     budgets = _budgets(args, val)
@@ -220,8 +233,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
     import eeopt
     from eeopt.report import write_report
 
+    sources.check_output_folder(args.output, "-o/--output")
     val, test = load_splits(
-        args.data, costs=args.costs, test=args.test, random_state=args.random_state
+        args.data,
+        costs=args.costs,
+        test=args.test,
+        random_state=args.random_state,
+        input=args.input,
     )
     methods = _methods(args.methods)
     seeded = _seeded(methods, args.random_state)
@@ -250,71 +268,139 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eeopt",
-        description="Choose, check and explain early-exit policies from cached exit outputs.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "an eeopt .npz, an MSDNet-family logits_single.pth, or a shipped dataset name"
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--costs", help="cumulative costs per exit: flops.pth or a one-column CSV")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return value
+
+
+def _method_help() -> str:
+    from eeopt.methods import METHODS
+
+    return "; ".join(f"{name}: {spec.summary}" for name, spec in sorted(METHODS.items()))
+
+
+_DATA_HELP = (
+    "a shipped dataset name (eeopt datasets), a cache (.npz with probs or logits, or "
+    "predictions and confidence; or a folder of .npy files), a table of per-exit predictions "
+    "(.csv/.parquet) or an MSDNet-family logits_single.pth"
+)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--costs",
+        help="cumulative cost per exit: flops.pth or a one-column CSV (one number a line); "
+        "applies to shipped datasets too. Default: the data's own, else 1..n_exits (with a note)",
+    )
+    p.add_argument(
+        "--input",
+        choices=("auto", "logits", "probs"),
+        default="auto",
+        help="how to read a cache's probs array: auto (probabilities if rows sum to 1, else "
+        "softmax), logits, or probs (checked). Default: auto",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _fit_parser(sub: Any) -> None:
+    from eeopt.methods import method_names
 
     p = sub.add_parser("fit", help="fit a policy and save it as JSON")
-    p.add_argument("data", metavar="DATA", help=data_help + " (its validation split)")
-    p.add_argument("--method", required=True)
-    p.add_argument("--budget", type=float)
-    p.add_argument("--target")
-    p.add_argument("--tolerance", type=float)
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--patience", type=int)
+    p.add_argument("data", metavar="DATA", help=_DATA_HELP + " (its validation split)")
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=method_names(),
+        metavar="METHOD",
+        help="one of: " + _method_help(),
+    )
+    p.add_argument("--budget", type=float, help="mean cost per sample to stay within")
+    p.add_argument(
+        "--target", help="accuracy (keep the final exit's accuracy) or BEEM's exit-error"
+    )
+    p.add_argument(
+        "--tolerance", type=float, help="accuracy the target may lose, a share (0.01 = 1 point)"
+    )
+    for name in _direct_names():
+        p.add_argument(
+            f"--{name}",
+            type=_parse_value,
+            metavar="VALUE",
+            help=f"direct setting {name}= of the methods that take it (see the docs); a number "
+            f"or a JSON list",
+        )
     p.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="method option, e.g. --option reset=zero (values parsed as JSON)",
+        help="method option, e.g. --option reset=zero (values parsed as JSON); repeatable",
     )
     p.add_argument(
         "--random-state",
         type=int,
         default=0,
-        help="seed of the methods that draw random numbers (eenet)",
+        help="seed of the methods that draw random numbers (eenet); default 0",
     )
-    p.add_argument("-o", "--output", default="policy.json")
-    common(p)
+    p.add_argument("-o", "--output", default="policy.json", help="policy file (policy.json)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    _data_options(p)
     p.set_defaults(run=_cmd_fit)
 
+
+def _evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate a saved policy")
-    p.add_argument("policy", metavar="POLICY")
-    p.add_argument("data", metavar="DATA", help=data_help + " (its test split)")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals")
-    p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-    common(p)
+    p.add_argument("policy", metavar="POLICY", help="a policy file written by eeopt fit")
+    p.add_argument("data", metavar="DATA", help=_DATA_HELP + " (its test split)")
+    p.add_argument(
+        "--bootstrap", type=_count, default=0, help="bootstrap resamples for 95%% intervals"
+    )
+    p.add_argument("--random-state", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _data_options(p)
     p.set_defaults(run=_cmd_evaluate)
 
+
+def _table_parsers(sub: Any) -> None:
     for name, helptext, run in (
         ("compare", "fit methods on validation data, evaluate on test data", _cmd_compare),
         ("report", "write a self-contained HTML report", _cmd_report),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("data", metavar="DATA", help=data_help)
+        p.add_argument("data", metavar="DATA", help=_DATA_HELP)
         p.add_argument(
             "--test",
-            help="a separate test .npz (else DATA's test split, or a random half of a single .npz)",
+            help="a separate test file (else DATA's test split, or a random half of one file)",
         )
-        p.add_argument("--methods", help="comma-separated, default all")
+        p.add_argument("--methods", help="comma-separated method names, default all")
         p.add_argument("--budgets", help="comma-separated mean-cost budgets")
         p.add_argument(
             "--n-budgets",
-            type=int,
+            type=_positive_int,
             default=5,
             help="evenly spaced budgets when --budgets is not given (default 5)",
         )
-        p.add_argument("--random-state", type=int, default=0)
+        p.add_argument(
+            "--random-state",
+            type=int,
+            default=0,
+            help="seed of the random split of one file and of eenet (default 0)",
+        )
         if name == "compare":
             p.add_argument("-o", "--output", help="figure of the test fronts (.pdf, .svg, .png)")
             p.add_argument(
@@ -323,22 +409,34 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="FILE",
                 help="write the table (.csv, .md or .tex); repeatable",
             )
+            p.add_argument("--force", action="store_true", help="replace existing output files")
         else:
-            p.add_argument("-o", "--output", required=True, metavar="DIR")
-        common(p)
+            p.add_argument(
+                "-o", "--output", required=True, metavar="DIR", help="folder of the report"
+            )
+        _data_options(p)
         p.set_defaults(run=run)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="eeopt",
+        description="Choose, check and explain early-exit policies from cached exit outputs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _fit_parser(sub)
+    _evaluate_parser(sub)
+    _table_parsers(sub)
     p = sub.add_parser("datasets", help="list the shipped datasets")
     p.set_defaults(run=_cmd_datasets)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.run(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError, OSError) as exc:
+    except (CLIError, ValueError, TypeError, ImportError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"eeopt: error: {message}", file=sys.stderr)
         return 2

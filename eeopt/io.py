@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,10 @@ def load_msdnet_cache(path: str | os.PathLike, costs: Any = None) -> tuple[ExitD
     The file is ``torch.save((val_pred, val_target, test_pred, test_target))``, each ``*_pred``
     a softmax tensor of shape ``(n_exits, n_samples, n_classes)`` and each ``*_target`` a tensor
     ``(n_samples,)`` of class indices, as written by MSDNet, EENet, calibrated-dnn and forks.
+    MSDNet's ``Tester.calc_logit`` stores the targets as a **float32** tensor
+    (``torch.Tensor().resize_(n).copy_(targets)``); whole-number floats become integer labels,
+    other values are an error naming the split. Forks that keep the LongTensor, or store logits
+    instead of softmax outputs, load as well (``*_pred`` is read with ``input="auto"``).
 
     Parameters
     ----------
@@ -92,6 +97,7 @@ def load_msdnet_cache(path: str | os.PathLike, costs: Any = None) -> tuple[ExitD
                 f"{split}_target in {os.fspath(path)!r} must have shape (n_samples,), got "
                 f"{labels.shape}."
             )
+        labels = _class_indices(labels, f"{split}_target in {os.fspath(path)!r}")
         probs = np.ascontiguousarray(probs.transpose(1, 0, 2))
         _check_costs_length(costs, probs.shape[1])
         out.append(
@@ -231,6 +237,21 @@ def _read_array(path: str | os.PathLike, name: str, keys: tuple[str, ...]) -> np
         )
 
 
+def _class_indices(labels: np.ndarray, name: str) -> np.ndarray:
+    """Labels as int64: integer arrays as they are; floats only when every value is a whole
+    number (MSDNet stores its targets in a float tensor)."""
+    if not np.issubdtype(labels.dtype, np.floating):
+        return labels
+    whole = np.isfinite(labels) & (labels == np.round(labels))
+    if not whole.all():
+        bad = labels[~whole][:3].tolist()
+        raise ValueError(
+            f"{name} holds non-integral values (e.g. {bad}); class indices must be whole "
+            f"numbers: check that this is the cache's target tensor."
+        )
+    return labels.astype(np.int64)
+
+
 def _check_costs_length(costs: Any, n_exits: int) -> None:
     # ExitData checks this too; here the message can say where the costs usually come from.
     if costs is None or np.ndim(costs) != 1:
@@ -240,3 +261,215 @@ def _check_costs_length(costs: Any, n_exits: int) -> None:
             f"costs has {len(costs)} values but the outputs have {n_exits} exits: give one "
             f"cumulative cost per exit (check that the cost file belongs to this model)."
         )
+
+
+#: Table layouts :func:`read_table` understands.
+TABLE_LAYOUTS = ("auto", "wide", "long")
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    layout: str = "auto",
+    costs: Any = None,
+    pred_prefix: str = "pred_",
+    conf_prefix: str = "conf_",
+    label_column: str = "label",
+    sample_column: str = "sample",
+    exit_column: str = "exit",
+    pred_column: str = "pred",
+    conf_column: str = "conf",
+    n_classes: int | None = None,
+    confidence_name: str = "maxprob",
+) -> ExitData:
+    r"""Per-exit predictions (and confidences) from a CSV or Parquet table, as published results
+    files are.
+
+    Layouts:
+
+    - **wide**: one row per sample, columns ``pred_1 .. pred_K`` (any integer suffixes, taken in
+      numeric order: ``pred_0 .. pred_{K-1}`` too), optionally ``conf_1 .. conf_K`` with the
+      same suffixes, and optionally ``label``;
+    - **long**: one row per sample and exit, columns ``sample``, ``exit``, ``pred``, optionally
+      ``conf`` and ``label`` (the same label on every row of a sample). Every sample has every
+      exit exactly once; exits are taken in sorted order and samples in order of first
+      appearance.
+
+    Column names are options; ``layout="auto"`` picks long when the table has ``exit_column``
+    and ``pred_column``, else wide. CSV needs nothing beyond numpy; Parquet needs pyarrow
+    (``pip install "eeopt[io]"``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.csv`` (comma-separated, one header line) or ``.parquet``.
+    layout : {"auto", "wide", "long"}, default="auto"
+    costs : array-like or path, optional
+        Cumulative cost per exit, or a cost file for :func:`read_costs`.
+    n_classes, confidence_name
+        As in :meth:`eeopt.ExitData.from_predictions`.
+
+    Returns
+    -------
+    ExitData
+        Score-only data (:meth:`eeopt.ExitData.from_predictions`).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, eeopt
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "exits.csv"
+    >>> _ = path.write_text("pred_1,conf_1,pred_2,conf_2,label\n3,0.4,1,0.9,1\n2,0.8,2,0.95,2\n")
+    >>> data = eeopt.io.read_table(path)
+    >>> data.n_samples, data.n_exits, data.content, data.exit_accuracy.tolist()
+    (2, 2, 'predictions + maxprob', [0.5, 1.0])
+    """
+    if layout not in TABLE_LAYOUTS:
+        raise ValueError(f"layout must be one of {list(TABLE_LAYOUTS)}, got {layout!r}.")
+    columns = _read_columns(Path(path))
+    if layout == "auto":
+        layout = "long" if exit_column in columns and pred_column in columns else "wide"
+    where = f"table {os.fspath(path)!r}"
+    if layout == "wide":
+        preds, conf, labels = _wide(columns, pred_prefix, conf_prefix, label_column, where)
+    else:
+        preds, conf, labels = _long(
+            columns, sample_column, exit_column, pred_column, conf_column, label_column, where
+        )
+    if isinstance(costs, (str, os.PathLike)):
+        costs = read_costs(costs)
+    return ExitData.from_predictions(
+        preds,
+        conf,
+        labels,
+        costs,
+        n_classes=n_classes,
+        confidence_name=confidence_name,
+        metadata={"source": os.fspath(path)},
+    )
+
+
+def _read_columns(path: Path) -> dict[str, np.ndarray]:
+    """Column name -> array, from a CSV (numbers only) or a Parquet file."""
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ImportError(
+                f"reading the Parquet file {os.fspath(path)!r} needs pyarrow: pip install "
+                f'"eeopt[io]" (or save the table as CSV).'
+            ) from None
+        table = pq.read_table(path)
+        return {name: table.column(name).to_numpy() for name in table.column_names}
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [name.strip() for name in next(reader)]
+        except StopIteration:
+            raise ValueError(f"table {os.fspath(path)!r} is empty; it needs a header.") from None
+        rows = [row for row in reader if row]
+    if not rows:
+        raise ValueError(f"table {os.fspath(path)!r} has a header but no rows.")
+    out = {}
+    for i, name in enumerate(header):
+        try:
+            values = [row[i] for row in rows]
+        except IndexError:
+            raise ValueError(
+                f"table {os.fspath(path)!r}: a row has fewer fields than the header "
+                f"({len(header)})."
+            ) from None
+        out[name] = _numbers(values, name, path)
+    return out
+
+
+def _numbers(values: list[str], name: str, path: Path) -> np.ndarray:
+    """A CSV column as numbers (int64 when every field is a whole number written without a
+    point), or as strings when a field is not a number (sample ids may be names)."""
+    try:
+        arr = np.array([float(x) for x in values])
+    except ValueError:
+        return np.array(values)
+    whole = np.isfinite(arr) & (arr == np.round(arr))
+    return arr.astype(np.int64) if whole.all() and "." not in "".join(values) else arr
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _suffixed(columns: dict[str, np.ndarray], prefix: str) -> list[tuple[int, str]]:
+    found = []
+    for name in columns:
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            found.append((int(name[len(prefix) :]), name))
+    return sorted(found)
+
+
+def _wide(columns, pred_prefix, conf_prefix, label_column, where):
+    preds = _suffixed(columns, pred_prefix)
+    if not preds:
+        raise ValueError(
+            f"{where} has no {pred_prefix}<k> columns (wide layout) and no exit/pred columns "
+            f"(long layout); its columns are {sorted(columns)}: name them, or pass "
+            f"pred_prefix=/layout=."
+        )
+    confs = _suffixed(columns, conf_prefix)
+    if confs and [k for k, _ in confs] != [k for k, _ in preds]:
+        raise ValueError(
+            f"{where}: the {conf_prefix}<k> columns {[n for _, n in confs]} do not match the "
+            f"{pred_prefix}<k> columns {[n for _, n in preds]}; give one confidence per exit."
+        )
+    pred = np.column_stack([_as_int(columns[n], n, where) for _, n in preds])
+    conf = np.column_stack([columns[n] for _, n in confs]).astype(np.float64) if confs else None
+    labels = columns.get(label_column)
+    return pred, conf, None if labels is None else _as_int(labels, label_column, where)
+
+
+def _long(columns, sample_column, exit_column, pred_column, conf_column, label_column, where):
+    for name in (sample_column, exit_column, pred_column):
+        if name not in columns:
+            raise ValueError(
+                f"{where} (long layout) has no column {name!r}; its columns are {sorted(columns)}."
+            )
+    samples, sample_index = np.unique(columns[sample_column], return_inverse=True)
+    first_seen = np.full(samples.shape[0], np.iinfo(np.int64).max)
+    np.minimum.at(first_seen, sample_index, np.arange(sample_index.shape[0]))
+    rank = np.empty(samples.shape[0], dtype=np.int64)
+    rank[np.argsort(first_seen, kind="stable")] = np.arange(samples.shape[0])
+    row = rank[sample_index]
+    exits, col = np.unique(columns[exit_column], return_inverse=True)
+    n, k = samples.shape[0], exits.shape[0]
+    seen = np.zeros((n, k), dtype=np.int64)
+    np.add.at(seen, (row, col), 1)
+    if (seen != 1).any():
+        bad = np.argwhere(seen != 1)[0]
+        raise ValueError(
+            f"{where}: sample {samples[rank.tolist().index(bad[0])]!r} has exit "
+            f"{exits[bad[1]]!r} {seen[tuple(bad)]} times; every sample needs every exit once."
+        )
+    pred = np.empty((n, k), dtype=np.int64)
+    pred[row, col] = _as_int(columns[pred_column], pred_column, where)
+    conf = None
+    if conf_column in columns:
+        conf = np.empty((n, k))
+        conf[row, col] = columns[conf_column]
+    labels = None
+    if label_column in columns:
+        values = _as_int(columns[label_column], label_column, where)
+        labels = np.empty(n, dtype=np.int64)
+        labels[row] = values
+        if (labels[row] != values).any():
+            raise ValueError(f"{where}: a sample has different {label_column!r} on its rows.")
+    return pred, conf, labels
+
+
+def _as_int(values: np.ndarray, name: str, where: str) -> np.ndarray:
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.number):
+        bad = next(x for x in values.tolist() if not _is_number(str(x)))
+        raise ValueError(f"{where}: column {name!r} holds {bad!r}, not a class index.")
+    return _class_indices(values, f"column {name!r} of {where}")

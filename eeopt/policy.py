@@ -111,13 +111,24 @@ class Policy:
     # -- use -----------------------------------------------------------------------------
     def _data(self, logits: Any, labels: Any = None, input: str = "auto") -> ExitData:
         data = as_exit_data(logits, labels, input=input)
-        if data.n_exits != self.n_exits_ or data.n_classes != self.n_classes_:
+        # Data without class vectors may infer fewer classes than the model has (a class no
+        # exit predicted and no label names): that is no mismatch.
+        classes_differ = data.n_classes != self.n_classes_
+        if not data.has_probs and not data.n_classes_given:
+            classes_differ = data.n_classes > self.n_classes_
+        if data.n_exits != self.n_exits_ or classes_differ:
             raise ValueError(
                 f"logits have {data.n_exits} exits and {data.n_classes} classes, but this "
                 f"{self.method!r} policy was fitted on {self.n_exits_} exits and "
                 f"{self.n_classes_} classes; pass outputs of the same model."
             )
+        data.require(*self.requires(), purpose=f"the {self.method!r} policy")
         return data
+
+    def requires(self) -> tuple[str, ...]:
+        """What the policy's score is computed from (``probs`` or a score name, see
+        :meth:`ExitData.provides`); data without it get a ValueError saying so."""
+        return ()
 
     def _costs_for(self, data: ExitData, costs: Any) -> np.ndarray:
         """The costs a metric is computed in: ``costs=``, else the data's own, else the
@@ -327,6 +338,11 @@ def load_policy(path: str | os.PathLike) -> Policy:
             d = json.load(f)
         except json.JSONDecodeError as exc:
             raise ValueError(f"path {os.fspath(path)!r} is not valid JSON: {exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"path {os.fspath(path)!r} is not a policy file (binary content, not JSON); "
+                f"policy files are written by Policy.save or eeopt fit."
+            ) from None
     return policy_from_dict(d)
 
 
@@ -352,7 +368,8 @@ def decode_floats(
         ok = ok or (isinstance(x, str) and x in ("inf", "-inf") and not finite)
         if not ok or math.isnan(float(x)) or (finite and math.isinf(float(x))):
             allowed = "finite numbers" if finite else "numbers or the strings 'inf', '-inf'"
-            raise ValueError(f"policy field {name!r}[{i}] is {x!r}; it must hold {allowed}.")
+            shown = "NaN" if ok and math.isnan(float(x)) else repr(x)
+            raise ValueError(f"policy field {name!r}[{i}] is {shown}; it must hold {allowed}.")
         out[i] = float(x)
     if length is not None and out.shape[0] != length:
         raise ValueError(
@@ -403,6 +420,9 @@ class ScorePolicy(Policy):
 
     def compute_scores(self, data: ExitData) -> np.ndarray:
         return data.score(self.score_name)
+
+    def requires(self) -> tuple[str, ...]:
+        return (self.score_name,)
 
     def _params(self) -> dict[str, Any]:
         return {"score": self.score_name}

@@ -129,8 +129,9 @@ def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["fit", "missing.npz", "--method", "maxprob"], "neither a file"),
-        (["fit", "{npz}", "--method", "nope"], "unknown method"),
+        (["fit", "missing.npz", "--method", "maxprob"], "does not exist"),
+        (["fit", "missing", "--method", "maxprob"], "neither a file nor a shipped dataset"),
+        (["fit", "{npz}", "--method", "nope"], "invalid choice: 'nope'"),
         (["fit", "{npz}", "--method", "maxprob", "--budget", "99"], "budget"),
         (["fit", "{npz}", "--method", "maxprob", "--option", "bad"], "name=value"),
         (["evaluate", "missing.json", "{npz}"], "POLICY"),
@@ -187,3 +188,162 @@ def test_single_npz_is_split_in_half_reproducibly(npz):
     b_val, _ = load_splits(str(npz), random_state=3)
     assert a_val.n_samples + a_test.n_samples == 600
     np.testing.assert_array_equal(a_val.labels, b_val.labels)
+
+
+# -- a researcher's own arrays (issue 13) ------------------------------------------------------
+def _own_npz(tmp_path, name="own.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_own_npz_with_logits_labels_and_costs(tmp_path, capsys):
+    logits, labels = make_multi_exit(n=300, n_exits=4, seed=3)
+    path = _own_npz(tmp_path, logits=logits, labels=labels, costs=[1.0, 2.0, 4.0, 8.0])
+    out = tmp_path / "p.json"
+    code, printed, err = _run(
+        ["fit", path, "--method", "maxprob", "--budget", 3, "-o", out], capsys
+    )
+    assert code == 0, err
+    expected = eeopt.fit(logits, labels, [1.0, 2.0, 4.0, 8.0], method="maxprob", budget=3.0)
+    np.testing.assert_array_equal(eeopt.load_policy(out).thresholds_, expected.thresholds_)
+    assert "note" not in err  # the file has costs
+
+
+def test_logits_stored_as_probs_and_the_input_flag(tmp_path, capsys):
+    logits, labels = make_multi_exit(n=200, n_exits=3, seed=4)
+    path = _own_npz(tmp_path, probs=logits, labels=labels)
+    for flag, code_expected in (("auto", 0), ("logits", 0), ("probs", 2)):
+        out = tmp_path / f"{flag}.json"
+        argv = ["fit", path, "--method", "patience", "--input", flag, "-o", out]
+        code, _, err = _run(argv, capsys)
+        assert code == code_expected
+    assert "input='logits'" in err  # --input probs on logits says how to read them
+
+
+def test_costs_default_to_exit_count_with_a_note(tmp_path, capsys):
+    logits, labels = make_multi_exit(n=200, n_exits=3, seed=5)
+    path = _own_npz(tmp_path, logits=logits, labels=labels)
+    out = tmp_path / "p.json"
+    code, _, err = _run(["fit", path, "--method", "maxprob", "-o", out], capsys)
+    assert code == 0 and "note: " in err and "1..3" in err
+    np.testing.assert_array_equal(eeopt.load_policy(out).costs_, [1.0, 2.0, 3.0])
+
+
+def test_fit_without_labels_for_a_method_that_needs_none(tmp_path, capsys):
+    logits, _ = make_multi_exit(n=200, n_exits=4, seed=6)
+    path = _own_npz(tmp_path, "nolabels.npz", logits=logits, costs=[10.0, 20.0, 40.0, 80.0])
+    out = tmp_path / "p.json"
+    argv = ["fit", path, "--method", "msdnet", "--budget", 40, "-o", out]
+    code, printed, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "accuracy n/a (no labels)" in printed and out.exists()
+    code, _, err = _run(["fit", path, "--method", "maxprob", "-o", tmp_path / "m.json"], capsys)
+    assert code == 2 and "labels are required" in err
+
+
+def test_score_only_npz_and_csv_tables(tmp_path, capsys):
+    val = eeopt.datasets.load("digits", "val")
+    path = _own_npz(
+        tmp_path, predictions=val.predictions, confidence=val.maxprob, labels=val.labels
+    )
+    code, printed, err = _run(
+        ["fit", path, "--method", "beem-a", "-o", tmp_path / "b.json"], capsys
+    )
+    assert code == 0, err
+    code, _, err = _run(["fit", path, "--method", "entropy", "-o", tmp_path / "e.json"], capsys)
+    assert code == 2 and "probability vector" in err
+    table = tmp_path / "exits.csv"
+    header = [f"pred_{k + 1}" for k in range(val.n_exits)] + ["label"]
+    rows = np.column_stack([val.predictions, val.labels])
+    table.write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows))
+    code, printed, err = _run(
+        ["fit", table, "--method", "patience", "-o", tmp_path / "p.json"], capsys
+    )
+    assert code == 0, err
+
+
+def test_costs_apply_to_shipped_datasets(tmp_path, capsys):
+    costs = tmp_path / "c.csv"
+    costs.write_text("1\n2\n3\n")  # digits has 4 exits
+    code, _, err = _run(["compare", "digits", "--costs", costs, "--methods", "maxprob"], capsys)
+    assert code == 2 and "one cumulative cost per exit (4)" in err
+    costs.write_text("1\n2\n3\n10\n")
+    argv = ["compare", "digits", "--costs", costs, "--methods", "maxprob", "--budgets", "5", "-q"]
+    code, printed, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "10" in printed.splitlines()[2]  # the final exit's mean cost is the new 10
+    code, _, err = _run(["report", "mnist1d", "--costs", costs, "-o", tmp_path / "r"], capsys)
+    assert code == 2 and "(7)" in err and not (tmp_path / "r").exists()
+
+
+def test_outputs_are_checked_before_any_work(npz, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "p.json"
+    code, _, err = _run(["fit", npz, "--method", "eenet", "--budget", 2, "-o", missing], capsys)
+    assert code == 2 and "does not exist" in err
+    out = tmp_path / "p.json"
+    assert _run(["fit", npz, "--method", "patience", "-o", out], capsys)[0] == 0
+    code, _, err = _run(["fit", npz, "--method", "patience", "-o", out], capsys)
+    assert code == 2 and "--force" in err
+    assert _run(["fit", npz, "--method", "patience", "-o", out, "--force"], capsys)[0] == 0
+    code, _, err = _run(["report", npz, "-o", out], capsys)  # a file, not a folder
+    assert code == 2 and "is a file" in err
+    code, _, err = _run(["compare", npz, "-o", out, "--methods", "maxprob"], capsys)
+    assert code == 2 and "exists" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["evaluate", "{npz}", "{policy}"], "eeopt evaluate POLICY DATA"),
+        (["evaluate", "{binary}", "{npz}"], "not a policy file"),
+        (["fit", "{garbage}", "--method", "maxprob"], "not a .npz file of arrays"),
+        (["fit", "{objects}", "--method", "maxprob"], "Python objects"),
+        (["compare", "{npz}", "--n-budgets", "-3"], "--n-budgets: must be a whole number >= 1"),
+        (["compare", "{npz}", "--n-budgets", "0"], "--n-budgets: must be a whole number >= 1"),
+        (["compare", "{npz}", "--methods", "maxprob,nope"], "unknown method 'nope'"),
+    ],
+)
+def test_confusing_inputs_get_one_clear_line(npz, tmp_path, argv, needle, capsys):
+    policy = tmp_path / "p.json"
+    eeopt.fit(eeopt.ExitData.load(npz), method="patience").save(policy)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\xa4 not a zip file at all")
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, probs=np.array([{"a": 1}], dtype=object))
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(garbage.read_bytes())
+    files = {
+        "{npz}": npz,
+        "{policy}": policy,
+        "{garbage}": garbage,
+        "{objects}": objects,
+        "{binary}": binary,
+    }
+    argv = [str(files.get(a, a)) for a in argv]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_every_option_has_help_and_the_methods_are_listed():
+    import argparse
+
+    from eeopt.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"eeopt {name} {action.option_strings or action.dest}"
+    fit_help = subparsers.choices["fit"].format_help()
+    for method in eeopt.method_names():
+        assert method in fit_help

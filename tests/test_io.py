@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import make_multi_exit
 
+import eeopt
 from eeopt import io
 from eeopt.data import ExitData
 
@@ -234,3 +235,125 @@ def test_read_costs_validates_the_costs_and_names_the_file(tmp_path, text, match
     with pytest.raises(ValueError, match=match) as info:
         io.read_costs(path)
     assert "seconds.csv" in str(info.value)
+
+
+def _calc_logit(torch, logits_per_exit, targets, softmax=True, long_targets=False):
+    """What MSDNet's ``Tester.calc_logit`` returns, written as that code writes it: softmax per
+    exit, stacked into ``torch.Tensor().resize_(size)``, targets copied into a float tensor."""
+    outputs = [torch.softmax(x, dim=1) if softmax else x for x in logits_per_exit]
+    size = (len(outputs), outputs[0].size(0), outputs[0].size(1))
+    ts_logits = torch.Tensor().resize_(size).zero_()
+    for b, out in enumerate(outputs):
+        ts_logits[b].copy_(out)
+    if long_targets:  # forks that keep the LongTensor
+        return ts_logits, targets
+    ts_targets = torch.Tensor().resize_(size[1]).copy_(targets)
+    return ts_logits, ts_targets
+
+
+@pytest.mark.parametrize("softmax, long_targets", [(True, False), (True, True), (False, True)])
+def test_msdnet_cache_as_calc_logit_writes_it(tmp_path, torch, softmax, long_targets):
+    gen = torch.Generator().manual_seed(0)
+    splits = []
+    for n in (50, 30):
+        logits = [torch.randn(n, 10, generator=gen) * (k + 1) for k in range(4)]
+        targets = torch.randint(0, 10, (n,), generator=gen)
+        splits.append((logits, targets, _calc_logit(torch, logits, targets, softmax, long_targets)))
+    (_, _, (val_pred, val_target)), (_, _, (test_pred, test_target)) = splits
+    assert val_target.dtype == (torch.int64 if long_targets else torch.float32)
+    path = tmp_path / "logits_single.pth"
+    torch.save((val_pred, val_target, test_pred, test_target), path)
+    val, test = io.load_msdnet_cache(path)
+    for data, (logits, targets, _) in zip((val, test), splits, strict=True):
+        assert data.labels.dtype == np.int64
+        np.testing.assert_array_equal(data.labels, targets.numpy())
+        expected = torch.softmax(torch.stack(logits, dim=1), dim=2).numpy()
+        np.testing.assert_allclose(data.probs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_msdnet_cache_with_non_integral_targets_names_the_split(tmp_path, torch):
+    probs, labels = _exits_first_probs(n=20, n_exits=3)
+    pred = torch.from_numpy(probs.transpose(1, 0, 2).copy())
+    bad = torch.from_numpy(labels.astype(np.float32) + 0.5)
+    torch.save((pred, torch.from_numpy(labels), pred, bad), tmp_path / "logits_single.pth")
+    with pytest.raises(ValueError, match="test_target.*non-integral"):
+        io.load_msdnet_cache(tmp_path / "logits_single.pth")
+
+
+# -- tables of per-exit predictions -------------------------------------------------------------
+def _published_wide_csv(path, data):
+    """A per-exit results file as repositories publish them: id, one pred/conf pair per exit
+    (1-based), the label."""
+    header = ["id"] + [f"{c}_{k + 1}" for k in range(data.n_exits) for c in ("pred", "conf")]
+    lines = [",".join([*header, "label"])]
+    for i in range(data.n_samples):
+        cells = [f"s{i}"]
+        for k in range(data.n_exits):
+            cells += [str(data.predictions[i, k]), repr(float(data.maxprob[i, k]))]
+        lines.append(",".join([*cells, str(data.labels[i])]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_wide_table_gives_the_same_policies_as_the_full_data(tmp_path):
+    val = eeopt.datasets.load("digits", "val")
+    path = tmp_path / "exits.csv"
+    _published_wide_csv(path, val)
+    table = io.read_table(path, costs=val.costs)
+    assert table.content == "predictions + maxprob" and table.n_exits == val.n_exits
+    np.testing.assert_array_equal(table.predictions, val.predictions)
+    np.testing.assert_array_equal(table.maxprob, val.maxprob.astype(np.float64))
+    for method in ("maxprob", "beem-a", "patience", "msdnet"):
+        target = {"budget": float(val.costs[2])} if method == "msdnet" else {}
+        a = eeopt.fit(val, method=method, verbose=False, **target)
+        b = eeopt.fit(table, method=method, verbose=False, **target)
+        np.testing.assert_array_equal(a.exit_index(val), b.exit_index(table))
+
+
+def test_long_table_in_any_row_order(tmp_path):
+    rng = np.random.default_rng(0)
+    preds = rng.integers(0, 5, size=(6, 3))
+    conf = rng.uniform(size=(6, 3)).round(3)
+    labels = rng.integers(0, 5, size=6)
+    rows = [(f"tok{i}", k, preds[i, k], conf[i, k], labels[i]) for i in range(6) for k in range(3)]
+    order = rng.permutation(len(rows))
+    rows = [rows[j] for j in order]
+    path = tmp_path / "long.csv"
+    path.write_text(
+        "sample,exit,pred,conf,label\n" + "\n".join(",".join(map(str, r)) for r in rows)
+    )
+    data = io.read_table(path)
+    first_seen = list(dict.fromkeys(r[0] for r in rows))
+    index = [int(name[3:]) for name in first_seen]
+    np.testing.assert_array_equal(data.predictions, preds[index])
+    np.testing.assert_array_equal(data.maxprob, conf[index])
+    np.testing.assert_array_equal(data.labels, labels[index])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("a,b\n1,2\n", "no pred_<k> columns"),
+        ("pred_1,pred_2,conf_1\n1,2,0.5\n", "do not match"),
+        ("pred_1,pred_2\n1,x\n", "not a class index"),
+        ("pred_1,pred_2\n1,2.5\n", "non-integral"),
+        ("sample,exit,pred\na,0,1\na,0,2\n", "every sample needs every exit once"),
+        ("pred_1,conf_1\n1,1.5\n", "confidence must lie in"),
+        ("", "empty"),
+    ],
+)
+def test_bad_tables_are_named(tmp_path, text, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        io.read_table(path)
+
+
+def test_parquet_table_needs_pyarrow_or_reads(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "exits.parquet"
+    pq.write_table(pa.table({"pred_0": [1, 2], "pred_1": [1, 1], "label": [1, 0]}), path)
+    data = io.read_table(path)
+    assert data.content == "predictions" and data.exit_accuracy.tolist() == [0.5, 0.5]

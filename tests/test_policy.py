@@ -72,3 +72,54 @@ def test_score_is_the_accuracy_as_in_scikit_learn():
     assert policy.score_name == "maxprob"
     with pytest.raises(ValueError, match="labels"):
         policy.score(logits)
+
+
+def _policy_dict(method="beem-a"):
+    logits, labels = make_multi_exit(n=200, n_exits=4, seed=3)
+    return eeopt.fit(logits, labels, method=method, budget=2.5, verbose=False).to_dict()
+
+
+@pytest.mark.parametrize(
+    "method, edit, match",
+    [
+        ("maxprob", lambda d: d.update(thresholds=[float("nan"), 0.5, 0.5, "-inf"]), "NaN"),
+        ("maxprob", lambda d: d.update(thresholds=["Infinity", 0.5, 0.5, "-inf"]), "thresholds"),
+        ("maxprob", lambda d: d.update(thresholds=[0.5, 0.5, "-inf"]), "expected 4"),
+        ("maxprob", lambda d: d.update(thresholds=[0.5, 0.5, 0.5, 0.1]), "end with '-inf'"),
+        ("maxprob", lambda d: d.update(costs=[1.0, 3.0, 2.0, 4.0]), "non-decreasing"),
+        ("maxprob", lambda d: d.update(costs=[1.0, 2.0, 3.0, "inf"]), "finite numbers"),
+        ("maxprob", lambda d: d.update(format_version=99), "format_version"),
+        ("maxprob", lambda d: d.pop("costs"), "'costs' is missing"),
+        ("maxprob", lambda d: d.update(n_classes=True), "n_classes"),
+        ("maxprob", lambda d: d.update(method=3), "'method' must be a string"),
+        ("maxprob", lambda d: d.update(params={"score": "confidence"}), "params.score"),
+        ("maxprob", lambda d: d.update(fit_info=[1]), "'fit_info' must be an object"),
+        ("beem-a", lambda d: d["params"].update(weights=[1.0, 2.0]), "params.weights"),
+        ("beem-a", lambda d: d["params"].update(weights=[1.0, -2.0, 1, 1]), "non-negative"),
+        ("beem-a", lambda d: d["params"].update(reset="sometimes"), "params.reset"),
+        ("beem-a", lambda d: d["params"].pop("weights"), "'weights' is missing"),
+        ("maxprob", lambda d: d.update(policy_class="Nope"), "policy_class"),
+    ],
+)
+def test_corrupted_policy_files_name_the_field(tmp_path, method, edit, match):
+    d = _policy_dict(method)
+    edit(d)
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(d))  # json writes NaN as a bare NaN token, as a hand edit might
+    with pytest.raises(ValueError, match=match):
+        eeopt.load_policy(path)
+
+
+def test_corrupted_eenet_coefficients_are_refused():
+    from eeopt.policy import policy_from_dict
+
+    logits, labels = make_multi_exit(n=120, n_exits=3, seed=1)
+    d = eeopt.fit(
+        logits, labels, method="eenet", budget=2.0, max_iter=5, verbose=False, random_state=0
+    ).to_dict()
+    d["params"]["coefs"][1] = d["params"]["coefs"][1][:-1]
+    with pytest.raises(ValueError, match=r"params.coefs\[1\]"):
+        policy_from_dict(d)
+    d["params"]["coefs"] = d["params"]["coefs"][:2]
+    with pytest.raises(ValueError, match="params.coefs"):
+        policy_from_dict(d)

@@ -56,6 +56,7 @@ def _threshold_spec(method: str, summary: str) -> MethodSpec:
         build=build_threshold,
         direct=(Direct("threshold", v.Thresholds()),),
         candidates=threshold_candidates,
+        requires=lambda settings: (method,),
     )
 
 
@@ -100,5 +101,6 @@ register(
         build=build_patience,
         direct=(Direct("patience", v.Interval("int", 1, None)),),
         candidates=patience_candidates,
+        requires=lambda settings: ("patience",),
     )
 )

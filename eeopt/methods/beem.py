@@ -482,6 +482,9 @@ class BeemPolicy(Policy):
     def _params(self) -> dict[str, Any]:
         return {"weights": encode_floats(self.weights_), "reset": self.reset}
 
+    def requires(self) -> tuple[str, ...]:
+        return ("predictions", "maxprob")
+
     @classmethod
     def _from_params(cls, common: dict[str, Any], params: dict[str, Any]) -> BeemPolicy:
         weights = param_floats(params, "weights", length=common["costs"].shape[0])
@@ -599,6 +602,7 @@ def _beem_spec(method: str, summary: str) -> MethodSpec:
         needs_labels=lambda settings: method == "beem-a" and settings["weights"] is None,
         long_running=True,
         renamed={"thresholds": _thresholds_option},
+        requires=lambda settings: ("predictions", "maxprob"),
     )
 
 

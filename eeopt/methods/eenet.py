@@ -557,6 +557,9 @@ class EENetPolicy(Policy):
         self.coefs_ = [np.asarray(c, dtype=np.float64) for c in coefs]
         self.intercepts_ = np.asarray(intercepts, dtype=np.float64)
 
+    def requires(self) -> tuple[str, ...]:
+        return ("probs",)
+
     def compute_scores(self, data: ExitData) -> np.ndarray:
         """Utility scores ``s_k``, exit by exit, ``(n_samples, n_exits)`` in [0, 1]."""
         return utility_scores(base_features(data), self.coefs_, self.intercepts_)[1]
@@ -823,5 +826,6 @@ register(
         needs_labels=lambda settings: True,
         uses_random_state=True,
         long_running=True,
+        requires=lambda settings: ("probs",),
     )
 )

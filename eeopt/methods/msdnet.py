@@ -94,5 +94,6 @@ register(
         default_target=None,
         solve_budget=solve_budget,
         budget_needs_labels=False,
+        requires=lambda settings: (settings["score"],),
     )
 )

@@ -48,6 +48,10 @@ def _no_labels(settings: Mapping[str, Any]) -> bool:
     return False
 
 
+def _nothing(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """Everything about one method.
@@ -88,6 +92,10 @@ class MethodSpec:
     renamed : mapping of old name -> callable
         Options renamed in this release: ``fn(old value) -> (new name, new value)``; the old
         name still works with a DeprecationWarning.
+    requires : callable
+        ``requires(settings) -> names``: what the method reads from the data (``"probs"`` or a
+        score name, :meth:`eeopt.ExitData.provides`); data without it (score-only data) get a
+        ValueError naming it before any work.
     """
 
     name: str
@@ -105,6 +113,7 @@ class MethodSpec:
     uses_random_state: bool = False
     long_running: bool = False
     renamed: Mapping[str, Callable[[Any], tuple[str, Any]]] = field(default_factory=dict)
+    requires: Callable[[Mapping[str, Any]], tuple[str, ...]] = _nothing
 
     @property
     def budget_only(self) -> bool:
@@ -140,11 +149,13 @@ class MethodSpec:
     def check_settings(
         self, data: ExitData, options: Mapping[str, Any], *, verbose: bool, random_state: Any
     ) -> dict[str, Any]:
-        """The method's own options, validated from the spec and completed with defaults."""
+        """The method's own options, validated from the spec and completed with defaults; and
+        the data checked to hold what the method reads."""
         settings = {}
         for name, (constraint, default) in self.options.items():
             value = options.get(name, default)
             settings[name] = value if value is None else constraint.check(value, name, data)
+        data.require(*self.requires(settings), purpose=f"method {self.name!r}")
         if self.long_running:
             settings["verbose"] = v.Boolean().check(verbose, "verbose")
         if self.uses_random_state:
