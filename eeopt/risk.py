@@ -354,44 +354,80 @@ def _ceil_counts(means01: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 # -- the bounds on the [0, 1] scale (trusted input) --------------------------------------------
+def _per_unique(function: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
+    """``function`` (elementwise) evaluated once per distinct value: the counts of a path of
+    millions of settings take at most n + 1 values."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return function(distinct)[inverse].reshape(values.shape)
+
+
 def _binomial_p(counts: np.ndarray, n: int, eps01: float) -> np.ndarray:
     if eps01 >= 1.0:  # H: R > b is impossible
-        return np.zeros_like(counts, dtype=np.float64)
-    return np.minimum(special.bdtr(counts, n, eps01), 1.0)
+        return np.zeros(counts.shape)
+    return _per_unique(lambda k: np.minimum(special.bdtr(k, n, eps01), 1.0), counts)
 
 
 def _binomial_ucb(counts: np.ndarray, n: int, level: float) -> np.ndarray:
-    """Largest-risk inverse: the p with P(Binomial(n, p) <= count) = level; 1 if count = n."""
-    below = counts < n
-    ucb = special.bdtri(np.where(below, counts, 0.0), n, level)
-    return np.where(below, ucb, 1.0)
+    """The p with P(Binomial(n, p) <= count) = level (Clopper-Pearson); 1 if count = n."""
+
+    def upper(k: np.ndarray) -> np.ndarray:
+        below = k < n
+        return np.where(below, special.bdtri(np.where(below, k, 0.0), n, level), 1.0)
+
+    return _per_unique(upper, counts)
 
 
 def _bernoulli_kl(mean: np.ndarray, eps: np.ndarray | float) -> np.ndarray:
     return special.rel_entr(mean, eps) + special.rel_entr(1.0 - mean, 1.0 - eps)
 
 
+def _kl_upper_inverse(means01: np.ndarray, target: float) -> np.ndarray:
+    """The u >= mean with kl(mean, u) = target; 1 where there is none below 1.
+
+    kl(mean, .) is increasing and convex on [mean, 1), so Newton's iterates started above the
+    root decrease monotonically onto it (each one a valid, conservative bound). Two starts lie
+    above the root: Pinsker (kl >= 2 (u - mean)^2) and kl >= -log 2 - (1 - mean) log(1 - u).
+    Round-off ends the descent within a few ulps of the root.
+    """
+    with np.errstate(divide="ignore", over="ignore"):
+        pinsker = means01 + math.sqrt(target / 2.0)
+        tail = -np.expm1(-(target + math.log(2.0)) / (1.0 - means01))
+    # Both can round to 1 when the mean is near 1: start below 1 then, and keep 1 (no root
+    # below 1 within round-off) where even that start is under the root.
+    upper = np.minimum(np.minimum(pinsker, tail), np.nextafter(1.0, 0.0))
+    active = (means01 < 1.0) & (_bernoulli_kl(means01, upper) >= target)
+    upper = np.where(active, upper, 1.0)
+    for _ in range(200):
+        if not active.any():
+            break
+        u, mean = upper[active], means01[active]
+        excess = _bernoulli_kl(mean, u) - target
+        step = excess * u * (1.0 - u) / (u - mean)
+        moved = u - np.maximum(step, 0.0)
+        upper[active] = moved
+        active[active] = moved < u
+    return upper
+
+
 def _hb_p(means01: np.ndarray, n: int, eps01: float) -> np.ndarray:
     if eps01 >= 1.0:
-        return np.zeros_like(means01)
-    hoeffding = np.exp(-n * _bernoulli_kl(np.minimum(means01, eps01), eps01))
-    bentkus = math.e * special.bdtr(_ceil_counts(means01, n), n, eps01)
-    return np.minimum(np.minimum(hoeffding, bentkus), 1.0)
+        return np.zeros(means01.shape)
+
+    def p_value(mean: np.ndarray) -> np.ndarray:
+        hoeffding = np.exp(-n * _bernoulli_kl(np.minimum(mean, eps01), eps01))
+        bentkus = math.e * special.bdtr(_ceil_counts(mean, n), n, eps01)
+        return np.minimum(np.minimum(hoeffding, bentkus), 1.0)
+
+    return _per_unique(p_value, means01)
 
 
 def _hb_ucb(means01: np.ndarray, n: int, delta: float) -> np.ndarray:
     # p = min(p_H, p_B), each nonincreasing in epsilon: {p <= delta} = [min(u_H, u_B), 1].
-    bentkus = _binomial_ucb(_ceil_counts(means01, n), n, delta / math.e)
-    # Hoeffding: the epsilon >= mean with kl(mean, epsilon) = log(1/delta) / n, by bisection
-    # (kl grows with epsilon on [mean, 1] and is infinite at 1 unless mean = 1).
-    target = math.log(1.0 / delta) / n
-    low, high = means01.copy(), np.ones_like(means01)
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (low + high)
-        rejected = _bernoulli_kl(means01, mid) >= target
-        high = np.where(rejected, mid, high)
-        low = np.where(rejected, low, mid)
-    return np.minimum(high, bentkus)
+    def upper(mean: np.ndarray) -> np.ndarray:
+        bentkus = _binomial_ucb(_ceil_counts(mean, n), n, delta / math.e)
+        return np.minimum(_kl_upper_inverse(mean, math.log(1.0 / delta) / n), bentkus)
+
+    return _per_unique(upper, means01)
 
 
 def _wsr_plugin_bets(x01: np.ndarray, delta: float) -> np.ndarray:
