@@ -87,8 +87,9 @@ WSR_MAX_BET = 0.75
 #: A mean times ``n_samples`` within this relative distance of a whole number is that number
 #: (round-off in ``count / n``); a 0/1 loss's count is exact far below it.
 COUNT_RTOL = 1e-9
-# Bisection halves [0, 1] this many times: the UCB is exact to about 2e-16 (on the [0, 1] scale).
-_BISECTION_STEPS = 53
+# WSR's bound is found to this width (on the [0, 1] scale) by at most this many evaluations.
+_ROOT_TOL = 1e-13
+_ROOT_MAX_STEPS = 200
 # Lazy testing computes p-values in chunks that double from this size.
 _FIRST_CHUNK = 64
 # WSR works on blocks of rows holding about this many losses (bounds the temporary memory).
@@ -468,24 +469,83 @@ def _wsr_p(x01: np.ndarray, eps01: float, delta: float) -> np.ndarray:
     return out
 
 
+def _increasing_root(
+    function: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    low: np.ndarray,
+    high: np.ndarray,
+    value_low: np.ndarray,
+    value_high: np.ndarray,
+) -> np.ndarray:
+    """Per row, the root of an increasing function bracketed by ``f(low) < 0 <= f(high)``.
+
+    ``function(rows, x)`` evaluates the rows named. Illinois (regula falsi that halves the value
+    kept at a stale end), with a bisection step whenever the secant point falls outside the
+    bracket. Returns the upper end, where ``f >= 0``, within :data:`_ROOT_TOL` of the root.
+    """
+    low, high = low.copy(), high.copy()
+    value_low, value_high = value_low.copy(), value_high.copy()
+    last_moved = np.zeros(low.shape, dtype=np.int8)  # +1: high moved last, -1: low did
+    for step in range(_ROOT_MAX_STEPS):
+        rows = np.flatnonzero(high - low > _ROOT_TOL)
+        if rows.size == 0:
+            break
+        lo, hi, f_lo, f_hi = low[rows], high[rows], value_low[rows], value_high[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            guess = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        inside = (guess > lo) & (guess < hi)
+        if step % 16 == 15:  # a bisection now and then bounds the worst case
+            inside[:] = False
+        guess = np.where(inside, guess, 0.5 * (lo + hi))
+        value = function(rows, guess)
+        up = value >= 0
+        moved = np.where(up, 1, -1).astype(np.int8)
+        stale = moved == last_moved[rows]
+        high[rows] = np.where(up, guess, hi)
+        low[rows] = np.where(up, lo, guess)
+        value_high[rows] = np.where(up, value, np.where(stale, 0.5 * f_hi, f_hi))
+        value_low[rows] = np.where(up, np.where(stale, 0.5 * f_lo, f_lo), value)
+        last_moved[rows] = moved
+    return high
+
+
 def _wsr_ucb(x01: np.ndarray, delta: float) -> np.ndarray:
-    # K_t(eps) grows with eps (each factor does, the cap included), so {p <= delta} is an
-    # interval [UCB, 1]; bisection keeps p(high) <= delta.
-    target = math.log(1.0 / delta)
     out = np.empty(x01.shape[0])
     for start, stop in _row_blocks(x01.shape[0], x01.shape[1]):
-        block = x01[start:stop]
-        bets = _wsr_plugin_bets(block, delta)
-        low, high = np.zeros(stop - start), np.ones(stop - start)
-        # p at epsilon = 1 (the limit, bets uncapped): if it is above delta, the UCB is 1.
-        reachable = _wsr_max_log_capital(block, bets, high) >= target
-        for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (low + high)
-            rejected = _wsr_max_log_capital(block, bets, mid) >= target
-            high = np.where(rejected, mid, high)
-            low = np.where(rejected, low, mid)
-        out[start:stop] = np.where(reachable, high, 1.0)
+        out[start:stop] = _wsr_ucb_block(x01[start:stop], delta)
     return out
+
+
+def _wsr_ucb_block(x01: np.ndarray, delta: float) -> np.ndarray:
+    # K_t(eps) grows with eps (each factor does, the cap included), so {p <= delta} is an
+    # interval [UCB, 1]: the root of max_t log K_t(eps) - log(1/delta), increasing in eps.
+    target = math.log(1.0 / delta)
+    bets = _wsr_plugin_bets(x01, delta)
+    # At epsilon = 1 (the limit, bets uncapped): where p is still above delta, the UCB is 1.
+    at_one = _wsr_max_log_capital(x01, bets, np.ones(x01.shape[0])) - target
+    ucb = np.ones(x01.shape[0])
+    reachable = np.flatnonzero(at_one >= 0)
+    if reachable.size == 0:
+        return ucb
+    x_reachable, bets_reachable = x01[reachable], bets[reachable]
+
+    def excess(rows: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        return _wsr_max_log_capital(x_reachable[rows], bets_reachable[rows], eps) - target
+
+    # The bracket [0, 1] is wide and the capital steep near 1 (the cap c / (1 - eps) grows
+    # without bound): narrow it first at the mean and at Hoeffding's distance above it, where
+    # the root usually lies and the function is close to linear.
+    low, high = np.zeros(reachable.size), np.ones(reachable.size)
+    value_low, value_high = np.full(reachable.size, -target), at_one[reachable]  # K_t(0) <= 1
+    mean = x_reachable.mean(axis=1)
+    everything = np.arange(reachable.size)
+    for guess in (mean, mean + math.sqrt(target / (2 * x01.shape[1]))):
+        guess = np.clip(guess, low, high)
+        value = excess(everything, guess)
+        up = value >= 0
+        high, value_high = np.where(up, guess, high), np.where(up, value, value_high)
+        low, value_low = np.where(up, low, guess), np.where(up, value_low, value)
+    ucb[reachable] = _increasing_root(excess, low, high, value_low, value_high)
+    return ucb
 
 
 # -- public bounds ----------------------------------------------------------------------------
@@ -606,8 +666,9 @@ def hb_upper_bound(
     """Hoeffding-Bentkus upper confidence bound at level ``1 - delta``.
 
     The smallest epsilon whose :func:`hb_p_value` is at most ``delta``: the smaller of the
-    Hoeffding bound (``kl(m, u) = log(1/delta) / n``, solved by bisection) and the Bentkus bound
-    (the Clopper-Pearson limit at level ``delta / e`` for the count ``ceil(n m)``).
+    Hoeffding bound (``kl(m, u) = log(1/delta) / n``, solved by Newton's method) and the
+    Bentkus bound (the Clopper-Pearson limit at level ``delta / e`` for the count
+    ``ceil(n m)``).
 
     Returns
     -------
@@ -681,8 +742,8 @@ def wsr_upper_bound(
     """Waudby-Smith–Ramdas upper confidence bound at level ``1 - delta`` (given order).
 
     The smallest epsilon whose :func:`wsr_p_value` is at most ``delta`` (the capital grows with
-    epsilon, so this is a threshold), found by bisection to about 1e-16 of the range; ``b`` if
-    no epsilon below ``b`` is rejected.
+    epsilon, so this is a threshold), found by a bracketing root finder to 1e-13 of the range
+    (rounded up); ``b`` if no epsilon below ``b`` is rejected.
 
     Returns
     -------
@@ -784,6 +845,9 @@ def _permutation(n_samples: int, random_state: Any) -> np.ndarray:
     return v.check_random_state(seed).permutation(n_samples)
 
 
+_NO_EPSILON = object()  # certifiable_epsilons validates the rest without an epsilon
+
+
 def _prepare(
     losses: Any,
     epsilon: Any,
@@ -799,12 +863,11 @@ def _prepare(
         raise TypeError(f"positive_part must be True or False, got {positive_part!r}.")
     arr = _check_loss_matrix(losses)
     _check_in_range(arr, "losses", loss_range)
-    if epsilon is not None:
+    if epsilon is not _NO_EPSILON:
         epsilon = _check_epsilon(epsilon, loss_range)
-    if delta is not None:
-        delta = _check_delta(delta)
+    delta = _check_delta(delta)
     if positive_part:
-        loss_range = _positive_part_range(loss_range, 0.0 if epsilon is None else epsilon)
+        loss_range = _positive_part_range(loss_range, 0.0 if epsilon is _NO_EPSILON else epsilon)
         arr = np.maximum(arr, 0.0)
     low, high = loss_range
     if bound == "binomial" and not np.all((arr == low) | (arr == high)):
@@ -1051,7 +1114,7 @@ def certifiable_epsilons(
     array([0.045, 0.178, 0.291])
     """
     arr, _, delta, bound, loss_range = _prepare(
-        losses, None, delta, bound, loss_range, positive_part
+        losses, _NO_EPSILON, delta, bound, loss_range, positive_part
     )
     n_samples = arr.shape[1]
     if bound == "wsr":
