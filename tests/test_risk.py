@@ -145,7 +145,9 @@ def test_upper_bound_inverts_the_p_value(bound, n, delta):
     risks = np.array([0.0, 0.01, 0.1, 0.5, 0.9, 1.0])
     losses = (rng.random((risks.size, n)) < risks[:, None]).astype(float)
     ucb = _ucb_of(bound, losses, n, delta)
-    assert np.all((ucb >= losses.mean(axis=1) - 1e-12) & (ucb <= 1.0))
+    # WSR's capital may peak before the last sample, so its bound can dip below the mean
+    floor = 0.0 if bound == "wsr" else losses.mean(axis=1) - 1e-12
+    assert np.all((ucb >= floor) & (ucb <= 1.0))
     for j, u in enumerate(ucb):
         row = losses[j : j + 1]
         if u < 1.0:
