@@ -82,7 +82,7 @@ BOUNDS = ("binomial", "hb", "wsr")
 #: The bounds that depend on the mean loss alone (accepted by :func:`certify_means`).
 MEAN_BOUNDS = ("binomial", "hb")
 #: ``c`` in WSR's bet cap ``c / (1 - epsilon)``: the bettor never stakes more than this share of
-#: the most it could stake without risking ruin. WSR (2023, section 5) suggest 1/2 or 3/4.
+#: the most it could stake without risking ruin; Waudby-Smith & Ramdas suggest 1/2 or 3/4.
 WSR_MAX_BET = 0.75
 #: A mean times ``n_samples`` within this relative distance of a whole number is that number
 #: (round-off in ``count / n``); a 0/1 loss's count is exact far below it.
@@ -127,7 +127,7 @@ class Certification:
     upper_bounds : ndarray of shape (n_settings,)
         For ``"probability"``: each tested setting's ``1 - delta`` upper confidence bound on its
         risk, in loss units (NaN after ``n_tested``); setting j is rejected exactly when
-        ``upper_bounds[j] <= epsilon``. For ``"expectation"``: the conformal bound
+        ``upper_bounds[j] <= epsilon`` (up to round-off). For ``"expectation"``: the conformal bound
         ``(n R_j + B) / (n + 1)`` of every setting (R_j the mean of the running-max losses).
     smallest_certifiable_epsilon : float
         The smallest epsilon at which these data, bound and delta certify at least the first
@@ -855,20 +855,26 @@ def _prepare(
     bound: Any,
     loss_range: Any,
     positive_part: Any,
+    random_state: Any,
 ) -> tuple[np.ndarray, float, float, str, tuple[float, float]]:
     """Validated losses in loss units (after the positive part), and the other arguments."""
+    # The scalar arguments first: a bad option fails before the matrix is scanned.
     bound = _check_bound(bound, BOUNDS)
     loss_range = _check_loss_range(loss_range)
     if not isinstance(positive_part, (bool, np.bool_)):
         raise TypeError(f"positive_part must be True or False, got {positive_part!r}.")
-    arr = _check_loss_matrix(losses)
-    _check_in_range(arr, "losses", loss_range)
     if epsilon is not _NO_EPSILON:
         epsilon = _check_epsilon(epsilon, loss_range)
     delta = _check_delta(delta)
+    v.check_random_state(random_state)
+    unit_range = loss_range
     if positive_part:
-        loss_range = _positive_part_range(loss_range, 0.0 if epsilon is _NO_EPSILON else epsilon)
+        unit_range = _positive_part_range(loss_range, 0.0 if epsilon is _NO_EPSILON else epsilon)
+    arr = _check_loss_matrix(losses)
+    _check_in_range(arr, "losses", loss_range)
+    if positive_part:
         arr = np.maximum(arr, 0.0)
+    loss_range = unit_range
     low, high = loss_range
     if bound == "binomial" and not np.all((arr == low) | (arr == high)):
         hint = (
@@ -935,12 +941,20 @@ def certify(
 
     Examples
     --------
-    >>> gap = np.array([[0, 0, 0, 0], [1, -1, 0, 0]])     # accuracy gap of 2 settings
-    >>> certify(gap, 0.5, 0.1, bound="hb", loss_range=(-1, 1)).index
-    -1
+    Accuracy-gap losses of three settings (setting 0: no early exit, no loss):
+
+    >>> rng = np.random.default_rng(0)
+    >>> gap = rng.choice([-1.0, 0.0, 1.0], p=[0.02, 0.95, 0.03], size=(3, 2000))
+    >>> gap[0] = 0
+    >>> certify(gap, 0.05, 0.1, bound="wsr", loss_range=(-1, 1)).index
+    2
+    >>> certify(gap, 0.05, 0.1, bound="hb", loss_range=(-1, 1)).index  # blind to the variance
+    0
+    >>> certify(gap, 0.05, 0.1, bound="binomial", loss_range=(-1, 1), positive_part=True).index
+    2
     """
     arr, epsilon, delta, bound, loss_range = _prepare(
-        losses, epsilon, delta, bound, loss_range, positive_part
+        losses, epsilon, delta, bound, loss_range, positive_part, random_state
     )
     n_settings, n_samples = arr.shape
     if bound == "wsr":
@@ -1114,7 +1128,7 @@ def certifiable_epsilons(
     array([0.045, 0.178, 0.291])
     """
     arr, _, delta, bound, loss_range = _prepare(
-        losses, _NO_EPSILON, delta, bound, loss_range, positive_part
+        losses, _NO_EPSILON, delta, bound, loss_range, positive_part, random_state
     )
     n_samples = arr.shape[1]
     if bound == "wsr":

@@ -411,6 +411,7 @@ def test_crc_hand_case_uses_the_running_max():
         (lambda: certify(np.zeros((2, 5)), 0.1, 0.1, loss_range=(1, 0)), ValueError, "a < b"),
         (lambda: certify(np.zeros((2, 5)), 0.1, 0.1, loss_range=(0,)), TypeError, "loss_range"),
         (lambda: certify(np.zeros((2, 5)), 0.1, 0.1, positive_part=1), TypeError, "positive"),
+        (lambda: certify(np.zeros((2, 5)), 0.1, 0.1, random_state="0"), TypeError, "random_st"),
         (lambda: certify(np.full((2, 5), 0.5), 0.1, 0.1, bound="binomial"), ValueError, "0/1"),
         (lambda: certify_means([0.1], 10, 0.2, 0.1, bound="wsr"), ValueError, "per-sample"),
         (lambda: certify_means([0.15], 10, 0.2, 0.1, bound="binomial"), ValueError, "whole"),
