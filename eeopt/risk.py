@@ -84,16 +84,21 @@ MEAN_BOUNDS = ("binomial", "hb")
 #: ``c`` in WSR's bet cap ``c / (1 - epsilon)``: the bettor never stakes more than this share of
 #: the most it could stake without risking ruin; Waudby-Smith & Ramdas suggest 1/2 or 3/4.
 WSR_MAX_BET = 0.75
-#: A mean times ``n_samples`` within this relative distance of a whole number is that number
-#: (round-off in ``count / n``); a 0/1 loss's count is exact far below it.
-COUNT_RTOL = 1e-9
+#: A mean times ``n_samples`` within ``COUNT_ATOL + COUNT_RTOL * (n * mean)`` of a whole number
+#: is that number: float64 round-off in ``count / n`` stays far below it.
+COUNT_ATOL = 1e-9
+COUNT_RTOL = 1e-12
 # WSR's bound is found to this width (on the [0, 1] scale) by at most this many evaluations.
 _ROOT_TOL = 1e-13
 _ROOT_MAX_STEPS = 200
+# Newton's method (Hoeffding's bound) stops at a step below this share of min(u, 1 - u).
+_NEWTON_RTOL = 1e-14
 # Lazy testing computes p-values in chunks that double from this size.
 _FIRST_CHUNK = 64
 # WSR works on blocks of rows holding about this many losses (bounds the temporary memory).
 _BLOCK_SIZE = 1 << 21
+# Elementwise bounds work on blocks of this many values (their passes stay in the cache).
+_CACHE_BLOCK = 1 << 15
 
 
 # -- the certificate --------------------------------------------------------------------------
@@ -337,11 +342,12 @@ def _binary_counts(means01: np.ndarray, n_samples: int, name: str) -> np.ndarray
     """The whole numbers ``n * means`` of 0/1 losses; a ValueError if they are not whole."""
     totals = means01 * n_samples
     counts = np.rint(totals)
-    if np.any(np.abs(totals - counts) > COUNT_RTOL * np.maximum(1.0, totals)):
+    if np.any(np.abs(totals - counts) > COUNT_ATOL + COUNT_RTOL * totals):
         raise ValueError(
             f"bound='binomial' needs 0/1 losses (each loss at one end of loss_range), so "
-            f"n_samples * {name} (on the [0, 1] scale) must be whole numbers; they are not. "
-            f"Use bound='hb' or 'wsr' for other bounded losses."
+            f"n_samples * {name} (on the [0, 1] scale) must be whole numbers; they are not "
+            f"(compute the means as counts / n_samples in float64). Use bound='hb' or 'wsr' "
+            f"for other bounded losses."
         )
     return counts
 
@@ -350,16 +356,20 @@ def _ceil_counts(means01: np.ndarray, n_samples: int) -> np.ndarray:
     """``ceil(n * mean)``, with round-off near a whole number read as that number."""
     totals = means01 * n_samples
     nearest = np.rint(totals)
-    close = np.abs(totals - nearest) <= COUNT_RTOL * np.maximum(1.0, totals)
+    close = np.abs(totals - nearest) <= COUNT_ATOL + COUNT_RTOL * totals
     return np.where(close, nearest, np.ceil(totals))
 
 
 # -- the bounds on the [0, 1] scale (trusted input) --------------------------------------------
 def _per_unique(function: Callable[[np.ndarray], np.ndarray], values: np.ndarray) -> np.ndarray:
-    """``function`` (elementwise) evaluated once per distinct value: the counts of a path of
-    millions of settings take at most n + 1 values."""
+    """``function`` (elementwise) evaluated once per distinct value, in cache-sized blocks: the
+    counts of a path of millions of settings take at most n + 1 values, and the iterative
+    bounds run several passes over their block."""
     distinct, inverse = np.unique(values, return_inverse=True)
-    return function(distinct)[inverse].reshape(values.shape)
+    out = np.empty(distinct.shape)
+    for start in range(0, distinct.size, _CACHE_BLOCK):
+        out[start : start + _CACHE_BLOCK] = function(distinct[start : start + _CACHE_BLOCK])
+    return out[inverse].reshape(values.shape)
 
 
 def _binomial_p(counts: np.ndarray, n: int, eps01: float) -> np.ndarray:
@@ -388,7 +398,8 @@ def _kl_upper_inverse(means01: np.ndarray, target: float) -> np.ndarray:
     kl(mean, .) is increasing and convex on [mean, 1), so Newton's iterates started above the
     root decrease monotonically onto it (each one a valid, conservative bound). Two starts lie
     above the root: Pinsker (kl >= 2 (u - mean)^2) and kl >= -log 2 - (1 - mean) log(1 - u).
-    Round-off ends the descent within a few ulps of the root.
+    The descent stops when a step is below 1e-14 of the iterate's distance to 0 or 1 (within
+    round-off of the root).
     """
     with np.errstate(divide="ignore", over="ignore"):
         pinsker = means01 + math.sqrt(target / 2.0)
@@ -396,18 +407,20 @@ def _kl_upper_inverse(means01: np.ndarray, target: float) -> np.ndarray:
     # Both can round to 1 when the mean is near 1: start below 1 then, and keep 1 (no root
     # below 1 within round-off) where even that start is under the root.
     upper = np.minimum(np.minimum(pinsker, tail), np.nextafter(1.0, 0.0))
-    active = (means01 < 1.0) & (_bernoulli_kl(means01, upper) >= target)
-    upper = np.where(active, upper, 1.0)
-    for _ in range(200):
-        if not active.any():
+    rows = np.flatnonzero((means01 < 1.0) & (_bernoulli_kl(means01, upper) >= target))
+    result = np.ones_like(means01)
+    result[rows] = upper[rows]
+    for _ in range(_ROOT_MAX_STEPS):
+        if rows.size == 0:
             break
-        u, mean = upper[active], means01[active]
-        excess = _bernoulli_kl(mean, u) - target
-        step = excess * u * (1.0 - u) / (u - mean)
-        moved = u - np.maximum(step, 0.0)
-        upper[active] = moved
-        active[active] = moved < u
-    return upper
+        u, mean = result[rows], means01[rows]
+        step = (_bernoulli_kl(mean, u) - target) * u * (1.0 - u) / (u - mean)
+        step = np.maximum(step, 0.0)  # round-off at the root: never step below it
+        result[rows] = u - step
+        # Near 1 the steps are small but not done: measure them against the distance to 1.
+        scale = np.maximum(_NEWTON_RTOL * np.minimum(u, 1.0 - u), 4.0 * np.spacing(u))
+        rows = rows[step > scale]
+    return result
 
 
 def _hb_p(means01: np.ndarray, n: int, eps01: float) -> np.ndarray:
@@ -1224,6 +1237,7 @@ def conformal_risk_control(
 
 __all__ = [
     "BOUNDS",
+    "COUNT_ATOL",
     "COUNT_RTOL",
     "MEAN_BOUNDS",
     "WSR_MAX_BET",
