@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         "RC-EENN ltt (corrected)": [],
         "eeopt certify hb": [],
         "eeopt certify wsr": [],
-        "eeopt certify binomial, positive part": [],
+        "eeopt certify binomial (positive part if gap)": [],
     }
     for _ in range(args.trials):
         cal = rng.choice(n_total, args.n_cal, replace=False)
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             picks[f"eeopt certify {bound}"] = risk.certify(
                 cal_losses, args.epsilon, args.delta, bound=bound, loss_range=loss_range
             ).index
-        picks["eeopt certify binomial, positive part"] = risk.certify(
+        picks["eeopt certify binomial (positive part if gap)"] = risk.certify(
             cal_losses, args.epsilon, args.delta, bound="binomial", loss_range=loss_range,
             positive_part=args.risk == "gap",
         ).index  # fmt: skip
