@@ -222,6 +222,8 @@ def test_wsr_bound_shrinks_with_n_on_a_repeated_pattern():
 def test_upper_bound_falls_as_delta_grows(bound):
     rng = np.random.default_rng(11)
     losses = (rng.random((4, 300)) < np.array([[0.0], [0.05], [0.3], [0.8]])).astype(float)
+    # A theorem for binomial and hb; for wsr the bets change with delta too, so this checks
+    # that they do not undo the monotonicity on typical data.
     deltas = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5]
     ucbs = np.array([_ucb_of(bound, losses, 300, d) for d in deltas])
     assert np.all(np.diff(ucbs, axis=0) < 0)
@@ -494,7 +496,7 @@ def test_every_bound_controls_the_error_on_accuracy_gap_losses():
     index_binomial = fixed_sequence(binomial_p_value(counts[..., 0] / n, n, epsilon), DELTA)
     for index in (index_hb, index_binomial):
         assert failures(index, true_risks, epsilon) <= slack_count(n_sets, DELTA)
-    # wsr needs the samples: 600 sets
+    # wsr needs every sample, so fewer sets (600): the limit below is looser for it
     n_sets = 600
     draws = rng.random((n_sets, len(up), n))
     gap = (draws < up[None, :, None]).astype(float) - (draws > 1 - down[None, :, None])
@@ -515,7 +517,7 @@ def test_hb_and_wsr_control_the_error_on_bounded_continuous_costs():
     costs = 1 + 3 * rng.beta(a[None, :, None], b[None, :, None], size=(n_sets, len(shares), n))
     index = fixed_sequence(hb_p_value(costs.mean(axis=2), n, epsilon, loss_range=(1, 4)), DELTA)
     assert failures(index, true_means, epsilon) <= slack_count(n_sets, DELTA)
-    n_sets = 800
+    n_sets = 800  # wsr needs every sample: fewer sets
     p = wsr_p_value(costs[:n_sets].reshape(-1, n), epsilon, DELTA, loss_range=(1, 4))
     index = fixed_sequence(p.reshape(n_sets, len(shares)), DELTA)
     assert failures(index, true_means, epsilon) <= slack_count(n_sets, DELTA)
