@@ -246,3 +246,50 @@ def ref_quantile_assignment(scores: np.ndarray, counts: list[int]) -> list[int]:
                 assigned[i] = True
                 exits[i] = k
     return exits
+
+
+# --- Risk (certified targets) ---
+
+
+def ref_wsr_p_value(losses, epsilon: float, delta: float, max_bet: float = 0.75) -> float:
+    """Waudby-Smith-Ramdas betting p-value of H: mean > epsilon for losses in [0, 1], one sample
+    at a time in the given order: 1 / (the largest capital reached), at most 1."""
+    x = [float(value) for value in losses]
+    n = len(x)
+    capital, best = 1.0, 1.0
+    total, squares = 0.0, 0.0
+    variance_before = 0.25  # the prior guess for the variance before any sample
+    for t, value in enumerate(x, start=1):
+        bet = math.sqrt(2 * math.log(1 / delta) / (n * variance_before))
+        if epsilon < 1:
+            bet = min(bet, max_bet / (1 - epsilon))
+        capital *= 1 + bet * (epsilon - value)
+        best = max(best, capital)
+        total += value
+        mean_t = (0.5 + total) / (t + 1)
+        squares += (value - mean_t) ** 2
+        variance_before = (0.25 + squares) / (t + 1)
+    return min(1.0, 1.0 / best)
+
+
+def ref_fixed_sequence(p_values, delta: float) -> int:
+    """Test in order while p <= delta; the last rejected index, -1 if the first stands."""
+    index = -1
+    for j, p in enumerate(p_values):
+        if not p <= delta:
+            break
+        index = j
+    return index
+
+
+def ref_crc_index(losses, epsilon: float, loss_bound: float) -> int:
+    """Conformal risk control on the running maximum of each sample's losses along the path."""
+    n_settings, n = len(losses), len(losses[0])
+    running = [float("-inf")] * n
+    index = -1
+    for j in range(n_settings):
+        running = [max(r, float(losses[j][i])) for i, r in enumerate(running)]
+        if (sum(running) + loss_bound) / (n + 1) > epsilon:
+            break
+        index = j
+    return index
