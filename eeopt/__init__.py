@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # Submodules reached as attributes (``eeopt.plot``, ``eeopt.torch``) are imported on first use:
 # ``import eeopt`` stays free of matplotlib's pyplot and of torch.
-_LAZY_MODULES = ("datasets", "io", "plot", "report", "torch")
+_LAZY_MODULES = ("datasets", "io", "plot", "report", "risk", "torch")
 
 
 def __getattr__(name: str):
