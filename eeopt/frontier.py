@@ -14,6 +14,7 @@ from eeopt.data import as_exit_data
 from eeopt.exceptions import BudgetUnreachableError
 from eeopt.methods import candidates, fit, method_spec
 from eeopt.methods.registry import TARGET_OPTIONS
+from eeopt.targets import non_dominated
 
 
 @dataclass
@@ -76,17 +77,6 @@ class Front:
             f"mean_costs=[{self.mean_costs.min():.4g} .. {self.mean_costs.max():.4g}], "
             f"accuracies=[{self.accuracies.min():.4f} .. {self.accuracies.max():.4f}])"
         )
-
-
-def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point beats (cheaper or equal and more accurate).
-
-    Returned in increasing cost; among equal points the first is kept.
-    """
-    order = np.lexsort((-accuracies, costs))  # by cost, then most accurate first
-    best_so_far = np.maximum.accumulate(accuracies[order])
-    previous_best = np.r_[-np.inf, best_so_far[:-1]]
-    return order[accuracies[order] > previous_best]
 
 
 def pareto_front(

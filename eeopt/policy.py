@@ -44,6 +44,10 @@ class Policy:
     fit_params_ : dict
         The arguments of :func:`eeopt.fit` that made it (method, options, target, seed):
         ``eeopt.fit(data, **policy.fit_params_)`` fits it again on the same data.
+    guarantee_ : dict or None
+        For a certified target (``eeopt.fit(..., delta=...)``): ``statement`` (in words),
+        ``epsilon``, ``delta``, ``risk``, ``bound``, ``n_calibration``, the upper bound of every
+        tested setting, ... (:mod:`eeopt.guarantee`). None otherwise.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -65,6 +69,7 @@ class Policy:
         self.n_classes_ = int(n_classes)
         self.fit_info_ = dict(fit_info or {})
         self.fit_params_ = dict(fit_params or {})
+        self.guarantee_: dict | None = None
 
     @property
     def n_exits_(self) -> int:
@@ -240,6 +245,7 @@ class Policy:
             "params": self._params(),
             "fit_info": _jsonable(self.fit_info_),
             "fit_params": _jsonable(self.fit_params_),
+            "guarantee": _jsonable(self.guarantee_),
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -297,7 +303,14 @@ def policy_from_dict(d: dict[str, Any]) -> Policy:
         "fit_info": _dict_field(d, "fit_info"),
         "fit_params": _dict_field(d, "fit_params"),
     }
-    return cls._from_params(common, _dict_field(d, "params"))
+    policy = cls._from_params(common, _dict_field(d, "params"))
+    guarantee = d.get("guarantee")
+    if guarantee is not None and not isinstance(guarantee, dict):
+        raise ValueError(
+            f"policy field 'guarantee' must be an object or null, got {type(guarantee).__name__}."
+        )
+    policy.guarantee_ = guarantee
+    return policy
 
 
 def _field(d: dict[str, Any], key: str) -> Any:

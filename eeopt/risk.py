@@ -853,9 +853,15 @@ def _positive_part_range(loss_range: tuple[float, float], epsilon: float) -> tup
     return max(low, 0.0), high
 
 
-def _permutation(n_samples: int, random_state: Any) -> np.ndarray:
+def sample_order(n_samples: int, random_state: Any = None) -> np.ndarray:
+    """The order in which ``"wsr"`` takes the samples: a permutation of ``range(n_samples)``
+    drawn from ``random_state`` (None: seed 0), the one :func:`certify` uses. Callers that
+    compute :func:`wsr_p_value` in pieces permute with it to test exactly as ``certify`` does."""
     seed = 0 if random_state is None else random_state
     return v.check_random_state(seed).permutation(n_samples)
+
+
+_permutation = sample_order
 
 
 _NO_EPSILON = object()  # certifiable_epsilons validates the rest without an epsilon

@@ -251,6 +251,14 @@ class Candidates:
     make_policy : callable
         ``make_policy(i) -> (Policy, info)``, the policy of candidate ``i`` and what to record
         of it.
+    shared_scores : bool
+        True when every candidate's policy computes the same scores and differs only in its
+        thresholds (a threshold or level sweep): one score computation serves the whole path.
+    recount : callable, optional
+        ``recount(hits) -> (n_candidates,)`` for a boolean ``(n_samples, n_exits)`` matrix:
+        how many samples leave at an exit where ``hits`` is True, for every candidate on the
+        fitting samples (``hits=correct`` gives ``n_correct``). A threshold sweep does it in
+        one more sweep; certified targets use it for losses other than the error.
 
     Examples
     --------
@@ -265,6 +273,8 @@ class Candidates:
     parameter: str
     sweep: Sweep
     make_policy: Callable[[int], tuple[Any, dict]] = field(repr=False)
+    shared_scores: bool = True
+    recount: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.sweep)
@@ -288,6 +298,17 @@ class Candidates:
     def policy(self, index: int):
         """The fitted policy of candidate ``index``."""
         return self.make_policy(int(index))[0]
+
+
+def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (cheaper or equal and more accurate).
+
+    Returned in increasing cost; among equal points the first is kept.
+    """
+    order = np.lexsort((-accuracies, costs))  # by cost, then most accurate first
+    best_so_far = np.maximum.accumulate(accuracies[order])
+    previous_best = np.r_[-np.inf, best_so_far[:-1]]
+    return order[accuracies[order] > previous_best]
 
 
 #: Relative slack within which two running-sum costs are compared exactly.

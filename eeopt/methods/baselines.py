@@ -37,7 +37,8 @@ def threshold_candidates(
     data: ExitData, method: str, settings: dict, target: Target | None = None
 ) -> Candidates:
     """Every global threshold on the method's score that changes a decision (one sort)."""
-    sweep = threshold_sweep(data.score(method), data.correct, data.costs)
+    scores = data.score(method)
+    sweep = threshold_sweep(scores, data.correct, data.costs)
 
     def make(i: int) -> tuple[ScorePolicy, dict]:
         threshold = float(sweep.parameters[i])
@@ -46,7 +47,10 @@ def threshold_candidates(
             "threshold": threshold
         }
 
-    return Candidates(method, "threshold", sweep, make)
+    def recount(hits: np.ndarray) -> np.ndarray:
+        return threshold_sweep(scores, hits, data.costs).n_correct
+
+    return Candidates(method, "threshold", sweep, make, recount=recount)
 
 
 def _threshold_spec(method: str, summary: str) -> MethodSpec:
@@ -89,7 +93,10 @@ def patience_candidates(
     def make(i: int) -> tuple[ScorePolicy, dict]:
         return build_patience(data, method, settings, "patience", int(parameters[i]))
 
-    return Candidates("patience", "patience", sweep, make)
+    def recount(hits: np.ndarray) -> np.ndarray:
+        return threshold_sweep(data.patience, hits, data.costs).n_correct[: len(parameters)]
+
+    return Candidates("patience", "patience", sweep, make, recount=recount)
 
 
 _SWEEP_FIELDS = ("mean_costs", "n_correct", "n_samples", "costs", "counts", "moves")

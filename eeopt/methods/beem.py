@@ -603,6 +603,10 @@ def _beem_spec(method: str, summary: str) -> MethodSpec:
         long_running=True,
         renamed={"thresholds": _thresholds_option},
         requires=lambda settings: ("predictions", "maxprob"),
+        # Per-exit thresholds, or BEEM-A's accuracy weights, are chosen on the fitting samples.
+        path_uses_data=lambda settings: (
+            settings["per_exit"] or (method == "beem-a" and settings["weights"] is None)
+        ),
     )
 
 

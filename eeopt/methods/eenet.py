@@ -827,5 +827,6 @@ register(
         uses_random_state=True,
         long_running=True,
         requires=lambda settings: ("probs",),
+        path_uses_data=lambda settings: True,  # a learned scorer, quantile thresholds
     )
 )

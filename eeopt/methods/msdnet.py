@@ -95,5 +95,6 @@ register(
         solve_budget=solve_budget,
         budget_needs_labels=False,
         requires=lambda settings: (settings["score"],),
+        path_uses_data=lambda settings: True,  # quantile thresholds of the fitting scores
     )
 )

@@ -21,6 +21,8 @@ import numpy as np
 
 from eeopt import _validation as v
 from eeopt.data import ExitData, as_exit_data
+from eeopt.guarantee import certified_fit
+from eeopt.guarantee import resolve as resolve_certified
 from eeopt.policy import Policy
 from eeopt.targets import Candidates, Target, select
 
@@ -96,6 +98,11 @@ class MethodSpec:
         ``requires(settings) -> names``: what the method reads from the data (``"probs"`` or a
         score name, :meth:`eeopt.ExitData.provides`); data without it (score-only data) get a
         ValueError naming it before any work.
+    path_uses_data : callable
+        ``path_uses_data(settings) -> bool``: whether the candidate path is built from the
+        fitting samples (per-exit thresholds, learned weights or scores, quantiles) rather than
+        being a fixed family; a certified target then tests it on a separate split
+        (:mod:`eeopt.guarantee`).
     """
 
     name: str
@@ -114,6 +121,7 @@ class MethodSpec:
     long_running: bool = False
     renamed: Mapping[str, Callable[[Any], tuple[str, Any]]] = field(default_factory=dict)
     requires: Callable[[Mapping[str, Any]], tuple[str, ...]] = _nothing
+    path_uses_data: Callable[[Mapping[str, Any]], bool] = _no_labels
 
     @property
     def budget_only(self) -> bool:
@@ -284,6 +292,11 @@ def fit(
     input: str = "auto",
     verbose: bool = True,
     random_state: Any = None,
+    delta: float | None = None,
+    risk: str | None = None,
+    bound: str = "hb",
+    guarantee: str = "probability",
+    calibration_split: float | None = None,
     **options: Any,
 ) -> Policy:
     """Fit an early-exit policy on cached exit outputs.
@@ -304,8 +317,26 @@ def fit(
         Progress bar for the methods whose fit takes long (EENet's training); False draws
         nothing.
     random_state : None, int or numpy Generator
-        Seeds every random choice of the fit (EENet's initialisation): the same seed gives
-        the same policy. Methods that draw no random numbers ignore it.
+        Seeds every random choice of the fit (EENet's initialisation, the split of a certified
+        target): the same seed gives the same policy. Fits that draw no random numbers ignore
+        it.
+    delta : float in (0, 1), optional
+        Certify the target (:mod:`eeopt.guarantee`, ``docs/guarantees.md``): with probability
+        at least ``1 - delta`` over these (calibration) samples, the policy's risk on new
+        exchangeable data is at most ``tolerance`` (``target="accuracy"``), or its mean cost
+        at most ``budget``. The statement is in ``policy.guarantee_``.
+    risk : {"accuracy-gap", "consistency", "error"}, optional
+        What a certified accuracy target bounds, per sample: ``1[exit wrong] - 1[final
+        wrong]`` (the default with labels), ``1[exit prediction != final prediction]`` (the
+        default without labels), ``1[exit wrong]``.
+    bound : {"hb", "binomial", "wsr"}, default="hb"
+        The concentration bound of the certificate (:mod:`eeopt.risk`).
+    guarantee : {"probability", "expectation"}, default="probability"
+        ``"expectation"``: conformal risk control, a bound on the expected risk (no delta).
+    calibration_split : float in (0, 1), optional
+        Share of the samples that builds a certified target's path, the rest testing it
+        (Pareto testing). Default: 0.5 where the path is built from the data (per-exit
+        thresholds, learned weights, quantiles), none for fixed families.
     **options
         At most one target: ``budget=B`` (most accurate setting with mean cost <= B on the
         fitting data), ``target="accuracy"`` with ``tolerance=`` (cheapest setting within
@@ -335,7 +366,21 @@ def fit(
     options = spec.upgrade(options)
     _split(spec, options)
     data = as_exit_data(logits, labels, costs, input=input)
+    certified = resolve_certified(
+        spec,
+        data,
+        options,
+        delta=delta,
+        risk_name=risk,
+        bound=bound,
+        guarantee=guarantee,
+        calibration_split=calibration_split,
+    )
     settings = spec.check_settings(data, options, verbose=verbose, random_state=random_state)
+    if certified is not None:
+        policy, info, record = certified_fit(spec, data, settings, certified, random_state)
+        policy.guarantee_ = record
+        return record_fit(policy, data, settings, certified, info, random_state)
     target = spec.resolve_target(data, options)
     policy, info = spec.fit_to(data, settings, target)
     return record_fit(policy, data, settings, target, info)
@@ -389,12 +434,18 @@ def candidates(
 
 
 def record_fit(
-    policy: Policy, data: ExitData, settings: dict[str, Any], target: Target, info: dict
+    policy: Policy,
+    data: ExitData,
+    settings: dict[str, Any],
+    target: Any,
+    info: dict,
+    random_state: Any = None,
 ) -> Policy:
     """Store how the policy was fitted (``fit_info_``, ``fit_params_``) and what it gives on
     the fitting data."""
     result = policy.evaluate(data)
-    policy.fit_info_ = {**target.describe(), **info, "n_fit_samples": data.n_samples}
+    described = target.describe() if isinstance(target, Target) else {"target": "certified"}
+    policy.fit_info_ = {**described, **info, "n_fit_samples": data.n_samples}
     if result.accuracy is not None:
         policy.fit_info_["fit_accuracy"] = result.accuracy
     policy.fit_info_["fit_mean_cost"] = result.mean_cost
@@ -406,6 +457,8 @@ def record_fit(
         if name == "random_state" and not isinstance(value, (int, np.integer)):
             continue  # a Generator or None does not reproduce a fit
         params[name] = int(value) if isinstance(value, np.integer) else value
+    if not isinstance(target, Target) and isinstance(random_state, (int, np.integer)):
+        params["random_state"] = int(random_state)  # the split of a certified target
     policy.fit_params_ = {**_plain_params(params), **target.as_options()}
     return policy
 

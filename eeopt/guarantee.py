@@ -1,0 +1,484 @@
+"""Certified targets: a method's candidate path tested with :mod:`eeopt.risk`.
+
+``eeopt.fit(data, method=M, tolerance=epsilon, delta=delta)`` and ``eeopt.fit(data, method=M,
+budget=B, delta=delta)`` come here. The method's candidate path (:func:`eeopt.candidates`) is
+tested in order with fixed-sequence testing; every setting the test rejects is certified at
+once (the family-wise error is at most delta), so the cheapest of them (for a risk) or the most
+accurate (for a budget) is returned. The risks, per sample, are
+
+- ``"accuracy-gap"``: ``1[exit wrong] - 1[final wrong]`` in ``[-1, 1]`` (the default with labels);
+- ``"consistency"``: ``1[exit prediction != final prediction]`` (no labels needed; CALM);
+- ``"error"``: ``1[exit wrong]``;
+- the cost ``costs[exit]`` in ``[costs[0], costs[-1]]`` for ``budget=B``.
+
+A path chosen on the samples that test it breaks the guarantee. Paths that are a fixed family
+whatever the data (a shared threshold on a score, a patience, BEEM-C's shared alpha) are tested
+on every sample. Paths built from the data (per-exit thresholds, BEEM-A's learned weights,
+MSDNet's and EENet's quantile thresholds) use Pareto testing (Laufer-Goldshtein et al., ICLR
+2023): the samples are split (``calibration_split``, seeded by ``random_state``), the path is
+built and ordered on the first part (its Pareto front, by estimated risk), and tested on the
+second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eeopt import _validation as v
+from eeopt import engine, risk
+from eeopt.data import ExitData
+from eeopt.targets import Candidates, Sweep, non_dominated
+
+RISKS = ("accuracy-gap", "consistency", "error")
+GUARANTEES = ("probability", "expectation")
+#: Budgets on the path of a method fitted by a budget solver (MSDNet, EENet).
+N_BUDGET_PATH = 25
+_SPLIT = v.Interval("real", 0.0, 1.0, closed="neither")
+_DELTA = v.Interval("real", 0.0, 1.0, closed="neither")
+
+
+@dataclass(frozen=True)
+class Certified:
+    """A certified target: what to certify, at which level, how.
+
+    ``risk`` is one of :data:`RISKS` or ``"cost"`` (``budget=``); ``epsilon`` the level in the
+    loss's units (the budget for ``"cost"``).
+    """
+
+    risk: str
+    epsilon: float
+    delta: float | None
+    bound: str
+    guarantee: str
+    calibration_split: float | None
+
+    def as_options(self) -> dict[str, Any]:
+        """The options of :func:`eeopt.fit` that ask for this certified target again."""
+        target = {"budget": self.epsilon} if self.risk == "cost" else {"tolerance": self.epsilon}
+        if self.risk not in ("cost", "accuracy-gap"):
+            target["risk"] = self.risk
+        options = {**target, "bound": self.bound, "guarantee": self.guarantee}
+        if self.delta is not None:
+            options["delta"] = self.delta
+        if self.calibration_split is not None:
+            options["calibration_split"] = self.calibration_split
+        return options
+
+    @property
+    def positive_part(self) -> bool:
+        """The accuracy gap under a mean-only bound is certified through its positive part
+        ``1[exit wrong and final right]``: a 0/1 loss that is at least the gap on every sample,
+        so its certificate holds for the gap, and on which "hb" and "binomial" are tight (on
+        the gap itself, mapped to [0, 1], they cannot see its small variance)."""
+        return self.risk == "accuracy-gap" and self.bound in ("hb", "binomial")
+
+    @property
+    def loss_range(self) -> tuple[float, float]:
+        if self.risk == "accuracy-gap" and not self.positive_part:
+            return (-1.0, 1.0)
+        return (0.0, 1.0)
+
+    @property
+    def loss(self) -> str:
+        """The per-sample loss certified, in words."""
+        return {
+            "cost": "costs[exit]",
+            "consistency": "1[exit prediction != final prediction]",
+            "error": "1[exit wrong]",
+        }.get(
+            self.risk,
+            "1[exit wrong and final right] (at least the accuracy gap on every sample)"
+            if self.positive_part
+            else "1[exit wrong] - 1[final wrong] (the accuracy gap)",
+        )
+
+
+def resolve(
+    spec: Any,
+    data: ExitData,
+    options: dict[str, Any],
+    *,
+    delta: Any,
+    risk_name: Any,
+    bound: Any,
+    guarantee: Any,
+    calibration_split: Any,
+) -> Certified | None:
+    """The certified target of a fit, or None when the fit is not certified (no ``delta`` and
+    ``guarantee="probability"``); checks every argument against the others first."""
+    guarantee = v.check_choice(guarantee, "guarantee", GUARANTEES)
+    certified = delta is not None or guarantee == "expectation"
+    if not certified:
+        for name, value in (("risk", risk_name), ("calibration_split", calibration_split)):
+            if value is not None:
+                raise ValueError(f"{name}= applies to a certified target: pass delta= as well.")
+        return None
+    if guarantee == "expectation" and delta is not None:
+        raise ValueError(
+            "guarantee='expectation' (conformal risk control) bounds the expected risk and "
+            "takes no delta; remove delta=, or use guarantee='probability'."
+        )
+    delta = None if delta is None else _DELTA.check(delta, "delta")
+    bound = "crc" if guarantee == "expectation" else v.check_choice(bound, "bound", risk.BOUNDS)
+    if bound == "binomial" and (
+        options.get("budget") is not None or risk_name in (None, "accuracy-gap")
+    ):
+        if options.get("budget") is not None or data.labels is not None:
+            raise ValueError(
+                "bound='binomial' is exact for 0/1 losses only; a cost or the accuracy gap "
+                "(-1, 0, 1) is not one: use bound='hb' or 'wsr', or risk='error' or "
+                "'consistency' with binomial."
+            )
+    split = (
+        None if calibration_split is None else _SPLIT.check(calibration_split, "calibration_split")
+    )
+    direct = sorted(d.name for d in spec.direct if options.get(d.name) is not None)
+    if direct:
+        raise ValueError(
+            f"delta= certifies a target (budget= or tolerance=); {direct[0]}= is a direct "
+            f"setting with nothing to certify: remove delta=, or fit to a target."
+        )
+    if options.get("budget") is not None:
+        if risk_name is not None or options.get("tolerance") is not None:
+            raise ValueError(
+                "a certified budget= certifies the mean cost on new data; risk= and tolerance= "
+                "apply to certified accuracy targets, not to budget=."
+            )
+        budget = v.check_budget(options["budget"], data.costs)
+        return Certified("cost", budget, delta, bound, guarantee, split)
+    if spec.budget_only:
+        raise ValueError(
+            f"method {spec.name!r} is fitted to a budget only: certify budget=B with delta=."
+        )
+    target = options.get("target")
+    if target not in (None, "accuracy"):
+        raise ValueError(
+            f"delta= certifies target='accuracy' (with tolerance= and risk=) or budget=; "
+            f"target={target!r} cannot be certified."
+        )
+    default = "accuracy-gap" if data.labels is not None else "consistency"
+    risk_name = v.check_choice(risk_name or default, "risk", RISKS)
+    if risk_name != "consistency":
+        data.require_labels(f"risk={risk_name!r} (or risk='consistency', which needs none)")
+    if options.get("tolerance") is None:
+        raise ValueError(
+            f"a certified target needs tolerance= (epsilon: the largest {risk_name} risk to "
+            f"allow on new data, e.g. 0.01)."
+        )
+    epsilon = v.Interval("real", 0.0, 1.0).check(options["tolerance"], "tolerance")
+    return Certified(risk_name, epsilon, delta, bound, guarantee, split)
+
+
+def certified_fit(
+    spec: Any, data: ExitData, settings: dict[str, Any], target: Certified, random_state: Any
+) -> tuple[Any, dict, dict]:
+    """Build the path, test it, pick among the certified settings.
+
+    Returns
+    -------
+    policy, info, guarantee
+        ``guarantee`` is the record stored as ``policy.guarantee_``.
+    """
+    if target.risk == "consistency":  # disagreement with the final exit is its "error"
+        data = data.replace(labels=data.predictions[:, -1].astype(np.int64))
+    split = _split_share(spec, settings, target)
+    path_data, test_data = _split(data, split, random_state)
+    path = _path(spec, path_data, settings)
+    order = _order(path, path_data, target, pareto=split is not None)
+    cert = _test(path, order, test_data, target, random_state, fixed=split is None)
+    certified = order[: cert.index + 1]
+    if certified.size == 0:
+        policy, info = _fallback(path, target, cert)
+    else:
+        index = _choose(path, certified, data, target, same=split is None)
+        policy, info = path.make_policy(int(index))
+    record = _record(cert, target, path, order, certified, split, path_data, test_data)
+    return policy, info, record
+
+
+def _split_share(spec: Any, settings: dict[str, Any], target: Certified) -> float | None:
+    """Pareto testing's split where the path is built from the data; none otherwise."""
+    if spec.path_uses_data(settings):
+        return 0.5 if target.calibration_split is None else target.calibration_split
+    return target.calibration_split
+
+
+def _split(data: ExitData, share: float | None, random_state: Any) -> tuple[ExitData, ExitData]:
+    if share is None:
+        return data, data
+    order = v.check_random_state(random_state).permutation(data.n_samples)
+    n_path = int(round(share * data.n_samples))
+    if not 0 < n_path < data.n_samples:
+        raise ValueError(
+            f"calibration_split={share:g} leaves no samples on one side of {data.n_samples}; "
+            f"use a share with at least one sample on each side."
+        )
+    return data.subset(np.sort(order[:n_path])), data.subset(np.sort(order[n_path:]))
+
+
+def _path(spec: Any, data: ExitData, settings: dict[str, Any]) -> Candidates:
+    """The method's candidate path; for budget-solver methods, a grid of budgets from the
+    dearest (no early exit) down."""
+    if spec.candidates is not None:
+        return spec.candidates(data, spec.name, settings, None)
+    budgets = np.linspace(data.costs[-1], data.costs[0], N_BUDGET_PATH)
+    fitted = [spec.solve_budget(data, spec.name, settings, float(b)) for b in budgets]
+    counts = np.array([np.bincount(p.exit_index(data), minlength=data.n_exits) for p, _ in fitted])
+    correct = (
+        np.array([np.count_nonzero(p.predict(data) == data.labels) for p, _ in fitted])
+        if data.labels is not None
+        else np.zeros(len(fitted), dtype=np.int64)
+    )
+    sweep = Sweep(
+        budgets,
+        engine.mean_cost_from_counts(counts, data.costs),
+        correct,
+        data.n_samples,
+        data.costs,
+        counts,
+    )
+    return Candidates(spec.name, "budget", sweep, lambda i: fitted[i], shared_scores=False)
+
+
+def _risk_means(path: Candidates, data: ExitData, target: Certified) -> np.ndarray:
+    """Each candidate's mean loss on the samples it was built on (``data``): the estimate
+    Pareto testing orders by; the certificate uses the losses on the test samples."""
+    sweep = path.sweep
+    if target.risk == "cost":
+        return sweep.mean_costs
+    if target.risk == "accuracy-gap":
+        final_correct = np.count_nonzero(data.correct[:, -1])
+        return (final_correct - sweep.n_correct) / sweep.n_samples
+    return 1.0 - sweep.accuracies
+
+
+def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) -> np.ndarray:
+    """The order in which the path is tested: fixed by the family where the path is fixed
+    (conservative to aggressive; cheapest first for a budget), else Pareto testing's: the
+    non-dominated candidates on the path samples, by increasing estimated risk."""
+    n = len(path)
+    if not pareto:
+        if target.risk != "cost":
+            return np.arange(n)
+        # Fixed families get cheaper along the path; the cost is tested cheapest first.
+        return np.arange(n)[::-1].copy()
+    costs = path.mean_costs
+    if target.risk == "cost":
+        keep = non_dominated(costs, path.accuracies) if data.labels is not None else np.arange(n)
+        return keep[np.argsort(costs[keep], kind="stable")]
+    risks = _risk_means(path, data, target)
+    # Non-dominated in (cost, risk): cheaper or less risky; tested from the least risky.
+    keep = non_dominated(risks, -costs)
+    return keep[np.lexsort((-costs[keep], risks[keep]))]
+
+
+def _losses(path: Candidates, indices: np.ndarray, data: ExitData, target: Certified) -> np.ndarray:
+    """Per-sample losses ``(len(indices), n_samples)`` of candidates on ``data`` (a path whose
+    candidates score alike computes the scores once)."""
+    out = np.empty((indices.shape[0], data.n_samples))
+    final_wrong = ~data.correct[:, -1] if target.risk == "accuracy-gap" else None
+    scores = None
+    for row, i in enumerate(indices):
+        policy = path.policy(int(i))
+        if scores is None or not path.shared_scores:
+            scores = policy.compute_scores(data)
+        exits = engine.first_exit(scores, policy.thresholds_)
+        if target.risk == "cost":
+            out[row] = data.costs[exits]
+            continue
+        wrong = engine.at_exit(data.predictions, exits) != data.labels
+        if final_wrong is None:
+            out[row] = wrong
+        elif target.positive_part:
+            out[row] = wrong & ~final_wrong
+        else:
+            out[row] = wrong.astype(np.float64) - final_wrong
+    return out
+
+
+def _test(
+    path: Candidates,
+    order: np.ndarray,
+    data: ExitData,
+    target: Certified,
+    random_state: Any,
+    fixed: bool,
+) -> risk.Certification:
+    """Fixed-sequence testing (or CRC) of the ordered path on ``data``."""
+    loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
+    if target.guarantee == "expectation":
+        return risk.conformal_risk_control(
+            _losses(path, order, data, target), target.epsilon, loss_bound=loss_range[1]
+        )
+    if (
+        target.bound in risk.MEAN_BOUNDS
+        and fixed
+        and (not target.positive_part or path.recount is not None)
+    ):
+        # The path was built on these very samples: its exact counts give every mean.
+        means = _exact_means(path, order, data, target)
+        return risk.certify_means(
+            means,
+            data.n_samples,
+            target.epsilon,
+            target.delta,
+            bound=target.bound,
+            loss_range=loss_range,
+        )
+    return _certify_lazily(path, order, data, target, loss_range, random_state)
+
+
+def _exact_means(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
+    sweep = path.sweep
+    if target.risk == "cost":
+        return sweep.exact_mean_costs(order) if sweep.counts is None else sweep.mean_costs[order]
+    if target.positive_part:  # 1[exit wrong and final right] = 1 - 1[exit right or final wrong]
+        fine = path.recount(data.correct | ~data.correct[:, -1:])
+        return (sweep.n_samples - fine[order]) / sweep.n_samples
+    return (sweep.n_samples - sweep.n_correct[order]) / sweep.n_samples
+
+
+def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk.Certification:
+    """Fixed-sequence testing that computes the candidates' losses in doubling chunks and stops
+    at the first non-rejection (the losses after it are never needed); then the certificate,
+    with the upper bound of every tested setting, from the tested prefix."""
+    if target.bound == "wsr":
+        permutation = risk.sample_order(data.n_samples, random_state)
+    start, size, blocks = 0, 64, []
+    while start < order.shape[0]:
+        stop = min(order.shape[0], start + size)
+        block = _losses(path, order[start:stop], data, target)
+        blocks.append(block)
+        if target.bound == "wsr":
+            p = risk.wsr_p_value(
+                block[:, permutation], target.epsilon, target.delta, loss_range=loss_range
+            )
+        else:
+            means = block.mean(axis=1)
+            p = getattr(risk, f"{target.bound}_p_value")(
+                means, data.n_samples, target.epsilon, loss_range=loss_range
+            )
+        kept = np.flatnonzero(~(np.atleast_1d(p) <= target.delta))
+        if kept.size:
+            stop = start + int(kept[0]) + 1
+            blocks[-1] = block[: stop - start]
+            break
+        start, size = stop, 2 * size
+    losses = np.concatenate(blocks)
+    cert = risk.certify(
+        losses,
+        target.epsilon,
+        target.delta,
+        bound=target.bound,
+        loss_range=loss_range,
+        random_state=random_state,
+    )
+    return _padded(cert, order.shape[0])
+
+
+def _padded(cert: risk.Certification, n_settings: int) -> risk.Certification:
+    """``cert`` of a tested prefix, stated for the whole path (untested settings NaN)."""
+    if cert.n_settings == n_settings:
+        return cert
+    pad = np.full(n_settings - cert.n_settings, np.nan)
+    return dataclasses.replace(
+        cert,
+        n_settings=n_settings,
+        p_values=np.concatenate([cert.p_values, pad]),
+        upper_bounds=np.concatenate([cert.upper_bounds, pad]),
+    )
+
+
+def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Certified, same: bool):
+    """Among the certified settings (all certified at once), the cheapest for a risk target,
+    the most accurate for a budget, on all the samples."""
+    if same:
+        costs = path.sweep.exact_mean_costs(certified)
+        correct = path.sweep.n_correct[certified]
+    else:
+        policies = [path.policy(int(i)) for i in certified]
+        costs = np.array([p.evaluate(data).mean_cost for p in policies])
+        correct = (
+            np.array([np.count_nonzero(p.predict(data) == data.labels) for p in policies])
+            if data.labels is not None
+            else np.zeros(certified.shape[0])
+        )
+    if target.risk == "cost":
+        best = np.lexsort((costs, -correct))[0]
+    else:
+        best = np.lexsort((-correct, costs))[0]
+    return certified[best]
+
+
+def _fallback(path: Candidates, target: Certified, cert: risk.Certification):
+    """Nothing certified: no early exit for a risk (loss 0 on every sample for the gap and
+    consistency), every sample at the first exit for a budget (cost ``costs[0] <= B`` surely)."""
+    policy, info = path.make_policy(0)
+    thresholds = np.full_like(policy.thresholds_, np.inf if target.risk != "cost" else -np.inf)
+    thresholds[-1] = -np.inf
+    policy.thresholds_ = thresholds
+    what = "no early exit" if target.risk != "cost" else "every sample at the first exit"
+    warnings.warn(
+        f"no setting of {path.method!r} is certified at {_level(target)}: returning {what}. "
+        f"These data certify the first setting tested from "
+        f"{_name(target)}={cert.smallest_certifiable_epsilon:.4g}; ask for that, or calibrate "
+        f"on more samples.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return policy, {"fallback": what}
+
+
+def _name(target: Certified) -> str:
+    return "budget" if target.risk == "cost" else "tolerance"
+
+
+def _level(target: Certified) -> str:
+    if target.guarantee == "expectation":
+        return f"{_name(target)}={target.epsilon:g} (conformal risk control)"
+    return f"{_name(target)}={target.epsilon:g}, delta={target.delta:g}"
+
+
+def _record(cert, target, path, order, certified, split, path_data, test_data) -> dict:
+    """``policy.guarantee_``: the statement, its terms, and the evidence along the path."""
+    what = "mean cost" if target.risk == "cost" else f"{target.risk} risk"
+    if not cert.certified:
+        statement = cert.statement()
+    elif target.guarantee == "expectation":
+        statement = (
+            f"Averaged over calibration sets of {cert.n_samples} samples (conformal risk "
+            f"control), the expected {what} of this policy on a new sample is at most "
+            f"{target.epsilon:g}."
+        )
+    else:
+        statement = (
+            f"With probability at least {1 - target.delta:g} over the {cert.n_samples} "
+            f"calibration samples, this policy's {what} on new data exchangeable with them is at "
+            f"most {target.epsilon:g} ({cert.bound} bound, fixed-sequence testing"
+            + (", path built on a separate split" if split is not None else "")
+            + ")."
+        )
+    tested = order[: cert.n_tested]
+    return {
+        "statement": statement,
+        "certified": bool(cert.certified),
+        "risk": "cost" if target.risk == "cost" else target.risk,
+        "loss": target.loss,
+        "epsilon": target.epsilon,
+        "delta": target.delta,
+        "bound": cert.bound,
+        "guarantee": target.guarantee,
+        "n_calibration": int(test_data.n_samples),
+        "n_path": int(path_data.n_samples) if split is not None else int(test_data.n_samples),
+        "calibration_split": split,
+        "parameter": path.parameter,
+        "tested_parameters": [float(x) for x in path.parameters[tested]],
+        "upper_bounds": [float(x) for x in cert.upper_bounds[: cert.n_tested]],
+        "n_certified": int(certified.shape[0]),
+        "smallest_certifiable_epsilon": float(cert.smallest_certifiable_epsilon),
+    }
