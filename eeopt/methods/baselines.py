@@ -3,15 +3,20 @@
 A global threshold on a confidence score (DeeBERT, BranchyNet, MSDNet's anytime setting), or on
 the number of consecutive agreeing exits (PABEE, Zhou et al., NeurIPS 2020). Their candidates are
 every threshold that changes a decision (:func:`eeopt.targets.threshold_sweep`), so fitting to a
-target is exact on the fitting data.
+target is exact on the fitting data. ``per_exit=True`` gives the confidence rules one threshold
+per exit, chosen exit by exit by BEEM's error-rate rule on the score (its error level is the
+knob, as for BEEM).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from eeopt import _validation as v
 from eeopt.data import ExitData
+from eeopt.methods.beem import exit_error_thresholds, level_sweep
 from eeopt.methods.registry import Direct, MethodSpec, register
 from eeopt.policy import ScorePolicy
 from eeopt.targets import Candidates, Target, threshold_sweep
@@ -26,9 +31,16 @@ def global_thresholds(threshold: float, n_exits: int) -> np.ndarray:
 
 # -- maxprob, entropy, margin -------------------------------------------------------------------
 def build_threshold(
-    data: ExitData, method: str, settings: dict, name: str, value: np.ndarray
+    data: ExitData, method: str, settings: dict, name: str, value: Any
 ) -> tuple[ScorePolicy, dict]:
-    """``threshold=``: one value for every early exit, or one per exit."""
+    """``threshold=``: one value for every early exit, or one per exit; ``level=``: per-exit
+    thresholds by the error-rate rule at that level (``per_exit=True``)."""
+    if name == "level":
+        if not settings["per_exit"]:
+            raise ValueError("level= sets per-exit thresholds: pass per_exit=True with it.")
+        thresholds = exit_error_thresholds(data.score(method), data.correct, value)
+        policy = ScorePolicy(method, thresholds, data.costs, data.n_classes, score=method)
+        return policy, {"level": value}
     policy = ScorePolicy(method, value, data.costs, data.n_classes, score=method)
     return policy, {}
 
@@ -36,8 +48,11 @@ def build_threshold(
 def threshold_candidates(
     data: ExitData, method: str, settings: dict, target: Target | None = None
 ) -> Candidates:
-    """Every global threshold on the method's score that changes a decision (one sort)."""
+    """Every global threshold on the method's score that changes a decision (one sort); with
+    ``per_exit=True``, every error level of the per-exit error-rate rule on the score."""
     scores = data.score(method)
+    if settings["per_exit"]:
+        return _per_exit_candidates(data, method, scores)
     sweep = threshold_sweep(scores, data.correct, data.costs)
 
     def make(i: int) -> tuple[ScorePolicy, dict]:
@@ -53,14 +68,32 @@ def threshold_candidates(
     return Candidates(method, "threshold", sweep, make, recount=recount)
 
 
+def _per_exit_candidates(data: ExitData, method: str, scores: np.ndarray) -> Candidates:
+    """Per-exit thresholds on a confidence score, chosen exit by exit by BEEM's error-rate rule
+    (:func:`eeopt.methods.beem.level_sweep`) at every level that changes a decision."""
+    sweep = level_sweep(scores, data.correct, data.costs)
+
+    def make(i: int) -> tuple[ScorePolicy, dict]:
+        thresholds = sweep.thresholds[i].copy()
+        policy = ScorePolicy(method, thresholds, data.costs, data.n_classes, score=method)
+        return policy, {"level": float(sweep.parameters[i])}
+
+    return Candidates(method, "level", sweep, make)
+
+
 def _threshold_spec(method: str, summary: str) -> MethodSpec:
     return MethodSpec(
         name=method,
         summary=summary,
         build=build_threshold,
-        direct=(Direct("threshold", v.Thresholds()),),
+        options={"per_exit": (v.Boolean(), False)},
+        direct=(
+            Direct("threshold", v.Thresholds()),
+            Direct("level", v.Interval("real", 0.0, 1.0), needs_labels=True),
+        ),
         candidates=threshold_candidates,
         requires=lambda settings: (method,),
+        path_uses_data=lambda settings: settings["per_exit"],
     )
 
 

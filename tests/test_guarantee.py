@@ -1,0 +1,256 @@
+"""Certified targets in eeopt.fit: the wiring (path, order, split, choice, record), bad input,
+and validity on the shipped data (violation frequency over many calibration/test splits)."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from conftest import make_multi_exit
+from reference import ref_evaluate
+from scipy import stats
+
+import eeopt
+from eeopt import risk
+
+
+def _data(n=600, seed=0, n_exits=4):
+    logits, labels = make_multi_exit(n=n, n_exits=n_exits, seed=seed)
+    return eeopt.ExitData.from_logits(logits, labels, costs=np.arange(1.0, n_exits + 1))
+
+
+def _fit(data, method="maxprob", random_state=0, **options):
+    return eeopt.fit(data, method=method, verbose=False, random_state=random_state, **options)
+
+
+# -- the wiring ---------------------------------------------------------------------------------
+def test_fixed_path_certificate_matches_certify_on_a_reference_loss_matrix():
+    data = _data(n=400, seed=3)
+    policy = _fit(data, tolerance=0.03, delta=0.1)
+    path = eeopt.candidates(data, method="maxprob")
+    final_right = data.correct[:, -1]
+    losses = []
+    for i in range(len(path)):  # the positive part of the gap, one sample at a time
+        candidate = path.policy(i)
+        scores = candidate.compute_scores(data)
+        row = []
+        for n in range(data.n_samples):
+            ref = ref_evaluate(
+                data.probs[n : n + 1],
+                data.labels[n : n + 1],
+                data.costs,
+                scores[n : n + 1],
+                candidate.thresholds_,
+            )
+            row.append(float(ref["accuracy"] == 0 and final_right[n]))
+        losses.append(row)
+    cert = risk.certify(np.array(losses), 0.03, 0.1, bound="hb")
+    assert cert.index >= 1 and policy.guarantee_["n_certified"] == cert.index + 1
+    certified_costs = path.sweep.exact_mean_costs(np.arange(cert.index + 1))
+    assert policy.evaluate(data).mean_cost == certified_costs.min()
+    np.testing.assert_allclose(
+        policy.guarantee_["upper_bounds"], cert.upper_bounds[: cert.n_tested]
+    )
+
+
+def test_certified_budget_tests_the_cheapest_first_and_keeps_the_most_accurate():
+    data = _data(n=800, seed=4)
+    policy = _fit(data, budget=2.0, delta=0.1)
+    record = policy.guarantee_
+    assert record["risk"] == "cost" and record["certified"]
+    tested = np.array(record["tested_parameters"])
+    assert np.all(np.diff(tested) >= 0)  # cheapest (lowest threshold) first
+    path = eeopt.candidates(data, method="maxprob")
+    within = path.sweep.exact_mean_costs(np.arange(len(path)))
+    assert policy.evaluate(data).mean_cost <= 2.0
+    assert max(record["upper_bounds"][: record["n_certified"]]) <= 2.0
+    # Nothing certified is more accurate than what was chosen.
+    certified = np.isin(path.parameters, tested[: record["n_certified"]])
+    assert policy.evaluate(data).accuracy == path.accuracies[certified].max()
+    assert within[certified].max() <= 2.0 + 1e-9
+
+
+def test_pareto_testing_builds_the_path_on_one_part_and_tests_on_the_other():
+    data = _data(n=600, seed=5)
+    policy = _fit(data, method="beem-a", tolerance=0.05, delta=0.1)
+    record = policy.guarantee_
+    assert record["calibration_split"] == 0.5
+    assert record["n_path"] == 300 and record["n_calibration"] == 300
+    again = _fit(data, method="beem-a", tolerance=0.05, delta=0.1)
+    np.testing.assert_array_equal(again.thresholds_, policy.thresholds_)
+    other = eeopt.fit(
+        data, method="beem-a", tolerance=0.05, delta=0.1, random_state=1, verbose=False
+    )
+    assert other.guarantee_["tested_parameters"] != record["tested_parameters"]
+    forced = _fit(data, method="maxprob", tolerance=0.05, delta=0.1, calibration_split=0.25)
+    assert forced.guarantee_["n_calibration"] == 450
+
+
+def test_consistency_needs_no_labels():
+    data = _data(n=500, seed=6)
+    unlabeled = eeopt.ExitData(data.probs, costs=data.costs)
+    policy = _fit(unlabeled, tolerance=0.05, delta=0.1)
+    assert policy.guarantee_["risk"] == "consistency" and policy.guarantee_["certified"]
+    disagree = policy.predict(data) != data.predictions[:, -1]
+    assert disagree.mean() <= 0.05 + 0.05  # certified on these very samples, with slack
+
+
+def test_nothing_certified_returns_no_early_exit_and_says_what_could_be():
+    data = _data(n=40, seed=7)
+    with pytest.warns(UserWarning, match=r"no early exit.*from tolerance=") as caught:
+        policy = _fit(data, tolerance=0.001, delta=0.05)
+    assert "these data certify" in str(caught[0].message).lower() or "certify the first" in str(
+        caught[0].message
+    )
+    np.testing.assert_array_equal(policy.exit_index(data), data.n_exits - 1)
+    assert not policy.guarantee_["certified"]
+    with pytest.warns(UserWarning, match="every sample at the first exit"):
+        cheap = _fit(data, budget=1.0, delta=0.05)
+    np.testing.assert_array_equal(cheap.exit_index(data), 0)
+
+
+def test_guarantee_is_saved_and_the_fit_repeats(tmp_path):
+    data = _data(n=500, seed=8)
+    policy = _fit(data, method="beem-c", tolerance=0.05, delta=0.2, bound="wsr")
+    record = policy.guarantee_
+    assert "probability at least 0.8" in record["statement"] and "0.05" in record["statement"]
+    for key in ("epsilon", "delta", "risk", "bound", "n_calibration", "upper_bounds"):
+        assert key in record
+    policy.save(tmp_path / "p.json")
+    back = eeopt.load_policy(tmp_path / "p.json")
+    assert back.guarantee_ == json.loads(json.dumps(record))
+    params = policy.fit_params_
+    assert params["delta"] == 0.2 and params["bound"] == "wsr" and params["tolerance"] == 0.05
+    again = eeopt.fit(data, verbose=False, **params)
+    np.testing.assert_array_equal(again.thresholds_, policy.thresholds_)
+
+
+def test_conformal_risk_control_bounds_the_mean():
+    data = _data(n=500, seed=9)
+    policy = _fit(data, tolerance=0.05, guarantee="expectation")
+    assert policy.guarantee_["bound"] == "crc" and policy.guarantee_["delta"] is None
+    assert "Averaged over calibration sets" in policy.guarantee_["statement"]
+
+
+@pytest.mark.parametrize(
+    "method, options, error, match",
+    [
+        ("maxprob", {"tolerance": 0.01, "delta": 0.0}, ValueError, "delta"),
+        ("maxprob", {"tolerance": 0.01, "delta": 1.0}, ValueError, "delta"),
+        ("maxprob", {"tolerance": 0.01, "delta": "0.1"}, TypeError, "delta"),
+        ("maxprob", {"delta": 0.1}, ValueError, "tolerance="),
+        ("maxprob", {"tolerance": 1.5, "delta": 0.1}, ValueError, "tolerance"),
+        ("maxprob", {"tolerance": 0.01, "delta": 0.1, "risk": "loss"}, ValueError, "risk"),
+        ("maxprob", {"threshold": 0.5, "delta": 0.1}, ValueError, "threshold= is a direct"),
+        ("maxprob", {"tolerance": 0.01, "risk": "error"}, ValueError, "risk= applies"),
+        ("maxprob", {"budget": 2.0, "delta": 0.1, "bound": "binomial"}, ValueError, "binomial"),
+        ("maxprob", {"budget": 2.0, "delta": 0.1, "risk": "error"}, ValueError, "risk="),
+        (
+            "maxprob",
+            {"tolerance": 0.1, "delta": 0.1, "guarantee": "expectation"},
+            ValueError,
+            "no delta",
+        ),
+        (
+            "maxprob",
+            {"tolerance": 0.1, "delta": 0.1, "calibration_split": 1.0},
+            ValueError,
+            "calibration_split",
+        ),
+        ("maxprob", {"tolerance": 0.1, "delta": 0.1, "bound": "chernoff"}, ValueError, "bound"),
+        ("beem-a", {"target": "exit-error", "delta": 0.1}, ValueError, "exit-error"),
+        ("msdnet", {"tolerance": 0.1, "delta": 0.1}, ValueError, "budget only"),
+    ],
+)
+def test_bad_certified_targets_name_the_argument(method, options, error, match):
+    with pytest.raises(error, match=match):
+        _fit(_data(n=100), method=method, **options)
+
+
+def test_label_risks_need_labels():
+    data = _data(n=100)
+    unlabeled = eeopt.ExitData(data.probs, costs=data.costs)
+    for name in ("accuracy-gap", "error"):
+        with pytest.raises(ValueError, match=f"risk='{name}'"):
+            _fit(unlabeled, tolerance=0.05, delta=0.1, risk=name)
+
+
+# -- validity on the shipped data ---------------------------------------------------------------
+#: Calibration/test splits per dataset and calibration size.
+N_SPLITS = 200
+DELTA = 0.1
+#: Slack on the violation frequency: the one-sided 99.9% binomial limit of N_SPLITS draws.
+SLACK = stats.binom.ppf(0.999, N_SPLITS, DELTA) / N_SPLITS - DELTA
+
+
+def _pool(name):
+    val, test = eeopt.datasets.load_both(name)
+    return eeopt.ExitData(
+        np.concatenate([val.probs, test.probs]),
+        np.concatenate([val.labels, test.labels]),
+        val.costs,
+        input="probs",
+    )
+
+
+def _targets(pool):
+    final_error = float(1 - pool.exit_accuracy[-1])
+    budget = float(pool.costs[0] + 0.4 * (pool.costs[-1] - pool.costs[0]))
+    return {
+        "accuracy-gap": {"tolerance": 0.02},
+        "consistency": {"tolerance": 0.05, "risk": "consistency"},
+        "error": {"tolerance": min(final_error + 0.02, 1.0), "risk": "error"},
+        "cost": {"budget": budget},
+    }
+
+
+def _test_risk(policy, test, name):
+    result = policy.evaluate(test)
+    if name == "cost":
+        return result.mean_cost
+    exit_pred = result.predictions
+    if name == "consistency":
+        return np.mean(exit_pred != test.predictions[:, -1])
+    wrong = exit_pred != test.labels
+    if name == "error":
+        return wrong.mean()
+    return wrong.mean() - np.mean(test.predictions[:, -1] != test.labels)
+
+
+CASES = [
+    (dataset, n_cal)
+    for dataset in ("digits", "mnist1d", "minilm-reviews")
+    for n_cal in (100, 1000)
+    if not (dataset == "digits" and n_cal == 1000)  # 900 samples in all
+]
+
+
+@pytest.mark.parametrize("dataset, n_cal", CASES)
+def test_violations_on_held_out_data_stay_below_delta(dataset, n_cal):
+    pool = _pool(dataset)
+    targets = _targets(pool)
+    rng = np.random.default_rng(0)
+    violations, trials = {}, {}
+    for split in range(N_SPLITS):
+        order = rng.permutation(pool.n_samples)
+        cal, test = pool.subset(np.sort(order[:n_cal])), pool.subset(np.sort(order[n_cal:]))
+        for method in eeopt.method_names():
+            if method == "eenet":
+                continue  # its own, cheaper check below
+            spec = eeopt.methods.method_spec(method)
+            names = ["cost"] if spec.budget_only else list(targets)
+            # Every risk over the splits, one per method and split (all pairs 50 times each).
+            name = names[(split + len(method)) % len(names)]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # nothing certified: fallback
+                policy = _fit(cal, method, delta=DELTA, random_state=split, **targets[name])
+            level = targets[name].get("budget", targets[name].get("tolerance"))
+            key = (method, name)
+            trials[key] = trials.get(key, 0) + 1
+            violations[key] = violations.get(key, 0) + (_test_risk(policy, test, name) > level)
+    for key, count in violations.items():
+        frequency = count / trials[key]
+        limit = stats.binom.ppf(0.999, trials[key], DELTA) / trials[key]
+        assert frequency <= limit, (key, frequency, limit)
+    total = sum(violations.values()) / sum(trials.values())
+    assert total <= DELTA + SLACK / 4, total
