@@ -99,11 +99,19 @@ def _cmd_fit(args: argparse.Namespace) -> None:
             if key in options:
                 raise CLIError(f"--{key} and --option {key}=...: give it once.")
             options[key] = value
+    certified = {
+        "delta": args.delta,
+        "risk": args.risk,
+        "bound": args.bound,
+        "guarantee": args.guarantee,
+        "calibration_split": args.calibration_split,
+    }
     policy = eeopt.fit(
         data,
         method=args.method,
         verbose=not args.quiet,
         random_state=args.random_state,
+        **certified,
         **options,
     )
     policy.save(output)
@@ -113,6 +121,8 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         f"fitted {args.method} on {data.n_samples} samples: accuracy {accuracy}, "
         f"mean cost {result.mean_cost:.6g}, speedup {result.speedup:.3f}x"
     )
+    if policy.guarantee_ is not None:
+        print(policy.guarantee_["statement"])
     print(f"wrote {output}")
 
 
@@ -350,6 +360,36 @@ def _fit_parser(sub: Any) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="method option, e.g. --option reset=zero (values parsed as JSON); repeatable",
+    )
+    p.add_argument(
+        "--delta",
+        type=float,
+        help="certify the target: with probability >= 1 - delta over DATA, the risk on new data "
+        "is at most --tolerance (or the mean cost at most --budget)",
+    )
+    p.add_argument(
+        "--risk",
+        choices=("accuracy-gap", "consistency", "error"),
+        help="what a certified --tolerance bounds: accuracy-gap (default with labels), "
+        "consistency (default without; needs no labels) or error",
+    )
+    p.add_argument(
+        "--bound",
+        choices=("hb", "binomial", "wsr"),
+        default="hb",
+        help="concentration bound of the certificate (default hb)",
+    )
+    p.add_argument(
+        "--guarantee",
+        choices=("probability", "expectation"),
+        default="probability",
+        help="expectation: conformal risk control, a bound on the expected risk (no --delta)",
+    )
+    p.add_argument(
+        "--calibration-split",
+        type=float,
+        help="share of DATA that builds the path of a certified target, the rest testing it "
+        "(default 0.5 where the path is built from the data)",
     )
     p.add_argument(
         "--random-state",

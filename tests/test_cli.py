@@ -347,3 +347,15 @@ def test_every_option_has_help_and_the_methods_are_listed():
     fit_help = subparsers.choices["fit"].format_help()
     for method in eeopt.method_names():
         assert method in fit_help
+
+
+def test_fit_certifies_a_target_and_prints_the_statement(npz, tmp_path, capsys):
+    out = tmp_path / "p.json"
+    argv = ["fit", npz, "--method", "maxprob", "--tolerance", "0.05", "--delta", "0.1"]
+    code, printed, err = _run([*argv, "--risk", "consistency", "-o", out], capsys)
+    assert code == 0, err
+    assert "With probability at least 0.9" in printed
+    policy = eeopt.load_policy(out)
+    assert policy.guarantee_["risk"] == "consistency" and policy.fit_params_["delta"] == 0.1
+    code, _, err = _run([*argv[:-2], "--delta", "2", "-o", tmp_path / "q.json"], capsys)
+    assert code == 2 and "delta" in err
