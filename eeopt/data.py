@@ -384,7 +384,13 @@ class ExitData:
         costs = self.costs if self.has_costs else None
         if self.has_probs:
             probs = _readonly(self._probs[idx])
-            return ExitData(probs, labels, costs, metadata=self.metadata, validate=False)
+            # A slice shares the derived arrays computed so far (views, not copies).
+            derived = {}
+            if isinstance(idx, slice):
+                derived = {k: self.__dict__[k][idx] for k in _LABEL_FREE if k in self.__dict__}
+            return ExitData._assemble(
+                probs, probs.shape, labels, costs, self.metadata, None, derived
+            )
         derived = {"predictions": _readonly(self.predictions[idx])}
         if self.confidence_name is not None:
             derived[self.confidence_name] = _readonly(self.score(self.confidence_name)[idx])

@@ -18,6 +18,8 @@ from eeopt import _validation as v
 from eeopt import engine
 from eeopt.data import ExitData, as_exit_data
 
+#: Rows per block when a policy scores many samples (:meth:`Policy.exit_index`).
+ROWS_PER_BLOCK = 1 << 18
 _FORMAT = "eeopt.policy"
 _FORMAT_VERSION = 1
 #: Versions of the policy format this eeopt reads.
@@ -130,6 +132,22 @@ class Policy:
         data.require(*self.requires(), purpose=f"the {self.method!r} policy")
         return data
 
+    def _exits(self, data: ExitData) -> np.ndarray:
+        """The exit rule on the policy's scores, in blocks of rows: a score at exit k depends on
+        that sample's exits 0..k only, so blocks give the same exits, and the temporaries of a
+        block (scores, comparisons) stay small however many samples a (memory-mapped) cache
+        holds."""
+        n = data.n_samples
+        if n <= ROWS_PER_BLOCK:
+            return engine.first_exit(self.compute_scores(data), self.thresholds_)
+        exits = np.empty(n, dtype=np.int64)
+        for start in range(0, n, ROWS_PER_BLOCK):
+            block = data.subset(slice(start, start + ROWS_PER_BLOCK))
+            exits[start : start + ROWS_PER_BLOCK] = engine.first_exit(
+                self.compute_scores(block), self.thresholds_
+            )
+        return exits
+
     def requires(self) -> tuple[str, ...]:
         """What the policy's score is computed from (``probs`` or a score name, see
         :meth:`ExitData.provides`); data without it get a ValueError saying so."""
@@ -156,12 +174,12 @@ class Policy:
         logits or probabilities (``input``).
         """
         data = self._data(logits, input=input)
-        return engine.first_exit(self.compute_scores(data), self.thresholds_)
+        return self._exits(data)
 
     def predict(self, logits: Any, *, input: str = "auto") -> np.ndarray:
         """The predicted class of each sample at its exit, ``(n_samples,)`` int."""
         data = self._data(logits, input=input)
-        exits = engine.first_exit(self.compute_scores(data), self.thresholds_)
+        exits = self._exits(data)
         return engine.at_exit(data.predictions, exits)
 
     def evaluate(
@@ -212,7 +230,7 @@ class Policy:
         n_bootstrap = v.check_positive_int(n_bootstrap, "n_bootstrap", minimum=0)
         confidence = v.check_fraction(confidence, "confidence")
         rng = v.check_random_state(random_state)
-        exits = engine.first_exit(self.compute_scores(data), self.thresholds_)
+        exits = self._exits(data)
         result = engine.evaluate_exits(exits, data.predictions, data.labels, costs)
         if n_bootstrap:
             per_sample = {"mean_cost": costs[exits]}

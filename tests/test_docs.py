@@ -82,3 +82,29 @@ def test_readme_quick_start_runs(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "policy.json").exists() and done.stdout.strip()
+
+
+def _marked_blocks(page: str) -> list[str]:
+    text = (ROOT / "docs" / page).read_text()
+    blocks = text.split("<!-- run by tests/test_docs.py -->")[1:]
+    return [block.split("```python\n", 1)[1].split("```", 1)[0] for block in blocks]
+
+
+DATA_BLOCKS = _marked_blocks("data.md")
+
+
+@pytest.mark.parametrize("index", range(len(DATA_BLOCKS)))
+def test_data_page_snippets_run(index, tmp_path):
+    code = DATA_BLOCKS[index]
+    if "import torch" in code:
+        pytest.importorskip("torch")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip()

@@ -182,3 +182,16 @@ def test_method_given_where_the_labels_go_is_taken_as_the_method():
     )
     with pytest.raises(ValueError, match='method="maxprob"'):
         eeopt.fit(data)
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_exits_in_blocks_of_rows_equal_exits_at_once(method, monkeypatch):
+    import eeopt.policy
+
+    data = _data(n=200, seed=14)
+    policy = _fit(data, method, budget=3.0)
+    at_once = policy.evaluate(data)
+    monkeypatch.setattr(eeopt.policy, "ROWS_PER_BLOCK", 7)
+    in_blocks = policy.evaluate(data)
+    np.testing.assert_array_equal(in_blocks.exit_index, at_once.exit_index)
+    np.testing.assert_array_equal(in_blocks.predictions, at_once.predictions)
