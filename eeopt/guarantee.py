@@ -125,15 +125,11 @@ def resolve(
         )
     delta = None if delta is None else _DELTA.check(delta, "delta")
     bound = "crc" if guarantee == "expectation" else v.check_choice(bound, "bound", risk.BOUNDS)
-    if bound == "binomial" and (
-        options.get("budget") is not None or risk_name in (None, "accuracy-gap")
-    ):
-        if options.get("budget") is not None or data.labels is not None:
-            raise ValueError(
-                "bound='binomial' is exact for 0/1 losses only; a cost or the accuracy gap "
-                "(-1, 0, 1) is not one: use bound='hb' or 'wsr', or risk='error' or "
-                "'consistency' with binomial."
-            )
+    if bound == "binomial" and options.get("budget") is not None:
+        raise ValueError(
+            "bound='binomial' is exact for 0/1 losses only, and a cost is not one: use "
+            "bound='hb' or 'wsr' to certify a budget."
+        )
     split = (
         None if calibration_split is None else _SPLIT.check(calibration_split, "calibration_split")
     )
