@@ -90,12 +90,17 @@ def _marked_blocks(page: str) -> list[str]:
     return [block.split("```python\n", 1)[1].split("```", 1)[0] for block in blocks]
 
 
-DATA_BLOCKS = _marked_blocks("data.md")
+MARKED_BLOCKS = [
+    (page, i, code)
+    for page in ("data.md", "guarantees.md")
+    for i, code in enumerate(_marked_blocks(page))
+]
 
 
-@pytest.mark.parametrize("index", range(len(DATA_BLOCKS)))
-def test_data_page_snippets_run(index, tmp_path):
-    code = DATA_BLOCKS[index]
+@pytest.mark.parametrize(
+    "page, index, code", MARKED_BLOCKS, ids=[f"{p}-{i}" for p, i, _ in MARKED_BLOCKS]
+)
+def test_marked_page_snippets_run(page, index, code, tmp_path):
     if "import torch" in code:
         pytest.importorskip("torch")
     done = subprocess.run(
