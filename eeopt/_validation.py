@@ -85,18 +85,22 @@ def check_int_array(x: Any, name: str, ndim: int) -> np.ndarray:
     int32 stays int32). Whole-number floats are refused with the conversion to use."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of integer classes, got {type(x).__name__}.")
-    arr = np.asarray(x)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"{name} must hold integer class indices, got dtype {arr.dtype}; convert with "
-            f"{name}.astype(int) if they are whole numbers."
-        )
+    arr = _class_index_dtype(np.asarray(x), name, "")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}.")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one sample.")
     if arr.min() < 0:
         raise ValueError(f"{name} must be class indices >= 0; found {arr.min()}.")
+    return arr
+
+
+def _class_index_dtype(arr: np.ndarray, name: str, where: str) -> np.ndarray:
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(
+            f"{name} must hold integer class indices{where}, got dtype {arr.dtype}; convert "
+            f"with {name}.astype(int) if they are whole numbers."
+        )
     return arr
 
 
@@ -167,12 +171,7 @@ def check_shapes_agree(
 def check_labels(labels: Any, n_samples: int, n_classes: int, name: str = "labels") -> np.ndarray:
     if isinstance(labels, (str, bytes)):
         raise TypeError(f"{name} must be an array of integer class indices, got a string.")
-    arr = np.asarray(labels)
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"{name} must hold integer class indices in [0, {n_classes}), got dtype {arr.dtype}; "
-            f"convert with labels.astype(int) if they are whole numbers."
-        )
+    arr = _class_index_dtype(np.asarray(labels), name, f" in [0, {n_classes})")
     if arr.ndim != 1:
         raise ValueError(f"{name} must have shape (n_samples,), got shape {arr.shape}.")
     if arr.shape[0] != n_samples:
