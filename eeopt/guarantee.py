@@ -112,27 +112,12 @@ def resolve(
     """The certified target of a fit, or None when the fit is not certified (no ``delta`` and
     ``guarantee="probability"``); checks every argument against the others first."""
     guarantee = v.check_choice(guarantee, "guarantee", GUARANTEES)
-    certified = delta is not None or guarantee == "expectation"
-    if not certified:
+    if delta is None and guarantee == "probability":
         for name, value in (("risk", risk_name), ("calibration_split", calibration_split)):
             if value is not None:
                 raise ValueError(f"{name}= applies to a certified target: pass delta= as well.")
         return None
-    if guarantee == "expectation" and delta is not None:
-        raise ValueError(
-            "guarantee='expectation' (conformal risk control) bounds the expected risk and "
-            "takes no delta; remove delta=, or use guarantee='probability'."
-        )
-    delta = None if delta is None else _DELTA.check(delta, "delta")
-    bound = "crc" if guarantee == "expectation" else v.check_choice(bound, "bound", risk.BOUNDS)
-    if bound == "binomial" and options.get("budget") is not None:
-        raise ValueError(
-            "bound='binomial' is exact for 0/1 losses only, and a cost is not one: use "
-            "bound='hb' or 'wsr' to certify a budget."
-        )
-    split = (
-        None if calibration_split is None else _SPLIT.check(calibration_split, "calibration_split")
-    )
+    delta, bound, split = _check_terms(options, delta, bound, guarantee, calibration_split)
     direct = sorted(d.name for d in spec.direct if options.get(d.name) is not None)
     if direct:
         raise ValueError(
@@ -147,6 +132,31 @@ def resolve(
             )
         budget = v.check_budget(options["budget"], data.costs)
         return Certified("cost", budget, delta, bound, guarantee, split)
+    risk_name, epsilon = _risk_and_level(spec, data, options, risk_name)
+    return Certified(risk_name, epsilon, delta, bound, guarantee, split)
+
+
+def _check_terms(options, delta, bound, guarantee, calibration_split):
+    """``delta``, the bound and the split, checked against each other and the target."""
+    if guarantee == "expectation" and delta is not None:
+        raise ValueError(
+            "guarantee='expectation' (conformal risk control) bounds the expected risk and "
+            "takes no delta; remove delta=, or use guarantee='probability'."
+        )
+    delta = None if delta is None else _DELTA.check(delta, "delta")
+    bound = "crc" if guarantee == "expectation" else v.check_choice(bound, "bound", risk.BOUNDS)
+    if bound == "binomial" and options.get("budget") is not None:
+        raise ValueError(
+            "bound='binomial' is exact for 0/1 losses only, and a cost is not one: use "
+            "bound='hb' or 'wsr' to certify a budget."
+        )
+    if calibration_split is not None:
+        calibration_split = _SPLIT.check(calibration_split, "calibration_split")
+    return delta, bound, calibration_split
+
+
+def _risk_and_level(spec, data, options, risk_name) -> tuple[str, float]:
+    """The risk of a certified accuracy target and its level (``tolerance=``)."""
     if spec.budget_only:
         raise ValueError(
             f"method {spec.name!r} is fitted to a budget only: certify budget=B with delta=."
@@ -166,8 +176,7 @@ def resolve(
             f"a certified target needs tolerance= (epsilon: the largest {risk_name} risk to "
             f"allow on new data, e.g. 0.01)."
         )
-    epsilon = v.Interval("real", 0.0, 1.0).check(options["tolerance"], "tolerance")
-    return Certified(risk_name, epsilon, delta, bound, guarantee, split)
+    return risk_name, v.Interval("real", 0.0, 1.0).check(options["tolerance"], "tolerance")
 
 
 def certified_fit(
