@@ -184,6 +184,40 @@ def _methods(text: str | None) -> list[str] | None:
     return None if text is None else [m.strip() for m in text.split(",") if m.strip()]
 
 
+def _compare_options(args: argparse.Namespace, val: ExitData | None) -> dict[str, Any]:
+    """Keyword arguments of eeopt.compare from the options compare, report and benchmark
+    share (``val`` places the --n-budgets budgets; benchmark has cost fractions only)."""
+    fractions = _floats(args.cost_fractions, "--cost-fractions")
+    budgets = None
+    if val is not None:
+        if args.budgets is not None and fractions is not None:
+            raise CLIError("give --budgets or --cost-fractions, not both.")
+        if args.budgets is not None or fractions is None:
+            budgets = _budgets(args, val)
+    return {
+        "budgets": budgets,
+        "cost_fractions": fractions,
+        "n_splits": args.splits,
+        "calibration_size": _size(args.calibration_size),
+        "reference": args.reference,
+        "random_state": args.random_state,
+        "n_jobs": args.n_jobs,
+        "verbose": not args.quiet,
+    }
+
+
+def _size(text: str | None) -> int | float | None:
+    """--calibration-size: a count ("1500") or a share ("0.5")."""
+    if text is None:
+        return None
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise CLIError(
+            f"--calibration-size must be a count (1500) or a share (0.5), got {text!r}."
+        ) from None
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     import eeopt
 
@@ -195,9 +229,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         args.data, costs=args.costs, test=args.test, random_state=args.random_state
     )
     methods = _methods(args.methods)
-    budgets = _budgets(args, val)
-    seeded = _seeded(methods, args.random_state)
-    table = eeopt.compare(val, test, methods, budgets, verbose=not args.quiet, options=seeded)
+    table = eeopt.compare(val, test, methods, **_compare_options(args, val))
     print(table)
     for path in args.table or []:
         getattr(table, writers[Path(path).suffix])(path)
@@ -214,7 +246,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
             val,
             test,
             methods or eeopt.method_names(),
-            options=seeded,
+            random_state=args.random_state,
             figsize=(6, 4),
             verbose=not args.quiet,
         )
@@ -231,13 +263,92 @@ def _cmd_report(args: argparse.Namespace) -> None:
         args.data, costs=args.costs, test=args.test, random_state=args.random_state
     )
     methods = _methods(args.methods)
-    seeded = _seeded(methods, args.random_state)
-    table = eeopt.compare(
-        val, test, methods, _budgets(args, val), verbose=not args.quiet, options=seeded
-    )
+    table = eeopt.compare(val, test, methods, **_compare_options(args, val))
     print(table)
-    path = write_report(val, test, args.output, table=table, options=seeded, verbose=not args.quiet)
+    path = write_report(
+        val,
+        test,
+        args.output,
+        table=table,
+        random_state=args.random_state,
+        command=_command_line(args),
+        verbose=not args.quiet,
+    )
     print(f"wrote {path}")
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``eeopt report`` command as given (for the report's footer)."""
+    words = ["eeopt", "report", args.data]
+    for flag, value in (
+        ("--test", args.test),
+        ("--costs", args.costs),
+        ("--methods", args.methods),
+        ("--budgets", args.budgets),
+        ("--cost-fractions", args.cost_fractions),
+        ("--splits", args.splits if args.splits != 1 else None),
+        ("--calibration-size", args.calibration_size),
+        ("--reference", args.reference if args.reference != "final-exit" else None),
+        ("--random-state", args.random_state or None),
+        ("-o", args.output),
+    ):
+        if value is not None:
+            words += [flag, str(value)]
+    return " ".join(words)
+
+
+def _benchmark_sources(specs: list[str], costs: str | None) -> dict[str, Any]:
+    """name -> one ExitData (an .npz: pooled and re-split) or a (val, test) pair."""
+    sources: dict[str, Any] = {}
+    for spec in specs:
+        path = Path(spec)
+        name = path.stem if path.suffix else spec
+        if name in sources:
+            raise CLIError(f"DATA {spec!r}: two inputs are named {name!r}; rename one file.")
+        if path.suffix == ".npz":
+            sources[name] = load_one(spec, "val", costs=costs)
+        else:
+            sources[name] = load_splits(spec, costs=costs)
+    return sources
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    import eeopt
+    from eeopt.compare import compare_many
+
+    out = Path(args.output)
+    sources = _benchmark_sources(args.data, args.costs)
+    table = compare_many(sources, _methods(args.methods), **_compare_options(args, None))
+    print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "runs.csv", out / "summary.csv"]
+    table.to_csv(written[0])
+    table.to_csv(written[1], level="summary")
+    for name in table.datasets:
+        written += _benchmark_files(eeopt, table, name, out)
+    for path in written:
+        print(f"wrote {path}")
+
+
+def _benchmark_files(eeopt: Any, table: Any, name: str, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for metric in ("accuracy", "speedup"):
+        pivot = table.pivot(metric, name)
+        for suffix, writer in ((".md", pivot.to_markdown), (".tex", pivot.to_latex)):
+            path = out / f"{name}-{metric}{suffix}"
+            writer(path)
+            written.append(path)
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    eeopt.plot.plot_comparison(table, dataset=name, ax=ax)
+    path = out / f"{name}-comparison.svg"
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+    return [*written, path]
 
 
 def _cmd_datasets(args: argparse.Namespace) -> None:
@@ -255,6 +366,47 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
             f"{name:{width}s}  {data.n_exits} exits, {data.n_classes} classes, "
             f"{data.n_samples} test samples; per-exit accuracy {accuracy}"
         )
+
+
+def _comparison_arguments(p: argparse.ArgumentParser, default_fractions: str | None = None) -> None:
+    """Options of compare, report and benchmark: budgets as shares, splits, the test."""
+    p.add_argument(
+        "--cost-fractions",
+        default=default_fractions,
+        metavar="F,F,...",
+        help="budgets as shares of the final exit's cost, e.g. 0.25,0.5,0.75,1"
+        + (f" (default {default_fractions})" if default_fractions else ""),
+    )
+    p.add_argument(
+        "--splits",
+        type=int,
+        default=1,
+        help="calibration/test splits (default 1: the given split; more pools the samples "
+        "and re-splits them at random)",
+    )
+    p.add_argument(
+        "--calibration-size",
+        metavar="N",
+        help="samples that calibrate in each re-split: a count, or a share such as 0.5 "
+        "(default: the validation split's size, or half of a single file)",
+    )
+    p.add_argument(
+        "--reference",
+        default="final-exit",
+        help="method every other is tested against (paired bootstrap; default final-exit)",
+    )
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="fits in parallel (joblib; -1 for every core; default 1)",
+    )
+    p.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seeds the splits, every fit (eenet) and the bootstrap (default 0)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,26 +466,51 @@ def build_parser() -> argparse.ArgumentParser:
             help="a separate test .npz (else DATA's test split, or a random half of a single .npz)",
         )
         p.add_argument("--methods", help="comma-separated, default all")
-        p.add_argument("--budgets", help="comma-separated mean-cost budgets")
+        p.add_argument("--budgets", help="comma-separated mean-cost budgets (in DATA's cost units)")
         p.add_argument(
             "--n-budgets",
             type=int,
             default=5,
-            help="evenly spaced budgets when --budgets is not given (default 5)",
+            help="evenly spaced budgets when neither --budgets nor --cost-fractions is given "
+            "(default 5)",
         )
-        p.add_argument("--random-state", type=int, default=0)
+        _comparison_arguments(p)
         if name == "compare":
             p.add_argument("-o", "--output", help="figure of the test fronts (.pdf, .svg, .png)")
             p.add_argument(
                 "--table",
                 action="append",
                 metavar="FILE",
-                help="write the table (.csv, .md or .tex); repeatable",
+                help="write the table: .csv (one row per run), .md or .tex (methods by "
+                "budgets, best in bold); repeatable",
             )
         else:
             p.add_argument("-o", "--output", required=True, metavar="DIR")
         common(p)
         p.set_defaults(run=run)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="compare methods on many caches over repeated splits: CSV, tables and figures",
+    )
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        nargs="+",
+        help=data_help + "; an .npz is pooled and re-split, the others are (val, test) pairs",
+    )
+    p.add_argument("--methods", help="comma-separated, default all")
+    _comparison_arguments(p, default_fractions="0.25,0.5,0.75,1")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="writes runs.csv (one row per run), summary.csv, and per dataset "
+        "NAME-accuracy.md/.tex, NAME-speedup.md/.tex and NAME-comparison.svg",
+    )
+    common(p)
+    p.set_defaults(run=_cmd_benchmark)
 
     p = sub.add_parser("datasets", help="list the shipped datasets")
     p.set_defaults(run=_cmd_datasets)
