@@ -161,7 +161,10 @@ class ComparisonTable:
     n_bootstrap : int
     datasets : dict
         Per dataset: ``costs``, ``cost_units``, ``n_splits``, ``n_calibration``, ``n_test``,
-        ``pooled`` (re-split from pooled samples, or the given split).
+        ``pooled`` (re-split from pooled samples, or the given split), ``settings`` (column
+        labels), ``setting_kind`` and ``splits``: the ``(calibration, test)`` index arrays of
+        each split (into the pooled samples, val then test, or into val and test when the
+        given split is used), to refit anything else on the same splits.
     """
 
     runs: list[dict[str, Any]]
@@ -390,15 +393,18 @@ def compare(
     >>> table = eeopt.compare(val, test, ["maxprob", "msdnet"], [500_000], verbose=False)
     >>> print(table.pivot())  # doctest: +NORMALIZE_WHITESPACE
     Test accuracy (%)
-                Budget (MFLOPs)
-    method             0.500
-    -------  ----------------
-    maxprob  96.8 ± 0.7 † *
-    msdnet     95.3 ± 0.8 †
+             Budget (MFLOPs)
+    method          0.500
+    -------  ------------
+    maxprob  96.8 ± 0.6 *
+    msdnet   95.3 ± 0.7 †
     Final exit alone: 97.2 ± 0.6% at 1.74 MFLOPs.
-    ± half-width of the 95% bootstrap interval (1000 resamples, 1 split).
+    Intervals: 95% paired bootstrap (1000 resamples, 1 split); ± gives the wider side.
     † differs from final-exit (paired bootstrap, p < 0.05).
     * best in its column
+    >>> row = table.summary[1]  # maxprob; summary[0] is the final exit alone
+    >>> print(f"{row['difference']:+.4f}, p = {row['p_value']:.3f}")
+    -0.0040, p = 0.074
     >>> latex = table.to_latex()  # also to_markdown(), to_csv() (one row per run), to_pandas()
     """
     val, test_set, methods = _forms(data, test, methods, budgets)
@@ -764,6 +770,7 @@ def _info(dataset: _Dataset) -> dict[str, Any]:
         "pooled": dataset.pooled,
         "settings": [s.label for s in dataset.settings],
         "setting_kind": _setting_kind(dataset.settings[0]),
+        "splits": [(s.calibration, s.test) for s in dataset.splits],
     }
 
 

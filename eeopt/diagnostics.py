@@ -44,7 +44,7 @@ def score_auroc(data: Any, scores: Sequence[str] | None = None) -> Pivot:
     >>> from eeopt.diagnostics import score_auroc
     >>> auroc = score_auroc(eeopt.datasets.load("mnist1d", "test"), ["maxprob"])
     >>> [f"{x:.2f}" for x in auroc.mean[0]]
-    ['0.88', '0.93', '0.95', '0.96', '0.96', '0.96', '0.95']
+    ['0.80', '0.87', '0.94', '0.95', '0.95', '0.96', '0.96']
     """
     from sklearn.metrics import roc_auc_score
 

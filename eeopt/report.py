@@ -474,14 +474,16 @@ def _theorem_reading(report: Any) -> str:
         ),
         (
             ~holds & used & ~below,
-            "the samples leaving err at least p on test data: the "
-            "thresholds were fitted on validation data, so a small excess where few samples "
-            "leave is sampling error, not a failure of the theorem",
+            "the samples leaving err at least p on test data ({errors}): the thresholds kept "
+            "them below p on validation data, and a small excess on new data is sampling "
+            "error, not a failure of the theorem",
         ),
     )
+    errors = np.asarray(report.measured_error)
     for where, reason in reasons:
         if where.any():
-            text += f" At exit {_join(exits[where])}, {reason}."
+            shown = _join([f"{100 * e:.1f}%" for e in errors[where]])
+            text += f" At exit {_join(exits[where])}, {reason.format(errors=shown)}."
     verdict = "holds" if report.error_within_p else "does not hold"
     return (
         f"{text} Overall BEEM-A errs {100 * report.policy_error:.1f}% against p = "
@@ -489,8 +491,8 @@ def _theorem_reading(report: Any) -> str:
     )
 
 
-def _join(values: np.ndarray) -> str:
-    items = [str(int(x)) for x in values]
+def _join(values: Any) -> str:
+    items = [x if isinstance(x, str) else str(int(x)) for x in values]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 

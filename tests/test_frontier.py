@@ -120,3 +120,26 @@ def test_long_sweeps_draw_a_progress_bar_unless_verbose_is_false(method, capsys)
     quiet = eeopt.pareto_front(logits, labels, method=method, n_budgets=3, verbose=False)
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(loud.costs, quiet.costs)
+
+
+def test_the_oracle_is_the_same_with_recall_by_brute_force():
+    # Every sample chooses where to stop (k, paying costs[k]) and which passed exit answers
+    # (j <= k); the best accuracy within each budget over all such choices is the oracle front.
+    rng = np.random.default_rng(4)
+    costs = np.array([1.0, 2.5, 4.0])
+    for _ in range(5):
+        correct = rng.random((5, 3)) < 0.45
+        labels = np.zeros(5, dtype=int)
+        probs = np.full((5, 3, 2), 0.1)
+        probs[:, :, 0] = np.where(correct, 0.9, 0.1)
+        probs[:, :, 1] = 1 - probs[:, :, 0]
+        front = eeopt.oracle_front(probs, labels, costs)
+        choices = [(k, j) for k in range(3) for j in range(k + 1)]
+        best: dict[float, int] = {}
+        for plan in itertools.product(choices, repeat=5):
+            cost = sum(costs[k] for k, _ in plan)
+            right = sum(bool(correct[n, j]) for n, (_, j) in enumerate(plan))
+            best[cost] = max(best.get(cost, 0), right)
+        for budget, accuracy in zip(front.costs, front.accuracies, strict=True):
+            reachable = max(r for c, r in best.items() if c <= 5 * budget + 1e-9)
+            assert reachable / 5 == pytest.approx(accuracy)
