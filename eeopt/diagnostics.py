@@ -68,7 +68,8 @@ def score_auroc(data: Any, scores: Sequence[str] | None = None) -> Pivot:
         title="AUROC of each score for 'this exit is right'",
         column_title="Exit",
         row_title="score",
-        notes=["0.5 is chance, 1 separates right from wrong perfectly; n/a: exit always right."],
+        notes=["0.5 is chance, 1 separates right from wrong perfectly."]
+        + (["n/a: the exit is always right or always wrong."] if np.isnan(values).any() else []),
     )
 
 

@@ -178,7 +178,7 @@ def summary_pivot(table: ComparisonTable, metric: str, dataset: str) -> Pivot:
         kinds=[kind] * len(settings),
         title=title,
         column_title=_column_title(table, dataset),
-        notes=_notes(table, dataset, rows, marks),
+        notes=_notes(table, dataset, rows, marks, has_interval),
         marks=marks,
         cost_unit=table.unit(dataset),
     )
@@ -198,7 +198,9 @@ def _column_title(table: ComparisonTable, dataset: str) -> str:
     return "Target" if kind == "default" else ""
 
 
-def _notes(table: ComparisonTable, dataset: str, rows: list[dict], marks: np.ndarray) -> list[str]:
+def _notes(
+    table: ComparisonTable, dataset: str, rows: list[dict], marks: np.ndarray, intervals: bool
+) -> list[str]:
     final, unit, info = table.final(dataset), table.unit(dataset), table.datasets[dataset]
     spread = max(
         final["accuracy"] - final["accuracy_low"], final["accuracy_high"] - final["accuracy"]
@@ -208,7 +210,9 @@ def _notes(table: ComparisonTable, dataset: str, rows: list[dict], marks: np.nda
         f"Final exit alone: {100 * final['accuracy']:.1f} ± {100 * spread:.1f}% at "
         f"{unit.format(final['mean_cost'])}.",
         f"Intervals: {100 * table.confidence:g}% paired bootstrap ({table.n_bootstrap} "
-        f"resamples, {splits}); ± gives the wider side.",
+        f"resamples, {splits}); ± gives the wider side."
+        if intervals
+        else f"Means over {splits}.",
     ]
     if (marks == "†").any():
         notes.append(
