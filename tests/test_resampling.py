@@ -76,3 +76,43 @@ def test_seed_sequences_reject_a_bad_random_state():
         resampling.seed_sequences(-1)
     with pytest.raises(TypeError, match="random_state"):
         resampling.seed_sequences(1.5)
+
+
+# -- statistical checks: many simulated test sets where the truth is known, vectorised as the
+# columns of one bootstrap (each column its own data set; 1,000 of them).
+N_SIMS = 1000
+
+
+def _miss_rate(values, truth, seed):
+    replicates = resampling.split_bootstrap(values, 1000, np.random.default_rng(seed))
+    low, high = resampling.percentile_interval(replicates, 0.95)
+    return np.mean((truth < low) | (truth > high))
+
+
+def test_interval_of_one_split_covers_the_true_accuracy_95_percent_of_the_time():
+    rng = np.random.default_rng(10)
+    values = (rng.random((1, 400, N_SIMS)) < 0.9).astype(float)
+    # 95% nominal; 3.5 standard errors of a 1,000-draw rate either side.
+    assert 0.05 - 0.025 <= _miss_rate(values, 0.9, 11) <= 0.05 + 0.025
+
+
+def test_interval_over_independent_splits_is_conservative():
+    # Each split's calibration moves its accuracy (sd 2 points); its test samples add noise.
+    rng = np.random.default_rng(12)
+    accuracy = 0.9 + rng.normal(0, 0.02, size=(10, 1, N_SIMS))
+    values = (rng.random((10, 200, N_SIMS)) < accuracy).astype(float)
+    assert _miss_rate(values, 0.9, 13) <= 0.05 + 0.025
+
+
+def test_paired_test_rejects_at_its_level_under_the_null_and_finds_a_real_gap():
+    rng = np.random.default_rng(14)
+    a = (rng.random((1, 400, N_SIMS)) < 0.8).astype(float)
+    for other, check in ((0.8, lambda rate: rate <= 0.05 + 0.025), (0.7, lambda rate: rate > 0.8)):
+        b = (rng.random((1, 400, N_SIMS)) < other).astype(float)
+        replicates = resampling.split_bootstrap(
+            np.concatenate([a, b], axis=2), 1000, np.random.default_rng(15)
+        )
+        differences = replicates[:, :N_SIMS] - replicates[:, N_SIMS:]
+        observed = a.mean(axis=(0, 1)) - b.mean(axis=(0, 1))
+        rate = np.mean(resampling.paired_p_value(differences, observed) < 0.05)
+        assert check(rate), (other, rate)
