@@ -32,7 +32,7 @@ from eeopt.engine import EvaluationResult, evaluate_exits
 from eeopt.exceptions import BudgetUnreachableError
 from eeopt.frontier import oracle_front
 from eeopt.methods import METHODS, fit, method_names
-from eeopt.pivot import Pivot
+from eeopt.pivot import Pivot, import_pandas
 from eeopt.units import CostUnit, data_cost_unit
 
 #: The row of the final exit alone; also the default reference of the paired test.
@@ -189,7 +189,8 @@ class ComparisonTable:
         """Methods in table order (the final exit left out)."""
         return list(dict.fromkeys(r["method"] for r in self.summary if r["method"] != FINAL))
 
-    def _dataset(self, dataset: str | None) -> str:
+    def dataset_name(self, dataset: str | None = None) -> str:
+        """The name of ``dataset``; None is the only one when the table holds one."""
         names = list(self.datasets)
         if dataset is None and len(names) == 1:
             return names[0]
@@ -199,17 +200,17 @@ class ComparisonTable:
 
     def settings(self, dataset: str | None = None) -> list[str]:
         """Setting labels (the columns of a pivot) of ``dataset``, in order."""
-        name = self._dataset(dataset)
+        name = self.dataset_name(dataset)
         rows = [r for r in self.summary if r["dataset"] == name and r["method"] != FINAL]
         return list(dict.fromkeys(r["setting"] for r in rows))
 
     def unit(self, dataset: str | None = None) -> CostUnit:
-        info = self.datasets[self._dataset(dataset)]
+        info = self.datasets[self.dataset_name(dataset)]
         return data_cost_unit(info["costs"], {"cost_units": info["cost_units"]})
 
     def final(self, dataset: str | None = None) -> dict[str, Any]:
         """The summary row of the final exit alone."""
-        name = self._dataset(dataset)
+        name = self.dataset_name(dataset)
         return next(r for r in self.summary if r["dataset"] == name and r["method"] == FINAL)
 
     def pivot(self, metric: str = "accuracy", dataset: str | None = None) -> Pivot:
@@ -227,7 +228,7 @@ class ComparisonTable:
         """
         from eeopt.tables import summary_pivot
 
-        return summary_pivot(self, metric, self._dataset(dataset))
+        return summary_pivot(self, metric, self.dataset_name(dataset))
 
     def __str__(self) -> str:
         blocks = []
@@ -239,7 +240,7 @@ class ComparisonTable:
 
     def describe(self, dataset: str | None = None) -> str:
         """One sentence: the splits, the intervals, the reference, the final exit."""
-        name = self._dataset(dataset)
+        name = self.dataset_name(dataset)
         info, final, unit = self.datasets[name], self.final(name), self.unit(name)
         how = (
             f"{info['n_splits']} random splits of the pooled samples"
@@ -266,10 +267,8 @@ class ComparisonTable:
 
     def to_pandas(self, level: str = "runs") -> Any:
         """The runs (or ``level="summary"``) as a pandas DataFrame (needs pandas)."""
-        from eeopt.pivot import _pandas  # noqa: PLC2701 - the same optional import
-
         records, columns = self._records(level)
-        return _pandas().DataFrame.from_records(
+        return import_pandas().DataFrame.from_records(
             [{k: r[k] for k in columns} for r in records], columns=list(columns)
         )
 

@@ -267,7 +267,7 @@ class Pivot:
 
     def to_pandas(self) -> Any:
         """:meth:`records` as a pandas DataFrame (needs pandas: ``pip install eeopt[io]``)."""
-        return _pandas().DataFrame.from_records(self.records())
+        return import_pandas().DataFrame.from_records(self.records())
 
 
 def _md_row(cells: list[str]) -> str:
@@ -310,7 +310,8 @@ def _maybe_write(text: str, path: str | os.PathLike | None) -> str:
     return text
 
 
-def _pandas() -> Any:
+def import_pandas() -> Any:
+    """pandas, or an ImportError that says how to install it."""
     try:
         import pandas
     except ImportError:  # pragma: no cover - depends on the environment

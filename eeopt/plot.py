@@ -188,7 +188,7 @@ def plot_comparison(
     matplotlib Axes
     """
     ax = _axes(ax, figsize=(5.5, 3.6))
-    name = table._dataset(dataset)  # noqa: SLF001 - the table's own lookup
+    name = table.dataset_name(dataset)
     unit = table.unit(name)
     rows = [r for r in table.summary if r["dataset"] == name and r["accuracy"] is not None]
     for method in table.methods:
