@@ -605,11 +605,17 @@ def _prepare(
         split = resampling.Split(
             np.arange(val.n_samples), np.arange(test.n_samples), resampling.fit_seed(seed_seq)
         )
-        return _Dataset(name, val, test, [split], settings, False, _unit(test))
-    pool = val if test is None else _pool(val, test)
+        return _Dataset(name, _bare(val), _bare(test), [split], settings, False, _unit(test))
+    pool = _bare(val) if test is None else _pool(val, test)
     size = _calibration_size(calibration_size, pool.n_samples, val.n_samples if test else None)
     splits = resampling.random_splits(pool.n_samples, size, n_splits, seq)
     return _Dataset(name, pool, pool, splits, settings, True, _unit(pool))
+
+
+def _bare(data: ExitData) -> ExitData:
+    """The same arrays without the cached scores: what every parallel task receives (joblib
+    memory-maps the large probability array once; cached arrays would be pickled per task)."""
+    return ExitData(data.probs, data.labels, data.costs, metadata=data.metadata, validate=False)
 
 
 def _unit(data: ExitData) -> CostUnit:
