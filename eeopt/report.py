@@ -462,12 +462,12 @@ def _theorem_reading(report: Any) -> str:
     reasons = (
         (
             ~holds & ~used,
-            "no test sample leaves, so the bound is 0 and the check reads "
-            "False: expected, and harmless",
+            "no test sample leaves, so the bound is 0 and the check says no: expected, and "
+            "harmless",
         ),
         (
             ~holds & used & below & (exits == 0),
-            "the samples leaving err below p, yet the check reads False: at the paper's first "
+            "the samples leaving err below p, yet the check says no: at the paper's first "
             "exit the bound has the factor b^0 = 1 where 'err below p' needs B (the share of "
             "wrong answers that leave), so it can only hold if exit 0 alone beats the final "
             "exit; expected",
