@@ -409,52 +409,8 @@ def _comparison_arguments(p: argparse.ArgumentParser, default_fractions: str | N
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eeopt",
-        description="Choose, check and explain early-exit policies from cached exit outputs.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "an eeopt .npz, an MSDNet-family logits_single.pth, or a shipped dataset name"
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--costs", help="cumulative costs per exit: flops.pth or a one-column CSV")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-    p = sub.add_parser("fit", help="fit a policy and save it as JSON")
-    p.add_argument("data", metavar="DATA", help=data_help + " (its validation split)")
-    p.add_argument("--method", required=True)
-    p.add_argument("--budget", type=float)
-    p.add_argument("--target")
-    p.add_argument("--tolerance", type=float)
-    p.add_argument("--threshold", type=float)
-    p.add_argument("--patience", type=int)
-    p.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="method option, e.g. --option reset=zero (values parsed as JSON)",
-    )
-    p.add_argument(
-        "--random-state",
-        type=int,
-        default=0,
-        help="seed of the methods that draw random numbers (eenet)",
-    )
-    p.add_argument("-o", "--output", default="policy.json")
-    common(p)
-    p.set_defaults(run=_cmd_fit)
-
-    p = sub.add_parser("evaluate", help="evaluate a saved policy")
-    p.add_argument("policy", metavar="POLICY")
-    p.add_argument("data", metavar="DATA", help=data_help + " (its test split)")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals")
-    p.add_argument("--random-state", type=int, default=0)
-    p.add_argument("--json", action="store_true")
-    common(p)
-    p.set_defaults(run=_cmd_evaluate)
-
+def _add_comparison_parsers(sub: Any, data_help: str, common: Any) -> None:
+    """The compare, report and benchmark subcommands."""
     for name, helptext, run in (
         ("compare", "fit methods on validation data, evaluate on test data", _cmd_compare),
         ("report", "write a self-contained HTML report", _cmd_report),
@@ -511,6 +467,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
     p.set_defaults(run=_cmd_benchmark)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eeopt",
+        description="Choose, check and explain early-exit policies from cached exit outputs.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "an eeopt .npz, an MSDNet-family logits_single.pth, or a shipped dataset name"
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--costs", help="cumulative costs per exit: flops.pth or a one-column CSV")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("fit", help="fit a policy and save it as JSON")
+    p.add_argument("data", metavar="DATA", help=data_help + " (its validation split)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--budget", type=float)
+    p.add_argument("--target")
+    p.add_argument("--tolerance", type=float)
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="method option, e.g. --option reset=zero (values parsed as JSON)",
+    )
+    p.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed of the methods that draw random numbers (eenet)",
+    )
+    p.add_argument("-o", "--output", default="policy.json")
+    common(p)
+    p.set_defaults(run=_cmd_fit)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved policy")
+    p.add_argument("policy", metavar="POLICY")
+    p.add_argument("data", metavar="DATA", help=data_help + " (its test split)")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for intervals")
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    common(p)
+    p.set_defaults(run=_cmd_evaluate)
+
+    _add_comparison_parsers(sub, data_help, common)
 
     p = sub.add_parser("datasets", help="list the shipped datasets")
     p.set_defaults(run=_cmd_datasets)

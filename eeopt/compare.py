@@ -406,18 +406,10 @@ def compare(
     -0.0040, p = 0.074
     >>> latex = table.to_latex()  # also to_markdown(), to_csv() (one row per run), to_pandas()
     """
-    val, test_set, methods = _forms(data, test, methods, budgets)
-    names = _check_methods(methods)
-    extra = _check_options(options, names)
-    if reference != FINAL and reference not in names:
-        raise ValueError(
-            f"reference must be {FINAL!r} or one of methods ({', '.join(names)}); "
-            f"got {reference!r}."
-        )
-    confidence = v.check_fraction(confidence, "confidence")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), e.g. 0.95; got {confidence:g}.")
-    n_bootstrap = v.check_positive_int(n_bootstrap, "n_bootstrap")
+    val, test_set, methods = _forms(data, test, methods)
+    names, extra, confidence, n_bootstrap = _check_run(
+        methods, options, reference, confidence, n_bootstrap
+    )
     split_seq, bootstrap_seq = resampling.seed_sequences(random_state)
     dataset = _prepare(
         _name(val),
@@ -479,16 +471,13 @@ def compare_many(
     """
     if not isinstance(datasets, Mapping) or not datasets:
         raise ValueError("datasets must be a non-empty dict of name -> ExitData or (val, test).")
-    names = _check_methods(methods)
-    extra = _check_options(options, names)
-    if reference != FINAL and reference not in names:
-        raise ValueError(f"reference must be {FINAL!r} or one of methods; got {reference!r}.")
-    confidence = v.check_fraction(confidence, "confidence")
-    n_bootstrap = v.check_positive_int(n_bootstrap, "n_bootstrap")
+    names, extra, confidence, n_bootstrap = _check_run(
+        methods, options, reference, confidence, n_bootstrap
+    )
     split_seq, bootstrap_seq = resampling.seed_sequences(random_state)
     prepared = []
     for (key, source), seq in zip(datasets.items(), split_seq.spawn(len(datasets)), strict=True):
-        val, test_set, _ = _forms(source, None, names, budgets)
+        val, test_set, _ = _forms(source, None, names)
         prepared.append(
             _prepare(
                 str(key),
@@ -517,7 +506,7 @@ def compare_many(
 
 
 # -- checking the input ---------------------------------------------------------------------
-def _forms(data: Any, test: Any, methods: Any, budgets: Any) -> tuple[ExitData, Any, Any]:
+def _forms(data: Any, test: Any, methods: Any) -> tuple[ExitData, Any, Any]:
     """``(val_or_pool, test_or_None, methods)`` from the two calling forms."""
     if isinstance(test, str) or (
         isinstance(test, (list, tuple)) and test and all(isinstance(m, str) for m in test)
@@ -545,7 +534,26 @@ def _forms(data: Any, test: Any, methods: Any, budgets: Any) -> tuple[ExitData, 
     return val, test, methods
 
 
+def _check_run(
+    methods: Any, options: Any, reference: Any, confidence: Any, n_bootstrap: Any
+) -> tuple[list[str], dict[str, dict[str, Any]], float, int]:
+    """The checked ``(methods, options, confidence, n_bootstrap)`` of a comparison."""
+    names = _check_methods(methods)
+    extra = _check_options(options, names)
+    if reference != FINAL and reference not in names:
+        raise ValueError(
+            f"reference must be {FINAL!r} or one of methods ({', '.join(names)}); "
+            f"got {reference!r}."
+        )
+    confidence = v.check_fraction(confidence, "confidence")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), e.g. 0.95; got {confidence:g}.")
+    return names, extra, confidence, v.check_positive_int(n_bootstrap, "n_bootstrap")
+
+
 def _check_methods(methods: Any) -> list[str]:
+    if isinstance(methods, str):
+        methods = [methods]
     names = method_names() if methods is None else list(methods)
     if not names:
         raise ValueError("methods must name at least one method, e.g. ['maxprob'].")
