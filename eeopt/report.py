@@ -291,21 +291,35 @@ def _budget_section(table: ComparisonTable) -> str:
 def _budget_reading(table: ComparisonTable, accuracy: Any) -> str:
     best = accuracy.best()
     columns = accuracy.columns
-    first = [accuracy.rows[i] for i in np.flatnonzero(best[:, 0])]
+    leaders = [accuracy.rows[i] for i in np.flatnonzero(best[:, 0])]
     text = (
-        f"At the smallest budget ({columns[0]}) {' and '.join(first) or 'no method'} "
-        f"{'is' if len(first) == 1 else 'are'} most accurate "
+        f"At {_setting_phrase(table, columns[0])}, {' and '.join(leaders) or 'no method'} "
+        f"{'is' if len(leaders) == 1 else 'are'} most accurate "
         f"({_plain_cell(accuracy, int(np.argmax(best[:, 0])), 0)}%)."
     )
-    level = 1 - table.confidence
-    for j, column in enumerate(columns):
-        reached = np.isfinite(accuracy.mean[:, j])
-        if reached.any() and not (accuracy.marks[reached, j] == "†").any():
-            return (
-                f"{text} From {column} on, no method differs significantly from the final "
-                f"exit (paired bootstrap at level {level:.2g}); † marks those that do below."
-            )
-    return f"{text} † marks a method that differs significantly from the final exit."
+    reference = "the final exit" if table.reference == FINAL else table.reference
+    marked = (accuracy.marks == "†").any(axis=0)
+    quiet_from = len(columns) - int(np.argmax(marked[::-1])) if marked.any() else 0
+    level = f"paired bootstrap, level {1 - table.confidence:.2g}"
+    if quiet_from == 0:
+        return f"{text} No method differs significantly from {reference} ({level})."
+    if quiet_from < len(columns):
+        return (
+            f"{text} From {_setting_phrase(table, columns[quiet_from])} on, no method differs "
+            f"significantly from {reference} ({level}); † marks those that do below it."
+        )
+    return f"{text} † marks the methods that differ significantly from {reference} ({level})."
+
+
+def _setting_phrase(table: ComparisonTable, label: str) -> str:
+    """A column of the comparison in words: "the budget 0.303 MFLOPs", "25% of the final
+    exit's cost"."""
+    kind = table.datasets[table.dataset_name()]["setting_kind"]
+    if kind == "budget":
+        return f"the budget {label} {table.unit().label}".rstrip()
+    if kind == "fraction":
+        return f"{label} of the final exit's cost"
+    return "the final exit's accuracy" if kind == "accuracy" else "the default target"
 
 
 def _plain_cell(pivot: Any, i: int, j: int) -> str:
@@ -337,7 +351,8 @@ def _fronts_section(
         j = gap.columns.index(middle)
         i = int(np.nanargmax(gap.mean[:, j]))
         reading += (
-            f" At the budget {middle}, {gap.rows[i]} closes {100 * gap.mean[i, j]:.0f}% of the "
+            f" At {_setting_phrase(table, middle)}, {gap.rows[i]} closes "
+            f"{100 * gap.mean[i, j]:.0f}% of the "
             "gap between a static mix of exits (no look at the input) and the oracle."
         )
     return (
@@ -371,7 +386,7 @@ def _exits_section(table: ComparisonTable) -> str:
     last = {m: f[-1] for m, f in fractions.items()}
     first, keeper = max(early, key=early.get), max(last, key=last.get)
     reading = (
-        f"At the budget {middle}: {first} lets the most samples leave by exit 1 "
+        f"At {_setting_phrase(table, middle)}: {first} lets the most samples leave by exit 1 "
         f"({100 * early[first]:.0f}%); {keeper} keeps the most to the final exit "
         f"({100 * last[keeper]:.0f}%). Same budget, different bets on which samples are easy."
     )
@@ -416,10 +431,10 @@ def _gap_recall_table(table: ComparisonTable, middle: str) -> str:
     )
     gains = pivots[2].mean[:, j] - pivots[0].mean[:, j]
     text = (
-        f"At the budget {middle}: the gap closed is the share of the way from a static mix of "
-        "exits to the oracle at the same cost (100% = the oracle, below 0 = worse than not "
-        "looking at the input). With recall, each sample answers with the most confident exit "
-        "it passed"
+        f"At {_setting_phrase(table, middle)}: the gap closed is the share of the way from a "
+        "static mix of exits to the oracle at the same cost (100% = the oracle, below 0 = "
+        "worse than not looking at the input). With recall, each sample answers with the "
+        "most confident exit it passed"
     )
     if np.isfinite(gains).any():
         i = int(np.nanargmax(np.abs(gains)))
