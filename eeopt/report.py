@@ -137,7 +137,9 @@ def write_report(
     options : dict, optional
         Per-method fit options, as in :func:`~eeopt.compare`.
     n_splits, n_jobs, random_state
-        Passed to :func:`~eeopt.compare` (``n_splits > 1`` pools val and test and re-splits).
+        Passed to :func:`~eeopt.compare` (``n_splits > 1`` pools val and test and re-splits
+        them for the table; the fronts, the Theorem 3.1 check and the histograms use the
+        given val/test split). ``random_state`` also seeds the fronts' fits.
     command : str, optional
         The command that made the page, shown in its footer (the CLI passes its own).
     verbose : bool, default=True
