@@ -286,6 +286,7 @@ def _command_line(args: argparse.Namespace) -> str:
         ("--methods", args.methods),
         ("--budgets", args.budgets),
         ("--cost-fractions", args.cost_fractions),
+        ("--n-budgets", args.n_budgets if args.n_budgets != 5 else None),
         ("--splits", args.splits if args.splits != 1 else None),
         ("--calibration-size", args.calibration_size),
         ("--reference", args.reference if args.reference != "final-exit" else None),
@@ -302,7 +303,8 @@ def _benchmark_sources(specs: list[str], costs: str | None) -> dict[str, Any]:
     sources: dict[str, Any] = {}
     for spec in specs:
         path = Path(spec)
-        name = path.stem if path.suffix else spec
+        # A cache is named by its folder (every MSDNet-family cache is logits_single.pth).
+        name = path.parent.name if path.suffix == ".pth" else path.stem if path.suffix else spec
         if name in sources:
             raise CLIError(f"DATA {spec!r}: two inputs are named {name!r}; rename one file.")
         if path.suffix == ".npz":
@@ -313,7 +315,6 @@ def _benchmark_sources(specs: list[str], costs: str | None) -> dict[str, Any]:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> None:
-    import eeopt
     from eeopt.compare import compare_many
 
     out = Path(args.output)
@@ -325,16 +326,19 @@ def _cmd_benchmark(args: argparse.Namespace) -> None:
     table.to_csv(written[0])
     table.to_csv(written[1], level="summary")
     for name in table.datasets:
-        written += _benchmark_files(eeopt, table, name, out)
+        written += _benchmark_files(table, name, out)
     for path in written:
         print(f"wrote {path}")
 
 
-def _benchmark_files(eeopt: Any, table: Any, name: str, out: Path) -> list[Path]:
+def _benchmark_files(table: Any, name: str, out: Path) -> list[Path]:
+    """A dataset's accuracy and speedup tables (.md, .tex) and its comparison figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from eeopt import plot
 
     written = []
     for metric in ("accuracy", "speedup"):
@@ -344,7 +348,7 @@ def _benchmark_files(eeopt: Any, table: Any, name: str, out: Path) -> list[Path]
             writer(path)
             written.append(path)
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    eeopt.plot.plot_comparison(table, dataset=name, ax=ax)
+    plot.plot_comparison(table, dataset=name, ax=ax)
     path = out / f"{name}-comparison.svg"
     fig.savefig(path, metadata={"Date": None})
     plt.close(fig)
