@@ -125,7 +125,7 @@ def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
     assert 'src="http' not in page  # nothing loaded from elsewhere
     assert (out / "comparison.csv").exists()
     footer = page.split("<footer>")[1]
-    assert f"eeopt report {npz} --methods maxprob,patience -o {out}" in footer
+    assert f"eeopt report {npz} --methods maxprob,patience --n-budgets 3 -o {out}" in footer
 
 
 @pytest.mark.parametrize(
