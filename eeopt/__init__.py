@@ -5,7 +5,7 @@ confidence baselines), evaluates accuracy against cost, checks the theory and dr
 """
 
 from eeopt import theory
-from eeopt.compare import ComparisonTable, compare
+from eeopt.compare import ComparisonTable, compare, compare_many
 from eeopt.data import ExitData
 from eeopt.engine import EvaluationResult
 from eeopt.exceptions import BudgetUnreachableError
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # Submodules reached as attributes (``eeopt.plot``, ``eeopt.torch``) are imported on first use:
 # ``import eeopt`` stays free of matplotlib's pyplot and of torch.
-_LAZY_MODULES = ("datasets", "io", "plot", "report", "risk", "torch")
+_LAZY_MODULES = ("datasets", "diagnostics", "io", "plot", "report", "risk", "tables", "torch")
 
 
 def __getattr__(name: str):
@@ -42,6 +42,7 @@ __all__ = [
     "Policy",
     "candidates",
     "compare",
+    "compare_many",
     "fit",
     "heldout_front",
     "load_policy",

@@ -170,14 +170,6 @@ def _budgets(args: argparse.Namespace, val: ExitData) -> np.ndarray | None:
     return np.linspace(val.costs[0], val.costs[-1], args.n_budgets + 2)[1:-1]
 
 
-def _seeded(methods: list[str] | None, random_state: int) -> dict[str, dict[str, Any]]:
-    """Per-method options giving ``random_state`` to every method (EENet draws random numbers;
-    the others ignore it), so that a command's output is the same from run to run."""
-    from eeopt.methods import method_names
-
-    return {m: {"random_state": random_state} for m in (methods or method_names())}
-
-
 def _methods(text: str | None) -> list[str] | None:
     if text is None:
         return None
@@ -192,6 +184,40 @@ def _methods(text: str | None) -> list[str] | None:
     return names
 
 
+def _compare_options(args: argparse.Namespace, val: ExitData | None) -> dict[str, Any]:
+    """Keyword arguments of eeopt.compare from the options compare, report and benchmark
+    share (``val`` places the --n-budgets budgets; benchmark has cost fractions only)."""
+    fractions = _floats(args.cost_fractions, "--cost-fractions")
+    budgets = None
+    if val is not None:
+        if args.budgets is not None and fractions is not None:
+            raise CLIError("give --budgets or --cost-fractions, not both.")
+        if args.budgets is not None or fractions is None:
+            budgets = _budgets(args, val)
+    return {
+        "budgets": budgets,
+        "cost_fractions": fractions,
+        "n_splits": args.splits,
+        "calibration_size": _size(args.calibration_size),
+        "reference": args.reference,
+        "random_state": args.random_state,
+        "n_jobs": args.n_jobs,
+        "verbose": not args.quiet,
+    }
+
+
+def _size(text: str | None) -> int | float | None:
+    """--calibration-size: a count ("1500") or a share ("0.5")."""
+    if text is None:
+        return None
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise CLIError(
+            f"--calibration-size must be a count (1500) or a share (0.5), got {text!r}."
+        ) from None
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     import eeopt
 
@@ -199,21 +225,12 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     for path in args.table or []:
         if Path(path).suffix not in writers:
             raise CLIError(f"--table {path!r}: use a .csv, .md or .tex file name.")
+        sources.check_output_file(path, "--table", force=args.force)
     if args.output:
         sources.check_output_file(args.output, "-o/--output", force=args.force)
-    for path in args.table or []:
-        sources.check_output_file(path, "--table", force=args.force)
-    val, test = load_splits(
-        args.data,
-        costs=args.costs,
-        test=args.test,
-        random_state=args.random_state,
-        input=args.input,
-    )
     methods = _methods(args.methods)
-    budgets = _budgets(args, val)
-    seeded = _seeded(methods, args.random_state)
-    table = eeopt.compare(val, test, methods, budgets, verbose=not args.quiet, options=seeded)
+    val, test = _pair(args)
+    table = eeopt.compare(val, test, methods, **_compare_options(args, val))
     print(table)
     for path in args.table or []:
         getattr(table, writers[Path(path).suffix])(path)
@@ -230,7 +247,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
             val,
             test,
             methods or eeopt.method_names(),
-            options=seeded,
+            random_state=args.random_state,
             figsize=(6, 4),
             verbose=not args.quiet,
         )
@@ -244,21 +261,110 @@ def _cmd_report(args: argparse.Namespace) -> None:
     from eeopt.report import write_report
 
     sources.check_output_folder(args.output, "-o/--output")
-    val, test = load_splits(
+    methods = _methods(args.methods)
+    val, test = _pair(args)
+    table = eeopt.compare(val, test, methods, **_compare_options(args, val))
+    print(table)
+    path = write_report(
+        val,
+        test,
+        args.output,
+        table=table,
+        random_state=args.random_state,
+        command=_command_line(args),
+        verbose=not args.quiet,
+    )
+    print(f"wrote {path}")
+
+
+def _pair(args: argparse.Namespace) -> tuple[ExitData, ExitData]:
+    return load_splits(
         args.data,
         costs=args.costs,
         test=args.test,
         random_state=args.random_state,
         input=args.input,
     )
-    methods = _methods(args.methods)
-    seeded = _seeded(methods, args.random_state)
-    table = eeopt.compare(
-        val, test, methods, _budgets(args, val), verbose=not args.quiet, options=seeded
-    )
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``eeopt report`` command as given (for the report's footer)."""
+    words = ["eeopt", "report", args.data]
+    for flag, value in (
+        ("--test", args.test),
+        ("--costs", args.costs),
+        ("--input", args.input if args.input != "auto" else None),
+        ("--methods", args.methods),
+        ("--budgets", args.budgets),
+        ("--cost-fractions", args.cost_fractions),
+        ("--n-budgets", args.n_budgets if args.n_budgets != 5 else None),
+        ("--splits", args.splits if args.splits != 1 else None),
+        ("--calibration-size", args.calibration_size),
+        ("--reference", args.reference if args.reference != "final-exit" else None),
+        ("--random-state", args.random_state or None),
+        ("-o", args.output),
+    ):
+        if value is not None:
+            words += [flag, str(value)]
+    return " ".join(words)
+
+
+def _benchmark_sources(specs: list[str], costs: str | None, input: str) -> dict[str, Any]:
+    """name -> one ExitData (a file or folder: pooled and re-split) or a (val, test) pair (a
+    shipped dataset, an MSDNet cache)."""
+    found: dict[str, Any] = {}
+    for spec in specs:
+        path = Path(spec)
+        # A cache is named by its folder (every MSDNet-family cache is logits_single.pth).
+        name = path.parent.name if path.suffix == ".pth" else path.stem if path.suffix else spec
+        if name in found:
+            raise CLIError(f"DATA {spec!r}: two inputs are named {name!r}; rename one file.")
+        if path.exists() and path.suffix != ".pth":
+            found[name] = load_one(spec, "val", costs=costs, input=input)
+        else:
+            found[name] = load_splits(spec, costs=costs, input=input)
+    return found
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> None:
+    from eeopt.compare import compare_many
+
+    out = sources.check_output_folder(args.output, "-o/--output")
+    found = _benchmark_sources(args.data, args.costs, args.input)
+    table = compare_many(found, _methods(args.methods), **_compare_options(args, None))
     print(table)
-    path = write_report(val, test, args.output, table=table, options=seeded, verbose=not args.quiet)
-    print(f"wrote {path}")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "runs.csv", out / "summary.csv"]
+    table.to_csv(written[0])
+    table.to_csv(written[1], level="summary")
+    for name in table.datasets:
+        written += _benchmark_files(table, name, out)
+    for path in written:
+        print(f"wrote {path}")
+
+
+def _benchmark_files(table: Any, name: str, out: Path) -> list[Path]:
+    """A dataset's accuracy and speedup tables (.md, .tex) and its comparison figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eeopt import plot
+
+    written = []
+    for metric in ("accuracy", "speedup"):
+        pivot = table.pivot(metric, name)
+        for suffix, writer in ((".md", pivot.to_markdown), (".tex", pivot.to_latex)):
+            path = out / f"{name}-{metric}{suffix}"
+            writer(path)
+            written.append(path)
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    plot.plot_comparison(table, dataset=name, ax=ax)
+    path = out / f"{name}-comparison.svg"
+    fig.savefig(path, metadata={"Date": None})
+    plt.close(fig)
+    return [*written, path]
 
 
 def _cmd_datasets(args: argparse.Namespace) -> None:
@@ -416,7 +522,49 @@ def _evaluate_parser(sub: Any) -> None:
     p.set_defaults(run=_cmd_evaluate)
 
 
-def _table_parsers(sub: Any) -> None:
+def _comparison_arguments(p: argparse.ArgumentParser, default_fractions: str | None = None) -> None:
+    """Options of compare, report and benchmark: budgets as shares, splits, the test."""
+    p.add_argument(
+        "--cost-fractions",
+        default=default_fractions,
+        metavar="F,F,...",
+        help="budgets as shares of the final exit's cost, e.g. 0.25,0.5,0.75,1"
+        + (f" (default {default_fractions})" if default_fractions else ""),
+    )
+    p.add_argument(
+        "--splits",
+        type=_positive_int,
+        default=1,
+        help="calibration/test splits (default 1: the given split; more pools the samples "
+        "and re-splits them at random)",
+    )
+    p.add_argument(
+        "--calibration-size",
+        metavar="N",
+        help="samples that calibrate in each re-split: a count, or a share such as 0.5 "
+        "(default: the validation split's size, or half of a single file)",
+    )
+    p.add_argument(
+        "--reference",
+        default="final-exit",
+        help="method every other is tested against (paired bootstrap; default final-exit)",
+    )
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="fits in parallel (joblib; -1 for every core; default 1)",
+    )
+    p.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seeds the splits, every fit (eenet) and the bootstrap (default 0)",
+    )
+
+
+def _add_comparison_parsers(sub: Any) -> None:
+    """The compare, report and benchmark subcommands."""
     for name, helptext, run in (
         ("compare", "fit methods on validation data, evaluate on test data", _cmd_compare),
         ("report", "write a self-contained HTML report", _cmd_report),
@@ -428,26 +576,23 @@ def _table_parsers(sub: Any) -> None:
             help="a separate test file (else DATA's test split, or a random half of one file)",
         )
         p.add_argument("--methods", help="comma-separated method names, default all")
-        p.add_argument("--budgets", help="comma-separated mean-cost budgets")
+        p.add_argument("--budgets", help="comma-separated mean-cost budgets (in DATA's cost units)")
         p.add_argument(
             "--n-budgets",
             type=_positive_int,
             default=5,
-            help="evenly spaced budgets when --budgets is not given (default 5)",
+            help="evenly spaced budgets when neither --budgets nor --cost-fractions is given "
+            "(default 5)",
         )
-        p.add_argument(
-            "--random-state",
-            type=int,
-            default=0,
-            help="seed of the random split of one file and of eenet (default 0)",
-        )
+        _comparison_arguments(p)
         if name == "compare":
             p.add_argument("-o", "--output", help="figure of the test fronts (.pdf, .svg, .png)")
             p.add_argument(
                 "--table",
                 action="append",
                 metavar="FILE",
-                help="write the table (.csv, .md or .tex); repeatable",
+                help="write the table: .csv (one row per run), .md or .tex (methods by "
+                "budgets, best in bold); repeatable",
             )
             p.add_argument("--force", action="store_true", help="replace existing output files")
         else:
@@ -456,6 +601,30 @@ def _table_parsers(sub: Any) -> None:
             )
         _data_options(p)
         p.set_defaults(run=run)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="compare methods on many caches over repeated splits: CSV, tables and figures",
+    )
+    p.add_argument(
+        "data",
+        metavar="DATA",
+        nargs="+",
+        help=_DATA_HELP + "; a file or folder is pooled and re-split, a shipped name or an "
+        "MSDNet cache is a (val, test) pair",
+    )
+    p.add_argument("--methods", help="comma-separated, default all")
+    _comparison_arguments(p, default_fractions="0.25,0.5,0.75,1")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="writes runs.csv (one row per run), summary.csv, and per dataset "
+        "NAME-accuracy.md/.tex, NAME-speedup.md/.tex and NAME-comparison.svg",
+    )
+    _data_options(p)
+    p.set_defaults(run=_cmd_benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -466,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _fit_parser(sub)
     _evaluate_parser(sub)
-    _table_parsers(sub)
+    _add_comparison_parsers(sub)
     p = sub.add_parser("datasets", help="list the shipped datasets")
     p.set_defaults(run=_cmd_datasets)
     return parser

@@ -201,6 +201,14 @@ def oracle_front(
     its earliest correct exit, accuracy = share of samples with any correct exit. No policy
     can beat this front on the same data.
 
+    It is also the oracle **with recall** (T-Tamer, 2025: a sample may answer with any exit it
+    has already passed): stopping at exit k to answer with an earlier exit j pays
+    ``costs[k] >= costs[j]`` for an answer that was already there at j, so with the labels
+    known the earliest right exit is the cheapest right answer with or without recall, and the
+    two fronts coincide (a brute force over every stop-and-answer choice checks this in the
+    tests). Recall does change what policies that do not know the labels can reach:
+    :func:`eeopt.diagnostics.recall_accuracy` measures it at a policy's exits.
+
     Returns
     -------
     Front

@@ -63,6 +63,8 @@ def load(spec: str, split: str, *, costs: str | None = None, input: str = "auto"
         raise SourceError(f"DATA {spec!r} is neither a file nor a shipped dataset ({names}).")
     if costs is not None:
         data = data.with_costs(_costs(costs))
+        # The data's own cost units no longer describe the costs given (FLOPs -> seconds?).
+        data.metadata = {k: x for k, x in data.metadata.items() if k != "cost_units"}
     return data
 
 

@@ -95,7 +95,7 @@ def test_compare_prints_the_table_and_writes_files(npz, tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "final-exit" in out and "msdnet" in out
+    assert "Final exit alone" in out and "msdnet" in out and "Budget" in out
     assert fig.read_bytes().startswith(b"%PDF")
     assert "\\begin{tabular}" in table.read_text()
 
@@ -119,11 +119,13 @@ def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "final-exit" in printed and "patience" in printed and "index.html" in printed
+    assert "Final exit alone" in printed and "patience" in printed and "index.html" in printed
     page = (out / "index.html").read_text()
-    assert page.count("<svg") >= 3 and "<table>" in page and "maxprob" in page
+    assert page.count("<svg") >= 3 and "<table class='pivot'>" in page and "maxprob" in page
     assert 'src="http' not in page  # nothing loaded from elsewhere
     assert (out / "comparison.csv").exists()
+    footer = page.split("<footer>")[1]
+    assert f"eeopt report {npz} --methods maxprob,patience --n-budgets 3 -o {out}" in footer
 
 
 @pytest.mark.parametrize(
@@ -140,6 +142,11 @@ def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
             ["compare", "{npz}", "--table", "x.doc", "--methods", "maxprob", "--budgets", "2"],
             ".csv",
         ),
+        (["compare", "{npz}", "--budgets", "2", "--cost-fractions", "0.5"], "not both"),
+        (["compare", "{npz}", "--splits", "3", "--calibration-size", "ab"], "--calibration-size"),
+        (["compare", "{npz}", "--methods", "maxprob", "--reference", "msdnet"], "reference"),
+        (["benchmark", "{npz}", "--cost-fractions", "0.1", "-o", "x"], "cost_fractions"),
+        (["benchmark", "{npz}", "{npz}", "-o", "x"], "two inputs"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(npz, argv, needle, capsys):
@@ -278,7 +285,7 @@ def test_costs_apply_to_shipped_datasets(tmp_path, capsys):
     argv = ["compare", "digits", "--costs", costs, "--methods", "maxprob", "--budgets", "5", "-q"]
     code, printed, err = _run(argv, capsys)
     assert code == 0, err
-    assert "10" in printed.splitlines()[2]  # the final exit's mean cost is the new 10
+    assert "Final exit alone: 96.9% at 10.0." in printed  # the new costs, without FLOPs units
     code, _, err = _run(["report", "mnist1d", "--costs", costs, "-o", tmp_path / "r"], capsys)
     assert code == 2 and "(7)" in err and not (tmp_path / "r").exists()
 
@@ -359,3 +366,31 @@ def test_fit_certifies_a_target_and_prints_the_statement(npz, tmp_path, capsys):
     assert policy.guarantee_["risk"] == "consistency" and policy.fit_params_["delta"] == 0.1
     code, _, err = _run([*argv[:-2], "--delta", "2", "-o", tmp_path / "q.json"], capsys)
     assert code == 2 and "delta" in err
+
+
+def test_compare_re_splits_with_splits_and_cost_fractions(npz, tmp_path, capsys):
+    table = tmp_path / "runs.csv"
+    argv = ["compare", str(npz), "--methods", "maxprob", "--cost-fractions", "0.5,0.75"]
+    assert main([*argv, "--splits", "3", "--n-jobs", "2", "--table", str(table), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "3 random splits" in out and "50%" in out and "75%" in out
+    assert len(table.read_text().splitlines()) == 1 + 2 * 3  # one row per run
+
+
+def test_benchmark_writes_csv_tables_and_figures_for_every_cache(npz, tmp_path, capsys):
+    other = tmp_path / "other.npz"
+    logits, labels = make_multi_exit(n=400, n_exits=3, seed=4)
+    eeopt.ExitData.from_logits(logits, labels, costs=[1, 3, 4]).save(other)
+    out = tmp_path / "results"
+    argv = ["benchmark", str(npz), str(other), "--methods", "maxprob,msdnet", "--splits", "2"]
+    assert main([*argv, "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "toy:" in printed and "other:" in printed
+    runs = (out / "runs.csv").read_text().splitlines()
+    assert len(runs) == 1 + 2 * 2 * 4 * 2  # datasets x methods x shares x splits
+    assert {line.split(",")[0] for line in runs[1:]} == {"toy", "other"}
+    for name in ("toy", "other"):
+        assert "\\toprule" in (out / f"{name}-accuracy.tex").read_text()
+        assert "| maxprob |" in (out / f"{name}-speedup.md").read_text()
+        assert (out / f"{name}-comparison.svg").read_text().rstrip().endswith("</svg>")
+    assert (out / "summary.csv").exists()

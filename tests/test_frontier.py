@@ -127,3 +127,26 @@ def test_front_costs_is_the_deprecated_name_of_mean_costs():
     front = eeopt.pareto_front(data, method="maxprob")
     with pytest.warns(DeprecationWarning, match="mean_costs"):
         np.testing.assert_array_equal(front.costs, front.mean_costs)
+
+
+def test_the_oracle_is_the_same_with_recall_by_brute_force():
+    # Every sample chooses where to stop (k, paying costs[k]) and which passed exit answers
+    # (j <= k); the best accuracy within each budget over all such choices is the oracle front.
+    rng = np.random.default_rng(4)
+    costs = np.array([1.0, 2.5, 4.0])
+    for _ in range(5):
+        correct = rng.random((5, 3)) < 0.45
+        labels = np.zeros(5, dtype=int)
+        probs = np.full((5, 3, 2), 0.1)
+        probs[:, :, 0] = np.where(correct, 0.9, 0.1)
+        probs[:, :, 1] = 1 - probs[:, :, 0]
+        front = eeopt.oracle_front(probs, labels, costs)
+        choices = [(k, j) for k in range(3) for j in range(k + 1)]
+        best: dict[float, int] = {}
+        for plan in itertools.product(choices, repeat=5):
+            cost = sum(costs[k] for k, _ in plan)
+            right = sum(bool(correct[n, j]) for n, (_, j) in enumerate(plan))
+            best[cost] = max(best.get(cost, 0), right)
+        for budget, accuracy in zip(front.mean_costs, front.accuracies, strict=True):
+            reachable = max(r for c, r in best.items() if c <= 5 * budget + 1e-9)
+            assert reachable / 5 == pytest.approx(accuracy)

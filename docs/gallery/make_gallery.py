@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import eeopt  # noqa: E402
 from eeopt import datasets, plot, theory  # noqa: E402
 from eeopt.report import heldout_fronts_figure  # noqa: E402
+from eeopt.units import cost_unit  # noqa: E402
 
 FAST_METHODS = ["maxprob", "msdnet", "beem-a"]
-SEEDED = {"eenet": {"random_state": 0}}
 
 
 def _save(fig, path: Path) -> None:
@@ -38,7 +38,7 @@ def _splits(name: str, fast: bool) -> tuple[eeopt.ExitData, eeopt.ExitData]:
 def fronts_figure(name: str, methods: list[str], fast: bool, out: Path) -> None:
     val, test = _splits(name, fast)
     fig = heldout_fronts_figure(
-        val, test, methods, options=SEEDED, title=f"{name}: test set", verbose=False
+        val, test, methods, random_state=0, title=f"{name}: test set", verbose=False
     )
     _save(fig, out / f"fronts-{name}.svg")
 
@@ -48,21 +48,21 @@ def mnist1d_figures(methods: list[str], fast: bool, out: Path) -> None:
     budget = float(val.costs[0] + 0.35 * (val.costs[-1] - val.costs[0]))
     results = {}
     for method in methods:
-        quiet = {"verbose": False} if method == "eenet" else {}
-        policy = eeopt.fit(val, method=method, budget=budget, **SEEDED.get(method, {}), **quiet)
+        policy = eeopt.fit(val, method=method, budget=budget, random_state=0, verbose=False)
         results[method] = policy.evaluate(test)
-    fig, ax = plt.subplots(figsize=(6.5, 3.2), constrained_layout=True)
-    plot.plot_exit_distribution(results, ax=ax, title=f"mnist1d, budget {budget:.3g} FLOPs")
+    unit = cost_unit(test.costs, test.metadata.get("cost_units"))
+    fig, ax = plt.subplots(figsize=(6.5, 0.42 * len(results) + 1.3), constrained_layout=True)
+    plot.plot_exit_distribution(results, ax=ax, title=f"mnist1d, budget {unit.format(budget)}")
     _save(fig, out / "exits-mnist1d.svg")
 
     fig, axes = plt.subplots(
         1, test.n_exits, figsize=(13, 2.4), constrained_layout=True, squeeze=False
     )
-    plot.plot_score_separation(test, "maxprob", axes=axes[0])
+    plot.plot_score_separation(test, "maxprob", scale="log", axes=axes[0])
     _save(fig, out / "separation-mnist1d.svg")
 
     report = theory.theorem_3_1(eeopt.fit(val, method="beem-a"), test)
-    fig, ax = plt.subplots(figsize=(6.0, 3.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.4, 3.4), constrained_layout=True)
     plot.plot_theorem(report, ax=ax, title="BEEM-A on mnist1d (test set)")
     _save(fig, out / "theorem-mnist1d.svg")
 
