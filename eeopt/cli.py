@@ -272,6 +272,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
         table=table,
         random_state=args.random_state,
         command=_command_line(args),
+        guarantee={"tolerance": args.tolerance, "delta": args.delta} if args.delta else {},
         verbose=not args.quiet,
     )
     print(f"wrote {path}")
@@ -302,6 +303,8 @@ def _command_line(args: argparse.Namespace) -> str:
         ("--calibration-size", args.calibration_size),
         ("--reference", args.reference if args.reference != "final-exit" else None),
         ("--random-state", args.random_state or None),
+        ("--tolerance", args.tolerance if args.tolerance != 0.01 else None),
+        ("--delta", args.delta if args.delta != 0.1 else None),
         ("-o", args.output),
     ):
         if value is not None:
@@ -598,6 +601,20 @@ def _add_comparison_parsers(sub: Any) -> None:
         else:
             p.add_argument(
                 "-o", "--output", required=True, metavar="DIR", help="folder of the report"
+            )
+            p.add_argument(
+                "--tolerance",
+                type=float,
+                default=0.01,
+                help="the Guarantee section certifies an accuracy gap of at most this on new "
+                "data (default 0.01)",
+            )
+            p.add_argument(
+                "--delta",
+                type=float,
+                default=0.1,
+                help="...with probability at least 1 - delta (default 0.1; 0 leaves the "
+                "section out)",
             )
         _data_options(p)
         p.set_defaults(run=run)

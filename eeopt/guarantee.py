@@ -483,6 +483,7 @@ def _record(cert, target, path, order, certified, split, path_data, test_data) -
         "calibration_split": split,
         "parameter": path.parameter,
         "tested_parameters": [float(x) for x in path.parameters[tested]],
+        "tested_mean_costs": [float(x) for x in path.mean_costs[tested]],
         "upper_bounds": [float(x) for x in cert.upper_bounds[: cert.n_tested]],
         "n_certified": int(certified.shape[0]),
         "smallest_certifiable_epsilon": float(cert.smallest_certifiable_epsilon),

@@ -118,6 +118,7 @@ def write_report(
     n_jobs: int | None = None,
     random_state: int | None = 0,
     command: str | None = None,
+    guarantee: dict[str, Any] | None = None,
     verbose: bool = True,
 ) -> Path:
     """Fit ``methods`` on ``val``, evaluate on ``test`` and write ``out_dir/index.html``.
@@ -142,6 +143,11 @@ def write_report(
         given val/test split). ``random_state`` also seeds the fronts' fits.
     command : str, optional
         The command that made the page, shown in its footer (the CLI passes its own).
+    guarantee : dict, optional
+        The certified target of the "Guarantee" section: ``eeopt.fit`` arguments, default
+        ``{"tolerance": 0.01, "delta": 0.1}`` (the accuracy gap, certified on ``val`` for each
+        method that takes an accuracy target, checked on ``test``); ``{}`` leaves the section
+        out.
     verbose : bool, default=True
 
     Returns
@@ -177,10 +183,17 @@ def write_report(
     table.to_csv(out_dir / "comparison.csv")
     table.to_csv(out_dir / "summary.csv", level="summary")
     sections = _sections(val, test, table, options or {}, random_state, verbose)
+    certified = DEFAULT_GUARANTEE if guarantee is None else dict(guarantee)
+    if certified:
+        sections.insert(3, _guarantee_section(val, test, table.methods, certified, random_state))
     page = _page(title or _title(test), sections, command or _python_command(table))
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+#: The report's certified target unless ``guarantee=`` says otherwise.
+DEFAULT_GUARANTEE = {"tolerance": 0.01, "delta": 0.1}
 
 
 def _title(test: ExitData) -> str:
@@ -445,6 +458,108 @@ def _gap_recall_table(table: ComparisonTable, middle: str) -> str:
         )
     text += "; the ceiling is the share of samples some passed exit gets right."
     return _reading(text) + f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>"
+
+
+def _guarantee_section(
+    val: ExitData, test: ExitData, methods: list[str], options: dict, random_state: int | None
+) -> str:
+    """Certified targets: each method's certificate on val, its upper bound along the tested
+    path, and the risk it has on test."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from eeopt import fit, plot
+    from eeopt.methods import method_spec
+
+    options = {"random_state": random_state, **options}
+    rows, curves = [], {}
+    for method in [m for m in methods if not method_spec(m).budget_only]:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            policy = fit(val, method=method, verbose=False, **options)
+        record = policy.guarantee_
+        rows.append((method, record, policy.evaluate(test), _held_out_risk(policy, test, record)))
+        curves[method] = record
+    if not rows:
+        return ""
+    unit = data_cost_unit(val.costs, val.metadata)
+    fig, ax = plt.subplots(figsize=(7.4, 3.2), constrained_layout=True)
+    for method, record in curves.items():
+        style = plot.method_style(method)
+        ax.plot(
+            unit.scale(record["tested_mean_costs"]),
+            record["upper_bounds"],
+            label=method,
+            color=style.color,
+            marker=style.marker,
+            markevery=max(1, len(record["upper_bounds"]) // 12),
+            markersize=3.5,
+            linewidth=1.3,
+        )
+    first = rows[0][1]
+    ax.axhline(first["epsilon"], color="black", linewidth=1.0, label="epsilon")
+    ax.invert_xaxis()  # the path goes from the dearest setting to the cheapest
+    ax.set_xlabel(unit.axis_label("Mean cost of the setting on the validation samples"))
+    ax.set_ylabel(f"upper bound on the {first['risk']} risk")
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=max(3 * first["epsilon"], 1e-3))
+    ax.legend(frameon=False, fontsize="small")
+    return (
+        "<h2>Guarantee on new data</h2>"
+        + _reading(_guarantee_reading(rows, test))
+        + f"<figure>{_svg(fig)}<figcaption>Each method's {html.escape(first['bound'])} upper "
+        f"bound at confidence {1 - first['delta']:g} on its risk, along the settings tested "
+        "(from no early exit, right, towards cheaper settings, left); fixed-sequence testing "
+        "certifies the settings before the first one above epsilon, and the cheapest of them "
+        "is kept. Paths built from the data (per-exit thresholds, learned weights) are tested "
+        "on half of the validation samples.</figcaption></figure>" + _guarantee_table(rows)
+    )
+
+
+def _held_out_risk(policy: Any, test: ExitData, record: dict) -> float:
+    """The certified risk measured on the test samples."""
+    predictions = policy.predict(test)
+    if record["risk"] == "consistency":
+        return float(np.mean(predictions != test.predictions[:, -1]))
+    wrong = np.mean(predictions != test.labels)
+    if record["risk"] == "error":
+        return float(wrong)
+    return float(wrong - (1 - test.exit_accuracy[-1]))
+
+
+def _guarantee_reading(rows: list, test: ExitData) -> str:
+    held = [m for m, r, _, risk in rows if risk <= r["epsilon"]]
+    certified = [(m, res) for m, r, res, _ in rows if r["certified"]]
+    record = rows[0][1]
+    text = (
+        f"Certified on the validation samples: with probability at least "
+        f"{1 - record['delta']:g}, the {record['risk']} risk on new data is at most "
+        f"{record['epsilon']:g}. {len(held)} of {len(rows)} methods stay within it on the "
+        f"{test.n_samples} test samples"
+    )
+    if certified:
+        best, result = max(certified, key=lambda item: item[1].speedup)
+        text += f"; the fastest certified is {best} ({result.speedup:.2f}× the final exit)"
+    return text + "."
+
+
+def _guarantee_table(rows: list) -> str:
+    header = (
+        "<tr><th>method</th><th>certified</th><th>settings tested</th><th>upper bound</th>"
+        "<th>test risk</th><th>test speedup</th></tr>"
+    )
+    body = []
+    for method, record, result, risk in rows:
+        n = record["n_certified"]
+        bound = f"{record['upper_bounds'][n - 1]:.4f}" if n else "–"
+        ok = "ok" if risk <= record["epsilon"] else "no"
+        risk = round(risk, 12) + 0.0  # no "-0.0000"
+        body.append(
+            f"<tr><td>{html.escape(method)}</td><td>{'yes' if record['certified'] else 'no'}"
+            f"</td><td>{len(record['upper_bounds'])}</td><td>{bound}</td>"
+            f"<td class='{ok}'>{risk:+.4f}</td><td>{result.speedup:.2f}×</td></tr>"
+        )
+    return f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _theorem_section(val: ExitData, test: ExitData) -> str:

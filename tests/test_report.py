@@ -12,6 +12,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = [
     "Accuracy at fixed budgets",
     "Accuracy against cost",
+    "Guarantee on new data",
     "Where samples leave",
     "Diagnostics",
     "BEEM-A and Theorem 3.1 (test data)",
@@ -51,7 +52,7 @@ def test_page_has_every_section_in_order_each_with_a_reading(page):
     assert re.findall(r"<h2>(.*?)</h2>", text) == SECTIONS
     for section in text.split("<h2>")[1:]:
         assert "<p class='reading'>" in section  # a one-line reading of every section
-    assert text.count("<svg") == 4  # fronts, exit bars, theorem, score separation
+    assert text.count("<svg") == 5  # fronts, guarantee, exit bars, theorem, score separation
     assert 'src="http' not in text and "<script" not in text  # self-contained
 
 
@@ -103,6 +104,18 @@ def test_a_given_table_is_reused_with_its_methods_and_budgets(tmp_path):
     assert "write_report" in text.split("<footer>")[1]  # a Python call says so
     with pytest.raises(ValueError, match="table must be"):
         write_report(val, test, tmp_path, table=[1, 2], verbose=False)
+
+
+def test_guarantee_section_certifies_each_method_and_checks_it_on_test(page, tmp_path):
+    text = page.read_text()
+    section = text.split("<h2>Guarantee on new data</h2>")[1].split("<h2>")[0]
+    assert "with probability at least 0.9" in section and "at most 0.01" in section
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>(yes|no)</td>", section)
+    assert [name for name, _ in rows] == ["maxprob", "beem-a"]  # msdnet takes budgets only
+    val, test = _toy(n=400, n_exits=3, seed=2)
+    table = eeopt.compare(val, test, ["margin"], [3.0e5], verbose=False)
+    quiet = write_report(val, test, tmp_path, table=table, guarantee={}, verbose=False)
+    assert "Guarantee on new data" not in quiet.read_text()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is absent (Debian package 'chromium')")
