@@ -246,3 +246,41 @@ def ref_quantile_assignment(scores: np.ndarray, counts: list[int]) -> list[int]:
                 assigned[i] = True
                 exits[i] = k
     return exits
+
+
+# --- Exact sweeps: the implementations the fast ones replaced, kept as oracles ---
+
+
+def ref_threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray):
+    """``eeopt.targets.threshold_sweep`` as it was before the packed-key sort (dense (N, K)
+    temporaries, one argsort of the records): ``(parameters, mean_costs, n_correct)``."""
+    n_samples, n_exits = scores.shape
+    base_correct = int(np.count_nonzero(correct[:, -1]))
+    if n_exits == 1:
+        return np.array([np.inf]), np.array([costs[0]]), np.array([base_correct])
+    early = scores[:, :-1]
+    running_max = np.maximum.accumulate(early, axis=1)
+    is_record = np.empty(early.shape, dtype=bool)
+    is_record[:, 0] = True
+    np.greater(early[:, 1:], running_max[:, :-1], out=is_record[:, 1:])
+    next_record = np.empty(early.shape, dtype=np.int64)
+    following = np.full(n_samples, n_exits - 1, dtype=np.int64)
+    for k in range(n_exits - 2, -1, -1):
+        next_record[:, k] = following
+        following = np.where(is_record[:, k], k, following)
+    exit_costs = costs[:-1].astype(np.float64)
+    delta_cost = (exit_costs[None, :] - costs[next_record])[is_record]
+    delta_correct = (
+        correct[:, :-1].astype(np.int8) - np.take_along_axis(correct, next_record, axis=1)
+    )[is_record]
+    values = early[is_record]
+    order = np.argsort(values)[::-1]
+    values, delta_cost, delta_correct = values[order], delta_cost[order], delta_correct[order]
+    group_end = np.flatnonzero(np.r_[values[1:] != values[:-1], True])
+    total_cost = n_samples * costs[-1] + np.cumsum(delta_cost)[group_end]
+    n_correct = base_correct + np.cumsum(delta_correct)[group_end]
+    return (
+        np.r_[np.inf, values[group_end].astype(np.float64)],
+        np.r_[costs[-1], total_cost / n_samples],
+        np.r_[base_correct, n_correct],
+    )
