@@ -63,14 +63,37 @@ def quantile_thresholds(scores: Any, fractions: Any) -> np.ndarray:
 
 
 def _quantile_thresholds(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return quantile_assignment(scores, counts)[0]
+
+
+def quantile_assignment(scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Section 6's thresholds for given counts, and the exit counts they realise.
+
+    The realised counts are those of ``engine.first_exit(scores, thresholds)``, read off the
+    procedure itself (ties may assign more than asked; the last exit takes the rest), so no
+    second pass over the data is needed. One partition per exit over the samples not yet
+    assigned, which are kept as an index array that shrinks as they leave.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_exits)
+    counts : ndarray of shape (n_exits,), int
+        Requested samples per early exit (the last entry is ignored).
+
+    Returns
+    -------
+    thresholds : ndarray of shape (n_exits,), float64
+    realised : ndarray of shape (n_exits,), int64
+    """
     n_samples, n_exits = scores.shape
     thresholds = np.full(n_exits, np.inf)
     thresholds[-1] = -np.inf
-    remaining = np.ones(n_samples, dtype=bool)
+    realised = np.zeros(n_exits, dtype=np.int64)
+    remaining = None  # all samples, until the first exit that lets some out
     for k in range(n_exits - 1):
         if counts[k] == 0:
             continue
-        candidates = scores[remaining, k]
+        candidates = scores[:, k] if remaining is None else scores[remaining, k]
         if candidates.size == 0:
             break
         if counts[k] >= candidates.size:
@@ -79,5 +102,8 @@ def _quantile_thresholds(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
             position = candidates.size - counts[k]
             tau = np.partition(candidates, position)[position]
         thresholds[k] = tau
-        remaining &= scores[:, k] < tau
-    return thresholds
+        stay = np.flatnonzero(candidates < tau)
+        realised[k] = candidates.size - stay.size
+        remaining = stay if remaining is None else remaining[stay]
+    realised[-1] = n_samples if remaining is None else remaining.size
+    return thresholds, realised

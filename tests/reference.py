@@ -284,3 +284,28 @@ def ref_threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarr
         np.r_[costs[-1], total_cost / n_samples],
         np.r_[base_correct, n_correct],
     )
+
+
+def ref_solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
+    """``eeopt.methods.msdnet.solve_q`` as it was before it bisected on counts: bisection on
+    log q in [-60, 60] with the realised mean cost (thresholds + exit rule) at every step."""
+    from eeopt import engine
+    from eeopt.methods.msdnet import geometric_fractions
+
+    def realised(q: float) -> float:
+        fractions = geometric_fractions(q, exit_scores.shape[1])
+        thresholds = np.array(ref_quantile_thresholds(exit_scores, fractions))
+        return engine.mean_cost(engine.first_exit(exit_scores, thresholds), costs)
+
+    if realised(np.inf) <= budget:
+        return np.inf
+    lo, hi = -60.0, 60.0
+    if realised(np.exp(lo)) > budget:
+        return 0.0
+    while hi - lo > 1e-12:
+        mid = 0.5 * (lo + hi)
+        if realised(np.exp(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(lo))

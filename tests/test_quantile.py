@@ -6,7 +6,7 @@ from reference import ref_quantile_assignment, ref_quantile_thresholds
 
 import eeopt
 from eeopt import engine
-from eeopt.quantile import _quantile_thresholds, exit_counts
+from eeopt.quantile import _quantile_thresholds, exit_counts, quantile_assignment
 
 
 def _fractions(draw, n_exits):
@@ -103,3 +103,22 @@ def test_a_count_larger_than_the_pool_takes_everyone_left():
     thresholds = _quantile_thresholds(scores, np.array([2, 3, 0]))
     np.testing.assert_array_equal(engine.first_exit(scores, thresholds), [0, 0, 1])
     assert thresholds[1] == 0.2
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: arrays(
+            np.float64,
+            st.tuples(st.integers(1, 40), st.just(k)),
+            elements=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+        )
+    ),
+    st.data(),
+)
+def test_assignment_reports_the_counts_the_exit_rule_realises(scores, data):
+    """quantile_assignment's realised counts are those of first_exit with its thresholds."""
+    counts = exit_counts(_fractions(data.draw, scores.shape[1]), scores.shape[0])
+    thresholds, realised = quantile_assignment(scores, counts)
+    np.testing.assert_array_equal(thresholds, _quantile_thresholds(scores, counts))
+    exits = ref_quantile_assignment(scores, list(counts))
+    np.testing.assert_array_equal(realised, np.bincount(exits, minlength=scores.shape[1]))

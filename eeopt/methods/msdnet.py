@@ -15,7 +15,7 @@ from eeopt import engine, scores
 from eeopt.data import ExitData
 from eeopt.methods._registry import Target, record_fit, register
 from eeopt.policy import ScorePolicy
-from eeopt.quantile import _quantile_thresholds, exit_counts
+from eeopt.quantile import exit_counts, quantile_assignment
 
 #: Search range of log q: e^-60 puts every sample at the first exit, e^60 at the last.
 _LOG_Q_RANGE = 60.0
@@ -34,7 +34,7 @@ def geometric_fractions(q: float, n_exits: int) -> np.ndarray:
 
 def _thresholds_for(q: float, exit_scores: np.ndarray) -> np.ndarray:
     counts = exit_counts(geometric_fractions(q, exit_scores.shape[1]), exit_scores.shape[0])
-    return _quantile_thresholds(exit_scores, counts)
+    return quantile_assignment(exit_scores, counts)[0]
 
 
 def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
@@ -43,26 +43,59 @@ def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
     Bisection on log q. The realised cost is a step function of q that is monotone up to
     one-sample steps (``floor(pi_k N)`` rounds each exit separately), so the result sits at a
     jump: one step further overshoots the budget, and its cost is generically within one
-    sample's cost step of the budget.
+    sample's cost step of the budget. See :func:`_solve` for how the steps avoid the data.
     """
+    return _solve(exit_scores, costs, budget)[0]
 
-    def realised(q: float) -> float:
-        exits = engine.first_exit(exit_scores, _thresholds_for(q, exit_scores))
-        return engine.mean_cost(exits, costs)
 
-    if realised(np.inf) <= budget:
-        return np.inf
+def _solve(exit_scores: np.ndarray, costs: np.ndarray, budget: float):
+    """``(q, thresholds)``: :func:`solve_q` and the quantile thresholds of that q.
+
+    Each bisection step asks whether the realised mean cost of q is within the budget. The
+    realised cost is a function of the requested counts ``floor(pi_k(q) N)`` alone, and ties
+    only ever move samples to earlier exits, so it is at most the cost of the counts
+    (``O(K)``, no data): when that is within the budget (with a margin for rounding) the
+    answer is yes. Otherwise the counts are looked up in a table of those already realised
+    on the data, and only a new count vector costs a pass over the data (one partition per
+    exit, :func:`eeopt.quantile.quantile_assignment`). Most steps are settled by the counts;
+    the late steps, which straddle the jump, repeat two count vectors. The steps, and so q,
+    are those of a bisection that realises every step on the data, bit for bit.
+    """
+    n_samples, n_exits = exit_scores.shape
+    # Rounding of the K-term mean cost is far below this margin.
+    margin = 8 * n_exits * np.finfo(np.float64).eps * float(np.max(np.abs(costs)))
+    realised: dict[bytes, tuple[bool, np.ndarray]] = {}
+
+    def counts_of(q: float) -> np.ndarray:
+        return exit_counts(geometric_fractions(q, n_exits), n_samples)
+
+    def within(q: float) -> bool:
+        counts = counts_of(q)
+        if engine.mean_cost_from_counts(counts, costs) <= budget - margin:
+            return True
+        key = counts.tobytes()
+        if key not in realised:
+            thresholds, exits = quantile_assignment(exit_scores, counts)
+            realised[key] = (engine.mean_cost_from_counts(exits, costs) <= budget, thresholds)
+        return realised[key][0]
+
+    def answer(q: float):
+        known = realised.get(counts_of(q).tobytes())
+        return q, known[1] if known is not None else _thresholds_for(q, exit_scores)
+
+    if within(np.inf):
+        return answer(np.inf)
     lo, hi = -_LOG_Q_RANGE, _LOG_Q_RANGE
-    if realised(np.exp(lo)) > budget:
-        return 0.0
+    if not within(np.exp(lo)):
+        return answer(0.0)
     # Invariant: lo is within budget, hi is not; stop when they are numerically adjacent.
     while hi - lo > 1e-12:
         mid = 0.5 * (lo + hi)
-        if realised(np.exp(mid)) <= budget:
+        if within(np.exp(mid)):
             lo = mid
         else:
             hi = mid
-    return float(np.exp(lo))
+    return answer(float(np.exp(lo)))
 
 
 @register(
@@ -89,16 +122,15 @@ def fit_msdnet(
     exit_scores = data.score(score)
     if budget is not None:
         budget = v.check_budget(budget, data.costs)
-        q = solve_q(exit_scores, data.costs, budget)
+        q, thresholds = _solve(exit_scores, data.costs, budget)
         target = Target("budget", budget)
     else:
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not q >= 0:
             raise ValueError(f"q must be a number >= 0 (inf allowed), got {q!r}.")
         q = float(q)
         target = Target("direct", q)
-    policy = ScorePolicy(
-        method, _thresholds_for(q, exit_scores), data.costs, data.n_classes, score=score
-    )
+        thresholds = _thresholds_for(q, exit_scores)
+    policy = ScorePolicy(method, thresholds, data.costs, data.n_classes, score=score)
     if data.labels is None:
         policy.fit_info_ = {**target.describe(), "q": q}
         return policy
