@@ -78,6 +78,17 @@ class ExitMoves:
 
 
 @dataclass(frozen=True)
+class ExitCountTable:
+    """Exit counts kept for every candidate, ``(n_candidates, n_exits)``, as a level sweep
+    records them."""
+
+    table: np.ndarray
+
+    def counts(self, indices: np.ndarray) -> np.ndarray:
+        return self.table[indices].astype(np.int64)
+
+
+@dataclass(frozen=True)
 class Sweep:
     """Every distinct outcome of a one-parameter family of policies on the fitting data.
 
@@ -91,16 +102,18 @@ class Sweep:
         :meth:`exit_counts` gives the exact counts that figure is computed from.
     n_correct : ndarray of shape (n_candidates,), int64
     n_samples : int
-    moves : ExitMoves or None
-        How the exit counts change along the sweep (:meth:`exit_counts`), where the sweep
-        keeps them.
+    moves : ExitMoves or ExitCountTable or None
+        How the exit counts change along the sweep, or the counts themselves
+        (:meth:`exit_counts`), where the sweep keeps them.
     """
 
     parameters: np.ndarray
     mean_costs: np.ndarray
     n_correct: np.ndarray
     n_samples: int
-    moves: ExitMoves | None = field(default=None, kw_only=True, repr=False, compare=False)
+    moves: ExitMoves | ExitCountTable | None = field(
+        default=None, kw_only=True, repr=False, compare=False
+    )
 
     @property
     def accuracies(self) -> np.ndarray:
