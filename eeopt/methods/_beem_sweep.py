@@ -43,7 +43,7 @@ NONE = -1
 ONE = 1 << 32
 LOW = ONE - 1
 #: Groups per leaf of the trees: a leaf's groups are scanned, the tree is over the leaves.
-BLOCK = 16
+BLOCK = 4
 
 
 @jit
@@ -359,7 +359,7 @@ class PerExitSweep:
         self.n_groups = np.zeros(n_early, dtype=np.int64)
         for k in range(n_early):
             column = self.scores[:, k]
-            order = np.argsort(-column, kind="stable")  # decreasing score
+            order = np.argsort(-column)  # decreasing score (ties form groups: any order)
             ordered = column[order]
             new_group = np.empty(n_samples, dtype=bool)
             new_group[0] = True
