@@ -1,37 +1,54 @@
 """Optional compilation of eeopt's sequential kernels with numba (``pip install eeopt[fast]``).
 
 A kernel is written once, in the subset of Python that numba compiles (loops over numpy
-arrays and scalars). With numba installed, :func:`jit` compiles it on first use (cached on
-disk); without numba the same function runs as plain Python: identical results, only slower.
-The tests run both.
+arrays and scalars). With numba installed, the first call of any kernel imports numba and
+compiles every kernel (cached on disk), so that ``import eeopt`` does not pay for numba;
+without numba the same functions run as plain Python: identical results, only slower. The
+test suite runs whichever is installed (CI: plain Python).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
-F = TypeVar("F", bound=Callable)
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
-try:  # pragma: no cover - depends on the environment
+_KERNELS: list[_Kernel] = []
+
+
+class _Kernel:
+    """A kernel compiled on first use; ``py_func`` is the plain-Python function."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.py_func = fn
+        self.compiled: Callable | None = None
+        self.__name__, self.__doc__ = fn.__name__, fn.__doc__
+        _KERNELS.append(self)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is None:
+            _compile_all()
+        return self.compiled(*args)
+
+
+def _compile_all() -> None:
     import numba
 
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
-    HAVE_NUMBA = False
+    for kernel in _KERNELS:
+        if kernel.compiled is None:
+            kernel.compiled = numba.njit(cache=True, nogil=True)(kernel.py_func)
+            # Kernels call each other through their module's globals: numba must find the
+            # compiled dispatchers there when it compiles a caller.
+            kernel.py_func.__globals__[kernel.__name__] = kernel.compiled
 
 
-def jit(fn: F) -> F:
-    """Compile ``fn`` with ``numba.njit(cache=True)`` if numba is installed; else return it.
-
-    The compiled dispatcher keeps the Python function as ``.py_func``.
-    """
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True)(fn)
+def jit(fn: Callable) -> Callable:
+    """Compile ``fn`` with numba on first use if numba is installed; else return it as is."""
+    return _Kernel(fn) if HAVE_NUMBA else fn
 
 
 def python_function(fn: Callable) -> Callable:
-    """The plain-Python version of a :func:`jit` kernel (itself without numba)."""
+    """The plain-Python version of a :func:`jit` kernel."""
     return getattr(fn, "py_func", fn)

@@ -169,37 +169,6 @@ def min_rate_after(cells, tree, n_leaves, n_groups, min_samples, after, stack):
 
 
 @jit
-def mark(
-    cells, n_leaves, min_samples, level, k, group, delta, is_wrong, chosen, chosen_prefix, dirty
-):
-    """Decide whether exit k must be re-queried after ``delta`` samples (``is_wrong`` each)
-    of ``group`` entered (+1) or left (-1) its remaining set.
-
-    The choice can only change when rates fall somewhere after it (a later group may then
-    qualify) or when the chosen group itself stops qualifying. Rates after ``group`` rise when
-    a right sample leaves or a wrong one arrives; then only the chosen group needs checking,
-    from its prefix kept in ``chosen_prefix``, and ``next_level`` stays a lower bound. A wrong
-    sample arriving with min_samples > 1 may also make a later group eligible.
-    """
-    rates_rise = (delta < 0) != (is_wrong != 0)
-    if group > chosen[k]:
-        if not rates_rise or (delta > 0 and min_samples > 1):
-            dirty[k] = 1
-        return
-    chosen_prefix[k] += delta * (ONE + int(is_wrong))
-    if not rates_rise:
-        dirty[k] = 1
-        return
-    samples = chosen_prefix[k] >> 32
-    if (
-        cells[chosen[k]] >> 32 == 0
-        or samples < min_samples
-        or (chosen_prefix[k] & LOW) / samples > level
-    ):
-        dirty[k] = 1
-
-
-@jit
 def process_level(
     level,
     scores,
@@ -214,7 +183,6 @@ def process_level(
     min_samples,
     exit_of,
     chosen,
-    chosen_prefix,
     alpha,
     next_level,
     dirty,
@@ -261,10 +229,10 @@ def process_level(
                     group = group_of[j, sample]
                     is_wrong = wrong[sample, j]
                     tree_add(cells[j], trees[j], n_leaves, group, -1, is_wrong)
-                    mark(
-                        cells[j], n_leaves, min_samples, level, j, group, -1, is_wrong,
-                        chosen, chosen_prefix, dirty,
-                    )  # fmt: skip
+                    # A right sample leaving after the choice only raises the rates after
+                    # it: the choice stands and next_level stays a lower bound.
+                    if group <= chosen[j] or is_wrong:
+                        dirty[j] = 1
                 exit_count[was] -= 1
                 exit_correct[was] -= 1 - wrong[sample, was]
                 exit_count[k] += 1
@@ -280,10 +248,10 @@ def process_level(
                     group = group_of[j, sample]
                     is_wrong = wrong[sample, j]
                     tree_add(cells[j], trees[j], n_leaves, group, 1, is_wrong)
-                    mark(
-                        cells[j], n_leaves, min_samples, level, j, group, 1, is_wrong,
-                        chosen, chosen_prefix, dirty,
-                    )  # fmt: skip
+                    # Likewise a wrong sample arriving after the choice (with min_samples = 1,
+                    # so that no group turns eligible).
+                    if group <= chosen[j] or not is_wrong or min_samples > 1:
+                        dirty[j] = 1
                     if scores[sample, j] >= alpha[j]:
                         break
                     j += 1
@@ -293,7 +261,6 @@ def process_level(
                 exit_correct[j] += 1 - wrong[sample, j]
                 exit_of[sample] = j
         chosen[k] = new
-        chosen_prefix[k] = prefix(cells_k, tree_k, n_leaves, new) if new != NONE else 0
         alpha[k] = scores[order[k, group_start[k, new]], k] if new != NONE else np.inf
         next_level[k] = min_rate_after(cells_k, tree_k, n_leaves, groups_k, min_samples, new, stack)
     return changed
@@ -314,7 +281,6 @@ def advance(
     min_samples,
     exit_of,
     chosen,
-    chosen_prefix,
     alpha,
     next_level,
     dirty,
@@ -349,8 +315,8 @@ def advance(
                 break
         changed = process_level(
             level, scores, wrong, order, group_of, group_start, n_groups, cells, trees,
-            n_leaves, min_samples, exit_of, chosen, chosen_prefix, alpha, next_level, dirty,
-            exit_count, exit_correct, stack,
+            n_leaves, min_samples, exit_of, chosen, alpha, next_level, dirty, exit_count,
+            exit_correct, stack,
         )  # fmt: skip
         if changed == 0 and written + cursor[2] > 0:
             continue  # a lower bound was reached, but no choice changed: the same policy
@@ -420,7 +386,6 @@ class PerExitSweep:
         self.min_samples = int(min_samples)
         self.exit_of = np.full(n_samples, n_early, dtype=np.int16 if n_exits < 2**15 else np.int64)
         self.chosen = np.full(n_early, NONE, dtype=np.int64)
-        self.chosen_prefix = np.zeros(n_early, dtype=np.int64)  # packed, at the chosen group
         self.alpha = np.full(n_early, np.inf)
         self.next_level = np.zeros(n_early)
         self.dirty = np.ones(n_early, dtype=np.uint8)
@@ -447,8 +412,7 @@ class PerExitSweep:
         kernel(
             float(max_level), self.scores, self.wrong, self.order, self.group_of,
             self.group_start, self.n_groups, self.cells, self.trees, self.n_leaves,
-            self.min_samples, self.exit_of, self.chosen, self.chosen_prefix, self.alpha,
-            self.next_level,
+            self.min_samples, self.exit_of, self.chosen, self.alpha, self.next_level,
             self.dirty, self.exit_count, self.exit_correct, self.stack, self.cursor,
             out_level, out_alpha, out_count, out_correct,
         )  # fmt: skip
