@@ -6,7 +6,7 @@
 For each N, the synthetic token source of ``benchmarks/tokens.py`` (K = 24 exits, score-only:
 int32 predictions and float32 max-probability confidences, 32,000 classes) is generated once
 into ``--data-dir`` as ``.npy`` files and loaded into memory. Each measurement is the best of a
-few runs (one at the largest sizes), as a ratio to one cached evaluation (``first_exit`` on the
+few runs (one for BEEM and at 10^7), as a ratio to one cached evaluation (``first_exit`` on the
 confidence scores with a fixed threshold + ``evaluate_exits``), with the peak memory the
 measurement allocates (tracemalloc, a separate run) as a ratio to the input arrays:
 
@@ -146,8 +146,8 @@ def measure(n: int, args) -> list[dict]:
     rows = []
     base = seconds(lambda: evaluation(data, fixed), 5)
 
-    def record(name, fn, note=""):
-        took = seconds(fn, repeats)
+    def record(name, fn, note="", once=False):
+        took = seconds(fn, 1 if once else repeats)
         peak = None if args.skip_memory else peak_bytes(fn)
         row = {
             "n": n,
@@ -172,10 +172,11 @@ def measure(n: int, args) -> list[dict]:
         beem = beem_scores(data["predictions"], data["confidence"], weights)  # cached, as fit
         _, n_policies = beem_accuracy_fit(data, beem)
         note = f"{n_policies} policies"
-        record("BEEM accuracy target", lambda: beem_accuracy_fit(data, beem), note)
+        record("BEEM accuracy target", lambda: beem_accuracy_fit(data, beem), note, once=True)
         if n <= args.beem_front_max_n:
             _, n_policies = beem_front(data, beem)
-            record("BEEM front", lambda: beem_front(data, beem), f"{n_policies} policies")
+            note = f"{n_policies} policies"
+            record("BEEM front", lambda: beem_front(data, beem), note, once=True)
     return rows
 
 
