@@ -1,7 +1,8 @@
 """Scale benchmark: the exact sweeps on token-level, score-only data, as ratios in one process.
 
     python benchmarks/bench_scale.py [--sizes 100000 1000000 10000000] [--exits 24]
-        [--data-dir /tmp/eeopt-tokens] [--beem-max-n N] [--skip-memory] [--json out.json]
+        [--data-dir /tmp/eeopt-tokens] [--beem-max-n N] [--beem-front-max-n N] [--beem-only]
+        [--skip-memory] [--json out.json]
 
 For each N, the synthetic token source of ``benchmarks/tokens.py`` (K = 24 exits, score-only:
 int32 predictions and float32 max-probability confidences, 32,000 classes) is generated once
@@ -163,10 +164,11 @@ def measure(n: int, args) -> list[dict]:
         print(f"  {name}: {took:.3f} s = {took / base:.1f}x{memory} {note}", flush=True)
 
     print(f"N = {n:,}: input {size / 2**20:.0f} MiB; one evaluation {base:.4f} s", flush=True)
-    record("evaluation", lambda: evaluation(data, fixed))
-    record("maxprob budget fit", lambda: maxprob_budget_fit(data, budget))
-    record("msdnet budget fit", lambda: msdnet_budget_fit(data, budget))
-    record("oracle front (array computation)", lambda: oracle_front_arrays(data))
+    if not args.beem_only:
+        record("evaluation", lambda: evaluation(data, fixed))
+        record("maxprob budget fit", lambda: maxprob_budget_fit(data, budget))
+        record("msdnet budget fit", lambda: msdnet_budget_fit(data, budget))
+        record("oracle front (array computation)", lambda: oracle_front_arrays(data))
     if n <= args.beem_max_n:
         weights = accuracy_weights(data["correct"])
         beem = beem_scores(data["predictions"], data["confidence"], weights)  # cached, as fit
@@ -190,6 +192,7 @@ def main() -> None:
     parser.add_argument("--beem-max-n", type=int, default=default_beem)
     parser.add_argument("--beem-front-max-n", type=int, default=default_beem)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--beem-only", action="store_true", help="only the BEEM measurements")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     print(f"numba: {HAVE_NUMBA}; load: {os.getloadavg()}", flush=True)

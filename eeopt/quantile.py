@@ -66,7 +66,9 @@ def _quantile_thresholds(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return quantile_assignment(scores, counts)[0]
 
 
-def quantile_assignment(scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quantile_assignment(
+    scores: np.ndarray, counts: np.ndarray, by_exit: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Section 6's thresholds for given counts, and the exit counts they realise.
 
     The realised counts are those of ``engine.first_exit(scores, thresholds)``, read off the
@@ -76,16 +78,20 @@ def quantile_assignment(scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
 
     Parameters
     ----------
-    scores : ndarray of shape (n_samples, n_exits)
+    scores : ndarray of shape (n_samples, n_exits), or (n_exits, n_samples) with ``by_exit``
     counts : ndarray of shape (n_exits,), int
         Requested samples per early exit (the last entry is ignored).
+    by_exit : bool, default=False
+        ``scores`` is transposed, one exit per row: the gathers of the samples still in then
+        read one contiguous row instead of a strided column (worth it when the same scores
+        are assigned many times, as in MSDNet's solver).
 
     Returns
     -------
     thresholds : ndarray of shape (n_exits,), float64
     realised : ndarray of shape (n_exits,), int64
     """
-    n_samples, n_exits = scores.shape
+    n_exits, n_samples = scores.shape if by_exit else scores.shape[::-1]
     thresholds = np.full(n_exits, np.inf)
     thresholds[-1] = -np.inf
     realised = np.zeros(n_exits, dtype=np.int64)
@@ -93,7 +99,8 @@ def quantile_assignment(scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
     for k in range(n_exits - 1):
         if counts[k] == 0:
             continue
-        candidates = scores[:, k] if remaining is None else scores[remaining, k]
+        column = scores[k] if by_exit else scores[:, k]
+        candidates = column if remaining is None else column[remaining]
         if candidates.size == 0:
             break
         if counts[k] >= candidates.size:

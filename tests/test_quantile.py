@@ -120,5 +120,8 @@ def test_assignment_reports_the_counts_the_exit_rule_realises(scores, data):
     counts = exit_counts(_fractions(data.draw, scores.shape[1]), scores.shape[0])
     thresholds, realised = quantile_assignment(scores, counts)
     np.testing.assert_array_equal(thresholds, _quantile_thresholds(scores, counts))
+    by_exit = quantile_assignment(np.ascontiguousarray(scores.T), counts, by_exit=True)
+    np.testing.assert_array_equal(by_exit[0], thresholds)
+    np.testing.assert_array_equal(by_exit[1], realised)
     exits = ref_quantile_assignment(scores, list(counts))
     np.testing.assert_array_equal(realised, np.bincount(exits, minlength=scores.shape[1]))

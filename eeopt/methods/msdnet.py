@@ -48,6 +48,16 @@ def solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
     return _solve(exit_scores, costs, budget)[0]
 
 
+def _by_exit(exit_scores: np.ndarray) -> np.ndarray:
+    """The scores transposed to ``(n_exits, n_samples)``, copied in blocks of rows (a plain
+    transposed copy is about twice as slow)."""
+    n_samples, n_exits = exit_scores.shape
+    out = np.empty((n_exits, n_samples), dtype=exit_scores.dtype)
+    for lo in range(0, n_samples, 1024):
+        out[:, lo : lo + 1024] = exit_scores[lo : lo + 1024].T
+    return out
+
+
 def _solve(exit_scores: np.ndarray, costs: np.ndarray, budget: float):
     """``(q, thresholds)``: :func:`solve_q` and the quantile thresholds of that q.
 
@@ -62,6 +72,7 @@ def _solve(exit_scores: np.ndarray, costs: np.ndarray, budget: float):
     are those of a bisection that realises every step on the data, bit for bit.
     """
     n_samples, n_exits = exit_scores.shape
+    by_exit = _by_exit(exit_scores)  # each realisation then gathers from contiguous rows
     # Rounding of the K-term mean cost is far below this margin.
     margin = 8 * n_exits * np.finfo(np.float64).eps * float(np.max(np.abs(costs)))
     realised: dict[bytes, tuple[bool, np.ndarray]] = {}
@@ -75,13 +86,15 @@ def _solve(exit_scores: np.ndarray, costs: np.ndarray, budget: float):
             return True
         key = counts.tobytes()
         if key not in realised:
-            thresholds, exits = quantile_assignment(exit_scores, counts)
+            thresholds, exits = quantile_assignment(by_exit, counts, by_exit=True)
             realised[key] = (engine.mean_cost_from_counts(exits, costs) <= budget, thresholds)
         return realised[key][0]
 
     def answer(q: float):
         known = realised.get(counts_of(q).tobytes())
-        return q, known[1] if known is not None else _thresholds_for(q, exit_scores)
+        if known is not None:
+            return q, known[1]
+        return q, quantile_assignment(by_exit, counts_of(q), by_exit=True)[0]
 
     if within(np.inf):
         return answer(np.inf)
