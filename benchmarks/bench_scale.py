@@ -7,7 +7,7 @@
 For each N, the synthetic token source of ``benchmarks/tokens.py`` (K = 24 exits, score-only:
 int32 predictions and float32 max-probability confidences, 32,000 classes) is generated once
 into ``--data-dir`` as ``.npy`` files and loaded into memory. Each measurement is the best of a
-few runs (one for BEEM and at 10^7), as a ratio to one cached evaluation (``first_exit`` on the
+few runs (one for BEEM and at 10^7), as a ratio to one cached evaluation timed next to it (``first_exit`` on the
 confidence scores with a fixed threshold + ``evaluate_exits``), with the peak memory the
 measurement allocates (tracemalloc, a separate run) as a ratio to the input arrays:
 
@@ -148,20 +148,30 @@ def measure(n: int, args) -> list[dict]:
     base = seconds(lambda: evaluation(data, fixed), 5)
 
     def record(name, fn, note="", once=False):
+        # The machine is shared: the evaluation is timed again next to each measurement, and
+        # the ratio is to that (best of 3), so that both saw about the same load.
+        local = min(base, seconds(lambda: evaluation(data, fixed), 3))
         took = seconds(fn, 1 if once else repeats)
+        local = min(local, seconds(lambda: evaluation(data, fixed), 3))
         peak = None if args.skip_memory else peak_bytes(fn)
         row = {
             "n": n,
             "measurement": name,
             "seconds": took,
-            "ratio": took / base,
+            "evaluation_seconds": local,
+            "ratio": took / local,
+            "load": os.getloadavg()[0],
             "peak_bytes": peak,
             "memory_ratio": None if peak is None else peak / size,
             "note": note,
         }
         rows.append(row)
         memory = "" if peak is None else f", peak {peak / 2**20:.0f} MiB ({peak / size:.2f}x)"
-        print(f"  {name}: {took:.3f} s = {took / base:.1f}x{memory} {note}", flush=True)
+        print(
+            f"  {name}: {took:.3f} s = {took / local:.1f}x (evaluation {local:.4f} s){memory} "
+            f"{note} [load {os.getloadavg()[0]:.1f}]",
+            flush=True,
+        )
 
     print(f"N = {n:,}: input {size / 2**20:.0f} MiB; one evaluation {base:.4f} s", flush=True)
     if not args.beem_only:
