@@ -7,9 +7,10 @@
 For each N, the synthetic token source of ``benchmarks/tokens.py`` (K = 24 exits, score-only:
 int32 predictions and float32 max-probability confidences, 32,000 classes) is generated once
 into ``--data-dir`` as ``.npy`` files and loaded into memory. Each measurement is the best of a
-few runs (one for BEEM and at 10^7), as a ratio to one cached evaluation timed next to it (``first_exit`` on the
-confidence scores with a fixed threshold + ``evaluate_exits``), with the peak memory the
-measurement allocates (tracemalloc, a separate run) as a ratio to the input arrays:
+few runs (one for BEEM and at 10^7), as a ratio to one cached evaluation timed next to it
+(``first_exit`` on the confidence scores with a fixed threshold + ``evaluate_exits``), with
+the peak memory the measurement allocates (tracemalloc, a separate run) as a ratio to the
+input arrays:
 
 - ``maxprob budget fit``: ``threshold_sweep`` + ``select_for_budget`` (with the engine's exact
   check), what ``fit(method="maxprob", budget=B)`` does on cached scores;
