@@ -117,13 +117,16 @@ def oracle_front_arrays(data):
 
 
 # -- measuring -------------------------------------------------------------------------------
-def seconds(fn, repeats: int) -> float:
+def seconds(fn, repeats: int, keep: list | None = None) -> float:
+    """Best time of ``repeats`` calls; the last result is appended to ``keep``."""
     best = np.inf
     for _ in range(repeats):
         gc.collect()
         start = time.perf_counter()
-        fn()
+        result = fn()
         best = min(best, time.perf_counter() - start)
+    if keep is not None:
+        keep.append(result)
     return best
 
 
@@ -148,11 +151,13 @@ def measure(n: int, args) -> list[dict]:
     rows = []
     base = seconds(lambda: evaluation(data, fixed), 5)
 
-    def record(name, fn, note="", once=False):
+    def record(name, fn, note_of=None, once=False):
         # The machine is shared: the evaluation is timed again next to each measurement, and
         # the ratio is to that (best of 3), so that both saw about the same load.
         local = min(base, seconds(lambda: evaluation(data, fixed), 3))
-        took = seconds(fn, 1 if once else repeats)
+        results: list = []
+        took = seconds(fn, 1 if once else repeats, results)
+        note = "" if note_of is None else note_of(results[-1])
         local = min(local, seconds(lambda: evaluation(data, fixed), 3))
         peak = None if args.skip_memory else peak_bytes(fn)
         row = {
@@ -183,13 +188,15 @@ def measure(n: int, args) -> list[dict]:
     if n <= args.beem_max_n:
         weights = accuracy_weights(data["correct"])
         beem = beem_scores(data["predictions"], data["confidence"], weights)  # cached, as fit
-        _, n_policies = beem_accuracy_fit(data, beem)
-        note = f"{n_policies} policies"
-        record("BEEM accuracy target", lambda: beem_accuracy_fit(data, beem), note, once=True)
+
+        level_sweep(beem[:200], data["correct"][:200], costs)  # compiles the kernel (numba)
+
+        def policies(result):
+            return f"{result[1]} policies"
+
+        record("BEEM accuracy target", lambda: beem_accuracy_fit(data, beem), policies, True)
         if n <= args.beem_front_max_n:
-            _, n_policies = beem_front(data, beem)
-            note = f"{n_policies} policies"
-            record("BEEM front", lambda: beem_front(data, beem), note, once=True)
+            record("BEEM front", lambda: beem_front(data, beem), policies, True)
     return rows
 
 
