@@ -5,10 +5,11 @@ module lists every step exactly, in near-linear time, by moving L from one step 
 and updating only what changes.
 
 **State.** For every early exit k, the samples are sorted once by decreasing score and
-grouped by equal score; a group is a candidate threshold. A segment tree over the groups
-holds, per group, how many of the samples still in at exit k (the remaining set R_k) it has,
-and how many of those err at k. The state also has each sample's current exit, each exit's
-chosen group (its threshold alpha_k) and the level at which that choice next changes.
+grouped by equal score; a group is a candidate threshold. Per group, one int64 packs how many
+of the samples still in at exit k (the remaining set R_k) it has and how many of those err at
+k; a segment tree sums them over leaves of ``BLOCK`` groups. The state also has each sample's
+current exit, each exit's chosen group (its threshold alpha_k) and a lower bound on the level
+at which that choice next changes.
 
 **Queries.** With prefix sums C (samples) and W (errors) over the groups, the rule at exit k
 takes the last group with ``C >= min_samples`` and ``W / C <= L`` (:func:`last_feasible`),
@@ -19,12 +20,15 @@ the node, so whole subtrees are skipped. The bound is exact arithmetic on intege
 one correctly rounded division, so the float comparisons agree with the rates' own.
 
 **Events.** The next level is the smallest next-change level over the exits. At that level
-the exits whose choice is due, or whose remaining set changed, are re-queried in exit order;
+the exits whose choice is due, or whose remaining set changed so that a later group may now
+qualify (rates fell after the choice, or the chosen group was touched), are re-queried in
+exit order;
 a choice that moves lets samples out or back in, which removes them from (or adds them to)
 the trees of the later exits, which are then re-queried in turn. Each event is one policy:
-its thresholds and exit counts are recorded. Work per event is the tree queries of the exits
-touched and ``O(log G)`` per sample and exit whose membership changes, instead of an
-``O(N)`` pass per exit.
+its thresholds and exit counts are recorded (a level at which a lower bound was reached but
+no choice changed records nothing). Work per event is the tree queries of the exits touched
+and ``O(log G)`` per sample and exit whose membership changes, instead of an ``O(N)`` pass
+per exit.
 
 The kernels are written for numba (:mod:`eeopt._accel`) and run as plain Python without it.
 """
@@ -35,11 +39,9 @@ import numpy as np
 
 from eeopt._accel import jit
 
-# The rule's choice "none" (alpha = +inf).
+#: The rule's choice "none" (alpha = +inf).
 NONE = -1
-
-
-# Count and errors share one int64: count << 32 | errors (both below 2^31).
+#: Count and errors share one int64: count << 32 | errors (both below 2^31).
 ONE = 1 << 32
 LOW = ONE - 1
 #: Groups per leaf of the trees: a leaf's groups are scanned, the tree is over the leaves.
