@@ -32,7 +32,7 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt import engine, risk
 from eeopt.data import ExitData
-from eeopt.targets import Candidates, Sweep, non_dominated
+from eeopt.targets import Candidates, ExitCountTable, Sweep, non_dominated
 
 RISKS = ("accuracy-gap", "consistency", "error")
 GUARANTEES = ("probability", "expectation")
@@ -244,8 +244,8 @@ def _path(spec: Any, data: ExitData, settings: dict[str, Any]) -> Candidates:
         engine.mean_cost_from_counts(counts, data.costs),
         correct,
         data.n_samples,
-        data.costs,
-        counts,
+        moves=ExitCountTable(counts),
+        costs=data.costs,
     )
     return Candidates(spec.name, "budget", sweep, lambda i: fitted[i], shared_scores=False)
 
@@ -341,7 +341,7 @@ def _test(
 def _exact_means(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
     sweep = path.sweep
     if target.risk == "cost":
-        return sweep.exact_mean_costs(order) if sweep.counts is None else sweep.mean_costs[order]
+        return sweep.mean_costs[order] if sweep.exact_costs else sweep.exact_mean_costs(order)
     if target.positive_part:  # 1[exit wrong and final right] = 1 - 1[exit right or final wrong]
         fine = path.recount(data.correct | ~data.correct[:, -1:])
         return (sweep.n_samples - fine[order]) / sweep.n_samples

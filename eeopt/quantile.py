@@ -66,14 +66,44 @@ def thresholds_from_counts(scores: np.ndarray, counts: np.ndarray) -> np.ndarray
     """Section 6's thresholds for exit counts ``(n_exits,)`` (:func:`exit_counts`) rather
     than fractions; trusts its input (the validated entry point is
     :func:`quantile_thresholds`). Used by MSDNet and EENet, which compute the counts."""
-    n_samples, n_exits = scores.shape
+    return quantile_assignment(scores, counts)[0]
+
+
+def quantile_assignment(
+    scores: np.ndarray, counts: np.ndarray, by_exit: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Section 6's thresholds for given counts, and the exit counts they realise.
+
+    The realised counts are those of ``engine.first_exit(scores, thresholds)``, read off the
+    procedure itself (ties may assign more than asked; the last exit takes the rest), so no
+    second pass over the data is needed. One partition per exit over the samples not yet
+    assigned, which are kept as an index array that shrinks as they leave.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_exits), or (n_exits, n_samples) with ``by_exit``
+    counts : ndarray of shape (n_exits,), int
+        Requested samples per early exit (the last entry is ignored).
+    by_exit : bool, default=False
+        ``scores`` is transposed, one exit per row: the gathers of the samples still in then
+        read one contiguous row instead of a strided column (worth it when the same scores
+        are assigned many times, as in MSDNet's solver).
+
+    Returns
+    -------
+    thresholds : ndarray of shape (n_exits,), float64
+    realised : ndarray of shape (n_exits,), int64
+    """
+    n_exits, n_samples = scores.shape if by_exit else scores.shape[::-1]
     thresholds = np.full(n_exits, np.inf)
     thresholds[-1] = -np.inf
-    remaining = np.ones(n_samples, dtype=bool)
+    realised = np.zeros(n_exits, dtype=np.int64)
+    remaining = None  # all samples, until the first exit that lets some out
     for k in range(n_exits - 1):
         if counts[k] == 0:
             continue
-        candidates = scores[remaining, k]
+        column = scores[k] if by_exit else scores[:, k]
+        candidates = column if remaining is None else column[remaining]
         if candidates.size == 0:
             break
         if counts[k] >= candidates.size:
@@ -82,5 +112,8 @@ def thresholds_from_counts(scores: np.ndarray, counts: np.ndarray) -> np.ndarray
             position = candidates.size - counts[k]
             tau = np.partition(candidates, position)[position]
         thresholds[k] = tau
-        remaining &= scores[:, k] < tau
-    return thresholds
+        stay = np.flatnonzero(candidates < tau)
+        realised[k] = candidates.size - stay.size
+        remaining = stay if remaining is None else remaining[stay]
+    realised[-1] = n_samples if remaining is None else remaining.size
+    return thresholds, realised

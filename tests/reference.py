@@ -70,7 +70,7 @@ def ref_evaluate(probs: np.ndarray, labels, costs, scores: np.ndarray, threshold
     }
 
 
-def refthresholds_from_counts(scores: np.ndarray, fractions) -> list[float]:
+def ref_quantile_thresholds(scores: np.ndarray, fractions) -> list[float]:
     """Spec section 6, one sample at a time."""
     n, n_exits = scores.shape
     counts = [math.floor(f * n + 1e-9) for f in fractions[:-1]]
@@ -293,3 +293,151 @@ def ref_crc_index(losses, epsilon: float, loss_bound: float) -> int:
             break
         index = j
     return index
+
+
+# --- Exact sweeps: the implementations the fast ones replaced, kept as oracles ---
+
+
+def ref_threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray):
+    """``eeopt.targets.threshold_sweep`` as it was before the packed-key sort (dense (N, K)
+    temporaries, one argsort of the records): ``(parameters, mean_costs, n_correct)``."""
+    n_samples, n_exits = scores.shape
+    base_correct = int(np.count_nonzero(correct[:, -1]))
+    if n_exits == 1:
+        return np.array([np.inf]), np.array([costs[0]]), np.array([base_correct])
+    early = scores[:, :-1]
+    running_max = np.maximum.accumulate(early, axis=1)
+    is_record = np.empty(early.shape, dtype=bool)
+    is_record[:, 0] = True
+    np.greater(early[:, 1:], running_max[:, :-1], out=is_record[:, 1:])
+    next_record = np.empty(early.shape, dtype=np.int64)
+    following = np.full(n_samples, n_exits - 1, dtype=np.int64)
+    for k in range(n_exits - 2, -1, -1):
+        next_record[:, k] = following
+        following = np.where(is_record[:, k], k, following)
+    exit_costs = costs[:-1].astype(np.float64)
+    delta_cost = (exit_costs[None, :] - costs[next_record])[is_record]
+    delta_correct = (
+        correct[:, :-1].astype(np.int8) - np.take_along_axis(correct, next_record, axis=1)
+    )[is_record]
+    values = early[is_record]
+    order = np.argsort(values)[::-1]
+    values, delta_cost, delta_correct = values[order], delta_cost[order], delta_correct[order]
+    group_end = np.flatnonzero(np.r_[values[1:] != values[:-1], True])
+    total_cost = n_samples * costs[-1] + np.cumsum(delta_cost)[group_end]
+    n_correct = base_correct + np.cumsum(delta_correct)[group_end]
+    return (
+        np.r_[np.inf, values[group_end].astype(np.float64)],
+        np.r_[costs[-1], total_cost / n_samples],
+        np.r_[base_correct, n_correct],
+    )
+
+
+def ref_solve_q(exit_scores: np.ndarray, costs: np.ndarray, budget: float) -> float:
+    """``eeopt.methods.msdnet.solve_q`` as it was before it bisected on counts: bisection on
+    log q in [-60, 60] with the realised mean cost (thresholds + exit rule) at every step."""
+    from eeopt import engine
+    from eeopt.methods.msdnet import geometric_fractions
+
+    def realised(q: float) -> float:
+        fractions = geometric_fractions(q, exit_scores.shape[1])
+        thresholds = np.array(ref_quantile_thresholds(exit_scores, fractions))
+        return engine.mean_cost(engine.first_exit(exit_scores, thresholds), costs)
+
+    if realised(np.inf) <= budget:
+        return np.inf
+    lo, hi = -60.0, 60.0
+    if realised(np.exp(lo)) > budget:
+        return 0.0
+    while hi - lo > 1e-12:
+        mid = 0.5 * (lo + hi)
+        if realised(np.exp(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(lo))
+
+
+def ref_per_exit_level_sweep(scores, correct, costs, min_samples=1, max_level=1.0):
+    """BEEM's per-exit level sweep as it was before the event simulation: every step
+    recomputes the rule from the first exit whose choice changes, with an ``O(N)`` pass per
+    exit recomputed. Returns ``(levels, thresholds, counts, n_correct)``.
+
+    One fix to that code: the early stop ("the samples passed on are unchanged and the next
+    exit's choice is not due") now requires that no later exit is due either. Without it, when
+    two exits' choices changed at the same level, the first step recorded an intermediate
+    state that is not the rule's policy at any level, and the level appeared twice.
+    """
+    from eeopt.methods.beem import _choose, _group_ends
+
+    n_samples, n_exits = scores.shape
+    columns = np.ascontiguousarray(scores.T)
+
+    class SortedExit:
+        def __init__(self, exit_scores, wrong):
+            self.order = np.argsort(exit_scores)[::-1]
+            ordered = exit_scores[self.order]
+            ends = _group_ends(ordered)
+            self.values = ordered[ends]
+            self.group = np.repeat(np.arange(ends.size), np.diff(ends, prepend=-1))
+            self.wrong = wrong[self.order]
+
+        def candidates(self, remaining):
+            present = np.flatnonzero(remaining[self.order])
+            if present.size == 0:
+                empty = np.empty(0, dtype=np.int64)
+                return self.values[:0], empty, empty
+            group = self.group[present]
+            last = _group_ends(group)
+            n_wrong = np.cumsum(self.wrong[present])[last]
+            return self.values[group[last]], last + 1, n_wrong
+
+    sorted_exits = [SortedExit(columns[k], ~correct[:, k]) for k in range(n_exits - 1)]
+    remaining = [np.ones(n_samples, dtype=bool)] + [None] * (n_exits - 1)
+    alpha = np.full(n_exits, -np.inf)
+    exit_count = np.zeros(n_exits, dtype=np.int64)
+    exit_correct = np.zeros(n_exits, dtype=np.int64)
+    next_level = np.full(n_exits - 1, np.inf)
+
+    def recompute(first, level):
+        for k in range(first, n_exits - 1):
+            values, n_exit, n_wrong = sorted_exits[k].candidates(remaining[k])
+            chosen, next_level[k] = _choose(values, n_exit, n_wrong, level, min_samples)
+            if chosen < 0:
+                alpha[k], exit_count[k], exit_correct[k] = np.inf, 0, 0
+                passed = remaining[k]
+            else:
+                alpha[k] = values[chosen]
+                exit_count[k] = n_exit[chosen]
+                exit_correct[k] = n_exit[chosen] - n_wrong[chosen]
+                passed = remaining[k] & (columns[k] < alpha[k])
+            settled = (
+                remaining[k + 1] is not None
+                and (k + 1 == n_exits - 1 or next_level[k + 1 :].min() > level)  # the fix
+                and np.array_equal(passed, remaining[k + 1])
+            )
+            remaining[k + 1] = passed
+            if settled:
+                return
+        last = remaining[n_exits - 1]
+        exit_count[-1] = np.count_nonzero(last)
+        exit_correct[-1] = np.count_nonzero(last & correct[:, -1])
+
+    levels, all_thresholds, all_counts, n_correct = [], [], [], []
+    level, first = 0.0, 0
+    while True:
+        recompute(first, level)
+        levels.append(level)
+        all_thresholds.append(alpha.copy())
+        all_counts.append(exit_count.copy())
+        n_correct.append(int(exit_correct.sum()))
+        level = float(next_level.min())
+        if not level <= max_level:
+            break
+        first = int(np.flatnonzero(next_level == level)[0])
+    return (
+        np.array(levels),
+        np.array(all_thresholds),
+        np.array(all_counts, dtype=np.int64),
+        np.array(n_correct, dtype=np.int64),
+    )

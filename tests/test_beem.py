@@ -12,9 +12,11 @@ from reference import (
     ref_evaluate,
     ref_exit,
     ref_exit_error_thresholds,
+    ref_per_exit_level_sweep,
 )
 
 import eeopt
+from eeopt.methods._beem_sweep import PerExitSweep
 from eeopt.methods.beem import (
     beem_scores,
     exit_error_thresholds,
@@ -223,6 +225,73 @@ def test_level_sweep_lists_each_policy_once_with_its_outcome(mode):
     for level in ref_all_levels(data.n_samples):
         t = exit_error_thresholds(scores, data.correct, level, thresholds=mode)
         assert tuple(eeopt.engine.first_exit(scores, t).tolist()) in seen
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: st.tuples(
+            arrays(np.int64, st.tuples(st.integers(1, 30), st.just(k)), elements=st.integers(0, 2)),
+            arrays(np.float64, k, elements=st.sampled_from([0.25, 0.5, 1.0])),
+        )
+    ),
+    st.integers(1, 4),
+    st.sampled_from([1.0, 0.5, 0.2, 0.0]),
+    st.booleans(),
+    st.data(),
+)
+def test_per_exit_sweep_gives_the_previous_sweeps_policies_bit_for_bit(
+    arrays_, min_samples, max_level, in_pieces, data
+):
+    """Levels, thresholds, exit counts, correct counts and mean costs equal those of the
+    step-by-step sweep it replaced (tests/reference.py), on tied scores, with min_samples > 1
+    and max_level < 1; also when the kernel is stopped and resumed every 7 policies. (The
+    kernel is compiled where numba is installed, plain Python elsewhere: CI runs the latter.)"""
+    predictions, weights = arrays_
+    shape = predictions.shape
+    confidence = data.draw(
+        arrays(np.float64, shape, elements=st.sampled_from([0.5, 0.6, 0.8, 1.0])), label="conf"
+    )
+    correct = data.draw(arrays(np.bool_, shape), label="correct")
+    costs = np.cumsum(data.draw(arrays(np.float64, shape[1], elements=st.floats(0.1, 3))))
+    scores = beem_scores(predictions, confidence, weights)
+    if in_pieces:
+        state = PerExitSweep(scores, correct, min_samples)
+        parts = []
+        while not state.done:
+            parts.append(state.run(max_level, 7))
+        levels, alphas, counts, n_correct = (np.concatenate(p) for p in zip(*parts, strict=True))
+        thresholds = np.c_[alphas, np.full(levels.shape[0], -np.inf)]
+        mean_costs = eeopt.engine.mean_cost_from_counts(counts, costs)
+    else:
+        sweep = level_sweep(scores, correct, costs, min_samples=min_samples, max_level=max_level)
+        levels, thresholds, n_correct = sweep.parameters, sweep.thresholds, sweep.n_correct
+        counts, mean_costs = sweep.exit_counts(np.arange(levels.shape[0])), sweep.mean_costs
+    ref_levels, ref_thresholds, ref_counts, ref_correct = ref_per_exit_level_sweep(
+        scores, correct, costs, min_samples, max_level
+    )
+    np.testing.assert_array_equal(levels, ref_levels)
+    np.testing.assert_array_equal(thresholds, ref_thresholds)
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(n_correct, ref_correct)
+    np.testing.assert_array_equal(mean_costs, eeopt.engine.mean_cost_from_counts(ref_counts, costs))
+
+
+def test_the_reference_sweep_no_longer_repeats_a_level():
+    """The step-by-step sweep used to stop early when two exits changed at one level and
+    record an intermediate state; fixed in the reference, and the event sweep agrees."""
+    rng = np.random.default_rng(0)
+    n = 400
+    predictions = rng.integers(0, 3, size=(n, 6))
+    confidence = rng.choice([0.4, 0.6, 0.8, 1.0], size=(n, 6))
+    correct = rng.random((n, 6)) < np.linspace(0.3, 0.8, 6)
+    scores = beem_scores(predictions, confidence, np.ones(6))
+    costs = np.arange(1.0, 7.0)
+    levels, thresholds, _, _ = ref_per_exit_level_sweep(scores, correct, costs)
+    assert np.all(np.diff(levels) > 0)
+    for level, row in zip(levels[::25], thresholds[::25], strict=True):
+        np.testing.assert_array_equal(row, exit_error_thresholds(scores, correct, level))
+    np.testing.assert_array_equal(level_sweep(scores, correct, costs).thresholds, thresholds)
 
 
 @settings(max_examples=15)

@@ -1,12 +1,13 @@
 import numpy as np
 import pytest
 from conftest import make_multi_exit
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import ref_geometric_fractions, refthresholds_from_counts
+from hypothesis.extra.numpy import arrays
+from reference import ref_geometric_fractions, ref_quantile_thresholds, ref_solve_q
 
 import eeopt
-from eeopt.methods.msdnet import geometric_fractions
+from eeopt.methods.msdnet import _solve, geometric_fractions, solve_q
 
 
 def test_geometric_fractions_match_the_formula():
@@ -16,11 +17,11 @@ def test_geometric_fractions_match_the_formula():
     np.testing.assert_array_equal(geometric_fractions(np.inf, 3), [0, 0, 1])
 
 
-def test_direct_q_usesthresholds_from_counts_of_the_geometric_distribution():
+def test_direct_q_uses_quantile_thresholds_of_the_geometric_distribution():
     logits, labels = make_multi_exit(n=400, n_exits=4, seed=1)
     data = eeopt.ExitData.from_logits(logits, labels)
     policy = eeopt.fit(data, method="msdnet", q=0.8)
-    expected = refthresholds_from_counts(data.maxprob, ref_geometric_fractions(0.8, 4))
+    expected = ref_quantile_thresholds(data.maxprob, ref_geometric_fractions(0.8, 4))
     np.testing.assert_array_equal(policy.thresholds_, expected)
 
 
@@ -60,3 +61,40 @@ def test_budget_at_the_ends():
     high = eeopt.fit(logits, labels, method="msdnet", budget=4.0).evaluate(logits, labels)
     assert low.mean_cost == pytest.approx(1.0)
     assert high.mean_cost == pytest.approx(4.0)
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: arrays(
+            np.float64,
+            st.tuples(st.integers(1, 40), st.just(k)),
+            elements=st.sampled_from([0.0, 0.1, 0.5, 0.5000001, 0.9, 1.0]),
+        )
+    ),
+    st.floats(0, 1),
+    st.booleans(),
+)
+def test_solver_gives_the_q_of_a_bisection_that_realises_every_step(scores, share, equal_costs):
+    """The counts-first solver returns the previous solver's q bit for bit (ties included:
+    few distinct scores), and the thresholds of that q."""
+    n_exits = scores.shape[1]
+    costs = np.arange(1.0, n_exits + 1) ** 1.5
+    if equal_costs:  # equal neighbouring costs: moving samples between them costs nothing
+        costs[1] = costs[0]
+    budget = float(costs[0] + share * (costs[-1] - costs[0]))
+    q = solve_q(scores, costs, budget)
+    assert q == ref_solve_q(scores, costs, budget)
+    q2, thresholds = _solve(scores, costs, budget)
+    assert q2 == q
+    expected = ref_quantile_thresholds(scores, geometric_fractions(q, n_exits))
+    np.testing.assert_array_equal(thresholds, expected)
+
+
+def test_solver_matches_on_a_larger_tied_set():
+    rng = np.random.default_rng(7)
+    scores = rng.choice(np.linspace(0, 1, 40), size=(3000, 6)).astype(np.float32)
+    costs = np.cumsum(rng.uniform(0.5, 2.0, 6))
+    for share in (0.05, 0.3, 0.77):
+        budget = float(costs[0] + share * (costs[-1] - costs[0]))
+        assert solve_q(scores, costs, budget) == ref_solve_q(scores, costs, budget)

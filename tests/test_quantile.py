@@ -2,11 +2,11 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from reference import ref_quantile_assignment, refthresholds_from_counts
+from reference import ref_quantile_assignment, ref_quantile_thresholds
 
 import eeopt
 from eeopt import engine
-from eeopt.quantile import exit_counts, thresholds_from_counts
+from eeopt.quantile import exit_counts, quantile_assignment, thresholds_from_counts
 
 
 def _fractions(draw, n_exits):
@@ -26,10 +26,10 @@ def _fractions(draw, n_exits):
     ),
     st.data(),
 )
-def testthresholds_from_counts_match_the_reference_with_ties(scores, data):
+def test_quantile_thresholds_match_the_reference_with_ties(scores, data):
     fractions = _fractions(data.draw, scores.shape[1])
     got = eeopt.quantile_thresholds(scores, fractions)
-    np.testing.assert_array_equal(got, refthresholds_from_counts(scores, fractions))
+    np.testing.assert_array_equal(got, ref_quantile_thresholds(scores, fractions))
 
 
 def test_each_exit_gets_its_share_without_ties():
@@ -103,3 +103,25 @@ def test_a_count_larger_than_the_pool_takes_everyone_left():
     thresholds = thresholds_from_counts(scores, np.array([2, 3, 0]))
     np.testing.assert_array_equal(engine.first_exit(scores, thresholds), [0, 0, 1])
     assert thresholds[1] == 0.2
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: arrays(
+            np.float64,
+            st.tuples(st.integers(1, 40), st.just(k)),
+            elements=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
+        )
+    ),
+    st.data(),
+)
+def test_assignment_reports_the_counts_the_exit_rule_realises(scores, data):
+    """quantile_assignment's realised counts are those of first_exit with its thresholds."""
+    counts = exit_counts(_fractions(data.draw, scores.shape[1]), scores.shape[0])
+    thresholds, realised = quantile_assignment(scores, counts)
+    np.testing.assert_array_equal(thresholds, thresholds_from_counts(scores, counts))
+    by_exit = quantile_assignment(np.ascontiguousarray(scores.T), counts, by_exit=True)
+    np.testing.assert_array_equal(by_exit[0], thresholds)
+    np.testing.assert_array_equal(by_exit[1], realised)
+    exits = ref_quantile_assignment(scores, list(counts))
+    np.testing.assert_array_equal(realised, np.bincount(exits, minlength=scores.shape[1]))

@@ -98,7 +98,7 @@ def test_metadata_must_be_json():
         eeopt.ExitData(LOGITS, metadata=[1])
 
 
-def testthresholds_from_counts_validates_fractions():
+def test_quantile_thresholds_validates_fractions():
     scores = np.random.default_rng(0).random((10, 3))
     with pytest.raises(ValueError, match="fractions"):
         eeopt.quantile_thresholds(scores, [0.5, 0.6, 0.1])

@@ -121,7 +121,7 @@ def patience_candidates(
     sweep = sweep.head(int(np.count_nonzero(sweep.parameters >= 1)))
     parameters = np.where(np.isinf(sweep.parameters), max(data.n_exits - 1, 1), sweep.parameters)
     parameters = parameters.astype(np.int64)
-    sweep = type(sweep)(parameters, *(getattr(sweep, f) for f in _SWEEP_FIELDS))
+    sweep = sweep.with_parameters(parameters)
 
     def make(i: int) -> tuple[ScorePolicy, dict]:
         return build_patience(data, method, settings, "patience", int(parameters[i]))
@@ -131,8 +131,6 @@ def patience_candidates(
 
     return Candidates("patience", "patience", sweep, make, recount=recount)
 
-
-_SWEEP_FIELDS = ("mean_costs", "n_correct", "n_samples", "costs", "counts", "moves")
 
 register(
     MethodSpec(

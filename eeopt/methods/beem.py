@@ -29,9 +29,10 @@ from eeopt import _validation as v
 from eeopt import engine
 from eeopt._progress import Progress
 from eeopt.data import ExitData
+from eeopt.methods._beem_sweep import PerExitSweep
 from eeopt.methods.registry import Direct, MethodSpec, register
 from eeopt.policy import Policy, encode_floats, param_choice, param_floats
-from eeopt.targets import Candidates, Sweep, Target, threshold_sweep
+from eeopt.targets import Candidates, ExitCountTable, Sweep, Target, threshold_sweep
 
 #: ``reset=`` values: the paper's rule, or the accumulation of the authors' released code.
 RESET_MODES = ("paper", "zero")
@@ -239,9 +240,9 @@ class LevelSweep(Sweep):
     """Every distinct outcome of BEEM's error-rate rule as the error level rises.
 
     ``parameters`` are the error levels, increasing from 0: each is the lowest level giving its
-    candidate, which holds up to (not including) the next one. ``counts`` holds every
-    candidate's exit counts and ``mean_costs`` the engine's figure from them (identical to
-    ``policy.evaluate``).
+    candidate, which holds up to (not including) the next one. Every candidate's exit counts
+    are kept (``exit_counts``) and ``mean_costs`` is the engine's figure from them (identical
+    to ``policy.evaluate``).
 
     Attributes
     ----------
@@ -287,16 +288,20 @@ def level_sweep(
     """Accuracy and mean cost of BEEM's error-rate rule at every level that changes a decision.
 
     The rule's thresholds are a step function of the error level: exit k's choice changes only
-    when the level reaches the error rate of a candidate with a lower threshold. Starting at
-    level 0, each step moves to the smallest such rate over all exits and recomputes the
-    thresholds from the first exit whose choice changed; every step is a distinct policy, so the
-    result lists each policy of the family once, with its exact outcome on these samples.
+    when the level reaches the error rate of a candidate with a lower threshold, or when the
+    samples reaching exit k change. The result lists each policy of the family once, at the
+    lowest level that gives it, with its exact outcome on these samples.
 
-    Per exit, the samples are sorted once by score; a step costs ``O(N)`` per exit recomputed
-    (cumulative counts of the remaining samples in that order), and stops early once the samples
-    passed on are unchanged. The number of steps is the number of distinct policies, in practice
-    one or two per sample, so the sweep grows about quadratically with N: seconds for 5,000
-    samples, see ``benchmarks/README.md``.
+    Per exit (``thresholds="per-exit"``) the sweep is an event simulation
+    (:mod:`eeopt.methods._beem_sweep`): every exit's samples are sorted once and counted in a
+    tree over their score groups; moving from one level to the next re-queries only the exits
+    whose choice is due or whose samples changed, and moves only the samples whose exit
+    changes. The time grows about linearly with the number of policies (one or two per
+    sample), times the exits and samples each one changes (on token-like data about 8 exits
+    and 60 samples per policy); see ``benchmarks/README.md``. The kernel is compiled with
+    numba where it is installed (``pip install eeopt[fast]``, about 100x faster) and runs as
+    plain Python otherwise, with identical results. ``thresholds="global"`` is one sorted sweep
+    (:func:`eeopt.targets.threshold_sweep`).
 
     Parameters
     ----------
@@ -346,103 +351,46 @@ def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> Level
         mean_costs=engine.mean_cost_from_counts(counts, costs),
         n_correct=sweep.outcome.n_correct[index],
         n_samples=n_samples,
-        costs=costs,
-        counts=counts,
         thresholds=thresholds,
+        moves=ExitCountTable(counts),
+        costs=costs,
     )
-
-
-class _SortedExit:
-    """One exit's samples sorted by decreasing score, with the runs of equal scores."""
-
-    def __init__(self, exit_scores: np.ndarray, wrong: np.ndarray) -> None:
-        self.order = np.argsort(exit_scores)[::-1]
-        ordered = exit_scores[self.order]
-        ends = _group_ends(ordered)
-        self.values = ordered[ends]
-        # The run (group of equal scores) of each sorted position.
-        self.group = np.repeat(np.arange(ends.size), np.diff(ends, prepend=-1))
-        self.wrong = wrong[self.order]
-
-    def candidates(self, remaining: np.ndarray):
-        """Thresholds that let a remaining sample out, with how many exit and err.
-
-        Only the scores of remaining samples are candidates (another value gives the same
-        exits as the next remaining score above it); all work after locating the remaining
-        samples in the sorted order is on them alone.
-        """
-        present = np.flatnonzero(remaining[self.order])
-        if present.size == 0:
-            empty = np.empty(0, dtype=np.int64)
-            return self.values[:0], empty, empty
-        group = self.group[present]
-        last = _group_ends(group)
-        n_wrong = np.cumsum(self.wrong[present])[last]
-        return self.values[group[last]], last + 1, n_wrong
 
 
 def _per_exit_level_sweep(
     scores, correct, costs, min_samples, max_level, verbose=False
 ) -> LevelSweep:
     n_samples, n_exits = scores.shape
-    columns = np.ascontiguousarray(scores.T)  # one exit's scores contiguous: read per step
-    sorted_exits = [_SortedExit(columns[k], ~correct[:, k]) for k in range(n_exits - 1)]
-    remaining = [np.ones(n_samples, dtype=bool)] + [None] * (n_exits - 1)
-    alpha = np.full(n_exits, -np.inf)
-    exit_count = np.zeros(n_exits, dtype=np.int64)
-    exit_correct = np.zeros(n_exits, dtype=np.int64)
-    next_level = np.full(n_exits - 1, np.inf)
-
-    def recompute(first: int, level: float) -> None:
-        for k in range(first, n_exits - 1):
-            values, n_exit, n_wrong = sorted_exits[k].candidates(remaining[k])
-            chosen, next_level[k] = _choose(values, n_exit, n_wrong, level, min_samples)
-            if chosen < 0:
-                alpha[k], exit_count[k], exit_correct[k] = np.inf, 0, 0
-                passed = remaining[k]
-            else:
-                alpha[k] = values[chosen]
-                exit_count[k] = n_exit[chosen]
-                exit_correct[k] = n_exit[chosen] - n_wrong[chosen]
-                passed = remaining[k] & (columns[k] < alpha[k])
-            # Once the samples passed on are the same as before and the next exit's choice is
-            # not due to change at this level, nothing further down changes either.
-            settled = (
-                remaining[k + 1] is not None
-                and (k + 1 == n_exits - 1 or next_level[k + 1] > level)
-                and np.array_equal(passed, remaining[k + 1])
-            )
-            remaining[k + 1] = passed
-            if settled:
-                return
-        last = remaining[n_exits - 1]
-        exit_count[-1] = np.count_nonzero(last)
-        exit_correct[-1] = np.count_nonzero(last & correct[:, -1])
-
-    levels, all_thresholds, all_counts, n_correct = [], [], [], []
-    level, first = 0.0, 0
+    state = PerExitSweep(scores, correct, min_samples)
+    chunks = []
     with Progress(None, "BEEM level sweep (policies)", verbose) as bar:
-        while True:
-            recompute(first, level)
-            levels.append(level)
-            all_thresholds.append(alpha.copy())
-            all_counts.append(exit_count.copy())
-            n_correct.append(int(exit_correct.sum()))
-            bar.update(postfix=f"level {level:.4g} of {max_level:g}")
-            level = float(next_level.min())
-            if not level <= max_level:
-                break
-            first = int(np.flatnonzero(next_level == level)[0])
-    counts = np.array(all_counts, dtype=np.int64)
+        capacity = 1024
+        while not state.done:
+            chunk = state.run(max_level, capacity)
+            chunks.append(chunk)
+            bar.update(chunk[0].shape[0], postfix=f"level {chunk[0][-1]:.4g} of {max_level:g}")
+            capacity = min(capacity * 4, 1 << 20)
+    parts = zip(*chunks, strict=True)
+    levels, alphas, counts, n_correct = (np.concatenate(part) for part in parts)
+    del chunks
+    thresholds = np.empty((levels.shape[0], n_exits))
+    thresholds[:, :-1] = alphas
+    thresholds[:, -1] = -np.inf
+    del alphas
+    # The engine's formula, so the figures equal those of policy.evaluate bit for bit.
+    mean_costs = np.empty(levels.shape[0])
+    for lo in range(0, levels.shape[0], 1 << 16):
+        mean_costs[lo : lo + (1 << 16)] = engine.mean_cost_from_counts(
+            counts[lo : lo + (1 << 16)], costs
+        )
     return LevelSweep(
-        parameters=np.array(levels),
-        # The engine's formula, so the figures equal those of policy.evaluate bit for bit.
-        mean_costs=engine.mean_cost_from_counts(counts, costs),
-        n_correct=np.array(n_correct, dtype=np.int64),
+        parameters=levels,
+        mean_costs=mean_costs,
+        n_correct=n_correct,
         n_samples=n_samples,
+        thresholds=thresholds,
+        moves=ExitCountTable(counts),
         costs=costs,
-        counts=counts,
-        thresholds=np.array(all_thresholds),
     )
 
 

@@ -1,0 +1,431 @@
+"""BEEM's per-exit level sweep as an event simulation over per-exit count trees.
+
+The policy of BEEM's per-exit error-rate rule is a step function of the error level L. This
+module lists every step exactly, in near-linear time, by moving L from one step to the next
+and updating only what changes.
+
+**State.** For every early exit k, the samples are sorted once by decreasing score and
+grouped by equal score; a group is a candidate threshold. Per group, one int64 packs how many
+of the samples still in at exit k (the remaining set R_k) it has and how many of those err at
+k; a segment tree sums them over leaves of ``BLOCK`` groups. The state also has each sample's
+current exit, each exit's chosen group (its threshold alpha_k) and a lower bound on the level
+at which that choice next changes.
+
+**Queries.** With prefix sums C (samples) and W (errors) over the groups, the rule at exit k
+takes the last group with ``C >= min_samples`` and ``W / C <= L`` (:func:`last_feasible`),
+and its choice next changes at the smallest rate ``W / C`` of an eligible group after it
+(:func:`min_rate_after`). Both descend the tree with a bound: the rates of the groups in a
+node are at least ``W0 / (C0 + correct in the node)``, ``(C0, W0)`` being the prefix before
+the node, so whole subtrees are skipped. The bound is exact arithmetic on integers followed by
+one correctly rounded division, so the float comparisons agree with the rates' own.
+
+**Events.** The next level is the smallest next-change level over the exits. At that level
+the exits whose choice is due, or whose remaining set changed so that a later group may now
+qualify (rates fell after the choice, or the chosen group was touched), are re-queried in
+exit order;
+a choice that moves lets samples out or back in, which removes them from (or adds them to)
+the trees of the later exits, which are then re-queried in turn. Each event is one policy:
+its thresholds and exit counts are recorded (a level at which a lower bound was reached but
+no choice changed records nothing). Work per event is the tree queries of the exits touched
+and ``O(log G)`` per sample and exit whose membership changes, instead of an ``O(N)`` pass
+per exit.
+
+The kernels are written for numba (:mod:`eeopt._accel`) and run as plain Python without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eeopt._accel import jit
+
+#: The rule's choice "none" (alpha = +inf).
+NONE = -1
+#: Count and errors share one int64: count << 32 | errors (both below 2^31).
+ONE = 1 << 32
+LOW = ONE - 1
+#: Groups per leaf of the trees: a leaf's groups are scanned, the tree is over the leaves.
+BLOCK = 4
+
+
+@jit
+def tree_add(cells, tree, n_leaves, group, delta, is_wrong):
+    """Add ``delta`` samples (``is_wrong`` of them erring, 0 or 1 each) to a group."""
+    change = delta * (ONE + int(is_wrong))
+    cells[group] += change
+    node = n_leaves + group // BLOCK
+    while node >= 1:
+        tree[node] += change
+        node >>= 1
+
+
+@jit
+def prefix(cells, tree, n_leaves, group):
+    """Samples and errors in groups ``0 .. group``, packed."""
+    total = 0
+    for g in range(group - group % BLOCK, group + 1):
+        total += cells[g]
+    node = n_leaves + group // BLOCK
+    while node > 1:
+        if node & 1:
+            total += tree[node - 1]
+        node >>= 1
+    return total
+
+
+@jit
+def still_settles(cells, tree, n_leaves, min_samples, level, group):
+    """Whether ``group`` (or ``NONE``) is still a choice the rule could keep: present,
+    eligible and within the level (``NONE`` always is)."""
+    if group == NONE:
+        return True
+    if cells[group] >> 32 == 0:
+        return False
+    packed = prefix(cells, tree, n_leaves, group)
+    samples = packed >> 32
+    return samples >= min_samples and (packed & LOW) / samples <= level
+
+
+@jit
+def _pruned(packed_node, c0, w0, min_samples, limit, strict):
+    """Whether no group of a node can have a rate below ``limit`` (``<= limit`` when not
+    ``strict``): its rates are at least ``w0 / (c0 + right answers in the node)``."""
+    present = packed_node >> 32
+    if present == 0 or c0 + present < min_samples:
+        return True
+    denominator = c0 + present - (packed_node & LOW)
+    bound = w0 / denominator if denominator > 0 else 1.0
+    return bound >= limit if strict else bound > limit
+
+
+@jit
+def last_feasible(cells, tree, n_leaves, n_groups, min_samples, level, stack):
+    """The last group with samples present, ``C >= min_samples`` and ``W / C <= level``
+    (``NONE`` if there is none): a depth-first search, right child first, that skips a node
+    when its bound already exceeds the level."""
+    stack[0, 0], stack[0, 1], stack[0, 2] = 1, 0, 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node, c0, w0 = stack[top, 0], stack[top, 1], stack[top, 2]
+        if _pruned(tree[node], c0, w0, min_samples, level, False):
+            continue
+        if node >= n_leaves:  # scan the leaf's groups, keep the last that qualifies
+            found = NONE
+            first = (node - n_leaves) * BLOCK
+            for g in range(first, min(first + BLOCK, n_groups)):
+                cell = cells[g]
+                c0 += cell >> 32
+                w0 += cell & LOW
+                if cell >> 32 > 0 and c0 >= min_samples and w0 / c0 <= level:
+                    found = g
+            if found != NONE:
+                return found
+            continue
+        left = 2 * node
+        stack[top, 0], stack[top, 1], stack[top, 2] = left, c0, w0
+        stack[top + 1, 0] = left + 1
+        stack[top + 1, 1] = c0 + (tree[left] >> 32)
+        stack[top + 1, 2] = w0 + (tree[left] & LOW)
+        top += 2
+    return NONE
+
+
+@jit
+def min_rate_after(cells, tree, n_leaves, n_groups, min_samples, after, stack):
+    """The smallest ``W / C`` over the groups after ``after`` that have samples present and
+    ``C >= min_samples`` (``inf`` if none): a depth-first search, left child first, that skips
+    a node whose bound cannot improve on the best rate found so far."""
+    best = np.inf
+    last_leaf = after // BLOCK if after >= 0 else -1  # leaves before it hold no candidate
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3], stack[0, 4] = 1, 0, 0, 0, n_leaves
+    top = 1
+    while top > 0:
+        top -= 1
+        node, c0, w0 = stack[top, 0], stack[top, 1], stack[top, 2]
+        start, size = stack[top, 3], stack[top, 4]
+        if start + size - 1 < last_leaf:
+            continue
+        if _pruned(tree[node], c0, w0, min_samples, best, True):
+            continue
+        if node >= n_leaves:
+            first = start * BLOCK
+            for g in range(first, min(first + BLOCK, n_groups)):
+                cell = cells[g]
+                c0 += cell >> 32
+                w0 += cell & LOW
+                if g > after and cell >> 32 > 0 and c0 >= min_samples:
+                    rate = w0 / c0
+                    if rate < best:
+                        best = rate
+            continue
+        left, half = 2 * node, size // 2
+        stack[top, 0] = left + 1
+        stack[top, 1] = c0 + (tree[left] >> 32)
+        stack[top, 2] = w0 + (tree[left] & LOW)
+        stack[top, 3], stack[top, 4] = start + half, half
+        stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2] = left, c0, w0
+        stack[top + 1, 3], stack[top + 1, 4] = start, half
+        top += 2
+    return best
+
+
+@jit
+def process_level(
+    level,
+    scores,
+    wrong,
+    order,
+    group_of,
+    group_start,
+    n_groups,
+    cells,
+    trees,
+    n_leaves,
+    min_samples,
+    exit_of,
+    chosen,
+    alpha,
+    next_level,
+    dirty,
+    exit_count,
+    exit_correct,
+    stack,
+):
+    """Bring every early exit's choice to the rule's at ``level``, in exit order; returns how
+    many choices changed.
+
+    Invariant between calls: every exit that is not dirty holds the rule's choice for its
+    remaining samples at the last level processed, and ``next_level`` is at most the level
+    at which that choice next changes (a lower bound: some updates only raise it).
+    """
+    n_early = chosen.shape[0]
+    last_exit = n_early
+    changed = 0
+    for k in range(n_early):
+        if dirty[k] == 0 and next_level[k] > level:
+            continue
+        dirty[k] = 0
+        cells_k, tree_k, groups_k = cells[k], trees[k], n_groups[k]
+        old = chosen[k]
+        # Usually the choice stands: it still qualifies and nothing after it does.
+        if still_settles(cells_k, tree_k, n_leaves, min_samples, level, old):
+            after = min_rate_after(cells_k, tree_k, n_leaves, groups_k, min_samples, old, stack)
+            if after > level:
+                next_level[k] = after
+                continue
+        new = last_feasible(cells_k, tree_k, n_leaves, groups_k, min_samples, level, stack)
+        if new == old:
+            next_level[k] = min_rate_after(
+                cells_k, tree_k, n_leaves, groups_k, min_samples, new, stack
+            )
+            continue
+        changed += 1
+        if new > old:  # a lower threshold: the present samples of groups old+1..new leave here
+            for position in range(group_start[k, old + 1], group_start[k, new + 1]):
+                sample = order[k, position]
+                was = exit_of[sample]
+                if was <= k:  # already gone, at an earlier exit
+                    continue
+                for j in range(k + 1, min(was, last_exit - 1) + 1):
+                    group = group_of[j, sample]
+                    is_wrong = wrong[sample, j]
+                    tree_add(cells[j], trees[j], n_leaves, group, -1, is_wrong)
+                    # A right sample leaving after the choice only raises the rates after
+                    # it: the choice stands and next_level stays a lower bound.
+                    if group <= chosen[j] or is_wrong:
+                        dirty[j] = 1
+                exit_count[was] -= 1
+                exit_correct[was] -= 1 - wrong[sample, was]
+                exit_count[k] += 1
+                exit_correct[k] += 1 - wrong[sample, k]
+                exit_of[sample] = k
+        else:  # a higher threshold: samples of groups new+1..old that left here stay on
+            for position in range(group_start[k, new + 1], group_start[k, old + 1]):
+                sample = order[k, position]
+                if exit_of[sample] != k:
+                    continue
+                j = k + 1
+                while j < last_exit:
+                    group = group_of[j, sample]
+                    is_wrong = wrong[sample, j]
+                    tree_add(cells[j], trees[j], n_leaves, group, 1, is_wrong)
+                    # Likewise a wrong sample arriving after the choice (with min_samples = 1,
+                    # so that no group turns eligible).
+                    if group <= chosen[j] or not is_wrong or min_samples > 1:
+                        dirty[j] = 1
+                    if scores[sample, j] >= alpha[j]:
+                        break
+                    j += 1
+                exit_count[k] -= 1
+                exit_correct[k] -= 1 - wrong[sample, k]
+                exit_count[j] += 1
+                exit_correct[j] += 1 - wrong[sample, j]
+                exit_of[sample] = j
+        chosen[k] = new
+        alpha[k] = scores[order[k, group_start[k, new]], k] if new != NONE else np.inf
+        next_level[k] = min_rate_after(cells_k, tree_k, n_leaves, groups_k, min_samples, new, stack)
+    return changed
+
+
+@jit
+def advance(
+    max_level,
+    scores,
+    wrong,
+    order,
+    group_of,
+    group_start,
+    n_groups,
+    cells,
+    trees,
+    n_leaves,
+    min_samples,
+    exit_of,
+    chosen,
+    alpha,
+    next_level,
+    dirty,
+    exit_count,
+    exit_correct,
+    stack,
+    cursor,
+    out_level,
+    out_alpha,
+    out_count,
+    out_correct,
+):
+    """Record policies until the output is full or the level passes ``max_level``.
+
+    ``cursor = [records written, 0 before the first level / 1 running / 2 done, 1 once the
+    first policy is recorded]``; the state arrays carry everything else, so a call resumes
+    where the previous one stopped.
+    """
+    capacity = out_level.shape[0]
+    written = cursor[0]
+    while written < capacity:
+        if cursor[1] == 0:
+            level = 0.0
+            cursor[1] = 1
+        else:
+            level = np.inf
+            for k in range(next_level.shape[0]):
+                if next_level[k] < level:
+                    level = next_level[k]
+            if not level <= max_level:
+                cursor[1] = 2
+                break
+        changed = process_level(
+            level, scores, wrong, order, group_of, group_start, n_groups, cells, trees,
+            n_leaves, min_samples, exit_of, chosen, alpha, next_level, dirty, exit_count,
+            exit_correct, stack,
+        )  # fmt: skip
+        if changed == 0 and written + cursor[2] > 0:
+            continue  # a lower bound was reached, but no choice changed: the same policy
+        cursor[2] = 1
+        out_level[written] = level
+        n_correct = 0
+        for k in range(exit_count.shape[0]):
+            out_count[written, k] = exit_count[k]
+            n_correct += exit_correct[k]
+        for k in range(alpha.shape[0]):
+            out_alpha[written, k] = alpha[k]
+        out_correct[written] = n_correct
+        written += 1
+    cursor[0] = written
+
+
+class PerExitSweep:
+    """The sorted exits, the trees and the simulation state for one level sweep.
+
+    Memory: per early exit, the order and group of every sample (int32), where each group
+    starts (int32) and one packed int64 count per group, about 20 bytes per sample and exit.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_exits), float64
+    correct : ndarray of shape (n_samples, n_exits), bool
+    min_samples : int
+    """
+
+    def __init__(self, scores: np.ndarray, correct: np.ndarray, min_samples: int) -> None:
+        n_samples, n_exits = scores.shape
+        n_early = n_exits - 1
+        self.scores = np.ascontiguousarray(scores, dtype=np.float64)
+        self.wrong = np.ascontiguousarray(~correct, dtype=np.int8)
+        index = np.int32 if n_samples < 2**31 - 1 else np.int64
+        self.order = np.empty((n_early, n_samples), dtype=index)
+        self.group_of = np.empty((n_early, n_samples), dtype=index)
+        self.group_start = np.empty((n_early, n_samples + 1), dtype=index)
+        self.cells = np.zeros((n_early, n_samples + 1), dtype=np.int64)
+        self.n_groups = np.zeros(n_early, dtype=np.int64)
+        for k in range(n_early):
+            column = self.scores[:, k]
+            order = np.argsort(-column)  # decreasing score (ties form groups: any order)
+            ordered = column[order]
+            new_group = np.empty(n_samples, dtype=bool)
+            new_group[0] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
+            start = np.flatnonzero(new_group)
+            n_groups = start.shape[0]
+            self.order[k] = order
+            self.group_of[k, order] = np.cumsum(new_group) - 1
+            self.group_start[k, :n_groups] = start
+            self.group_start[k, n_groups:] = n_samples
+            self.n_groups[k] = n_groups
+            sizes = np.diff(np.r_[start, n_samples])
+            errors = np.add.reduceat(self.wrong[order, k].astype(np.int64), start)
+            self.cells[k, :n_groups] = (sizes << 32) + errors
+        n_blocks = -(-int(self.n_groups.max()) // BLOCK)
+        self.n_leaves = 1 << max(int(n_blocks - 1).bit_length(), 0)
+        self.trees = np.zeros((n_early, 2 * self.n_leaves), dtype=np.int64)
+        for k in range(n_early):
+            used = self.cells[k, : self.n_groups[k]]
+            blocks = np.add.reduceat(used, np.arange(0, used.shape[0], BLOCK))
+            self.trees[k, self.n_leaves : self.n_leaves + blocks.shape[0]] = blocks
+            _sum_up(self.trees[k], self.n_leaves)
+        # Everyone at the last exit, no threshold yet: a consistent state at any level.
+        self.min_samples = int(min_samples)
+        self.exit_of = np.full(n_samples, n_early, dtype=np.int16 if n_exits < 2**15 else np.int64)
+        self.chosen = np.full(n_early, NONE, dtype=np.int64)
+        self.alpha = np.full(n_early, np.inf)
+        self.next_level = np.zeros(n_early)
+        self.dirty = np.ones(n_early, dtype=np.uint8)
+        self.exit_count = np.zeros(n_exits, dtype=np.int64)
+        self.exit_count[-1] = n_samples
+        self.exit_correct = np.zeros(n_exits, dtype=np.int64)
+        self.exit_correct[-1] = n_samples - int(self.wrong[:, -1].sum())
+        depth = max(self.n_leaves.bit_length(), 1)
+        self.stack = np.zeros((2 * depth + 4, 5), dtype=np.int64)
+        self.cursor = np.zeros(3, dtype=np.int64)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.cursor[1] == 2)
+
+    def run(self, max_level: float, capacity: int, kernel=advance):
+        """Record up to ``capacity`` more policies: ``(levels, alphas, counts, n_correct)``."""
+        n_exits = self.exit_count.shape[0]
+        out_level = np.empty(capacity)
+        out_alpha = np.empty((capacity, n_exits - 1))
+        out_count = np.empty((capacity, n_exits), dtype=np.int32)
+        out_correct = np.empty(capacity, dtype=np.int64)
+        self.cursor[0] = 0
+        kernel(
+            float(max_level), self.scores, self.wrong, self.order, self.group_of,
+            self.group_start, self.n_groups, self.cells, self.trees, self.n_leaves,
+            self.min_samples, self.exit_of, self.chosen, self.alpha, self.next_level,
+            self.dirty, self.exit_count, self.exit_correct, self.stack, self.cursor,
+            out_level, out_alpha, out_count, out_correct,
+        )  # fmt: skip
+        written = int(self.cursor[0])
+        return out_level[:written], out_alpha[:written], out_count[:written], out_correct[:written]
+
+
+def _sum_up(tree: np.ndarray, n_leaves: int) -> None:
+    """Fill the internal nodes of a bottom-up segment tree from its leaves."""
+    width = n_leaves
+    while width > 1:
+        half = width // 2
+        tree[half:width] = tree[width : 2 * width : 2] + tree[width + 1 : 2 * width : 2]
+        width = half

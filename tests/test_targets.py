@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from reference import ref_exit, ref_threshold_sweep
+
+from eeopt import engine
+from eeopt.targets import threshold_sweep
+
+# Few distinct values (ties, -0.0 beside +0.0, negatives) in each dtype the sweep packs or not.
+_VALUES = [0.0, -0.0, 0.25, 0.5, 1.0, -1.0]
+
+
+def _scores(dtype):
+    elements = st.integers(-2, 3) if np.issubdtype(dtype, np.integer) else st.sampled_from(_VALUES)
+    return st.integers(1, 5).flatmap(
+        lambda k: arrays(dtype, st.tuples(st.integers(1, 30), st.just(k)), elements=elements)
+    )
+
+
+@given(
+    st.sampled_from([np.float32, np.float64, np.int64]).flatmap(_scores),
+    st.data(),
+)
+def test_sweep_matches_the_previous_implementation(scores, data):
+    """The same candidates and correct counts bit for bit as the dense argsort sweep it
+    replaced (float32 and small integers take the packed-key sort, float64 the argsort)."""
+    n_samples, n_exits = scores.shape
+    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+    costs = np.cumsum(data.draw(arrays(np.float64, n_exits, elements=st.floats(0.1, 5))))
+    sweep = threshold_sweep(scores, correct, costs)
+    parameters, mean_costs, n_correct = ref_threshold_sweep(scores, correct, costs)
+    np.testing.assert_array_equal(sweep.parameters, parameters)
+    np.testing.assert_array_equal(sweep.n_correct, n_correct)
+    assert sweep.n_correct.dtype == np.int64
+    np.testing.assert_allclose(sweep.mean_costs, mean_costs, rtol=1e-12)
+
+
+@given(
+    st.sampled_from([np.float32, np.float64]).flatmap(_scores),
+    st.data(),
+)
+def test_exit_counts_are_those_of_the_exit_rule(scores, data):
+    """exit_counts(i) equals a per-sample loop's exit counts at threshold parameters[i], and
+    the engine's mean cost of those counts is the sweep's mean cost up to rounding."""
+    n_samples, n_exits = scores.shape
+    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+    costs = np.cumsum(np.arange(1.0, n_exits + 1))
+    sweep = threshold_sweep(scores, correct, costs)
+    n = sweep.parameters.shape[0]
+    indices = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=6)), dtype=np.int64)
+    counts = sweep.exit_counts(indices)
+    assert counts.shape == (indices.shape[0], n_exits) and counts.dtype == np.int64
+    for row, i in zip(counts, indices, strict=True):
+        thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
+        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+        np.testing.assert_array_equal(row, np.bincount(exits, minlength=n_exits))
+    if indices.size:
+        exact = engine.mean_cost_from_counts(counts, costs)
+        np.testing.assert_allclose(exact, sweep.mean_costs[indices], rtol=1e-12)
+
+
+def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
+    """Records are found chunk by chunk; the result does not depend on the chunking."""
+    import eeopt.targets as targets
+
+    rng = np.random.default_rng(3)
+    scores = rng.random((5000, 6)).astype(np.float32)
+    correct = rng.random((5000, 6)) < 0.5
+    costs = np.arange(1.0, 7.0)
+    whole = threshold_sweep(scores, correct, costs)
+    monkeypatch.setattr(targets, "_CHUNK_ELEMENTS", 60)
+    monkeypatch.setattr(targets, "_BLOCK_MOVES", 97)
+    pieces = threshold_sweep(scores, correct, costs)
+    np.testing.assert_array_equal(whole.parameters, pieces.parameters)
+    np.testing.assert_array_equal(whole.n_correct, pieces.n_correct)
+    np.testing.assert_array_equal(whole.mean_costs, pieces.mean_costs)
+    reversed_order = pieces.exit_counts([-1, 5, 0])[::-1]
+    np.testing.assert_array_equal(whole.exit_counts([0, 5, -1]), reversed_order)
+
+
+def test_exit_counts_rejects_bad_indices():
+    scores = np.array([[0.5, 1.0]], np.float32)
+    sweep = threshold_sweep(scores, np.ones((1, 2), bool), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="indices"):
+        sweep.exit_counts([5])
+    with pytest.raises(TypeError, match="indices"):
+        sweep.exit_counts([0.5])
