@@ -48,8 +48,8 @@ def loader(split, batch_size, labels=True):
 def collected(digits):
     model, val, test = digits
     costs = [1.0, 2.0, 3.0, 4.0]
-    val_data = et.collect_logits(model, loader(val, 64), progress=False, costs=costs)
-    test_data = et.collect_logits(model, loader(test, 64), progress=False, costs=costs)
+    val_data = et.collect_logits(model, loader(val, 64), verbose=False, costs=costs)
+    test_data = et.collect_logits(model, loader(test, 64), verbose=False, costs=costs)
     return val_data, test_data
 
 
@@ -123,11 +123,11 @@ def test_collect_logits_gives_softmax_of_every_exit_in_float32(digits, collected
 def test_collect_logits_accepts_inputs_only_and_plain_iterables(digits, collected):
     model, _, test = digits
     _, test_data = collected
-    without_labels = et.collect_logits(model, loader(test, 50, labels=False), progress=False)
+    without_labels = et.collect_logits(model, loader(test, 50, labels=False), verbose=False)
     assert without_labels.labels is None
     np.testing.assert_array_equal(without_labels.probs, test_data.probs)
     batches = [test[0][i : i + 100] for i in range(0, len(test[0]), 100)]  # bare tensors
-    from_list = et.collect_logits(model, batches, progress=False)
+    from_list = et.collect_logits(model, batches, verbose=False)
     np.testing.assert_array_equal(from_list.probs, test_data.probs)
 
 
@@ -143,7 +143,7 @@ def test_collect_logits_accepts_a_model_returning_a_sequence(digits, collected):
         def forward(self, x):
             return tuple(self.inner(x))
 
-    data = et.collect_logits(SequenceModel(), loader(test, 64), progress=False)
+    data = et.collect_logits(SequenceModel(), loader(test, 64), verbose=False)
     np.testing.assert_array_equal(data.probs, collected[1].probs)
 
 
@@ -151,7 +151,7 @@ def test_collect_logits_restores_training_mode_and_draws_progress(digits, capsys
     model, _, test = digits
     model.train()
     try:
-        et.collect_logits(model, loader(test, 128), progress=True)
+        et.collect_logits(model, loader(test, 128), verbose=True)
         assert model.training
     finally:
         model.eval()
@@ -166,9 +166,9 @@ def test_collect_logits_rejects_a_stacked_tensor_and_an_empty_loader(digits):
             return torch.stack(model(x))
 
     with pytest.raises(TypeError, match="list or tuple of per-exit logits"):
-        et.collect_logits(Stacked(), [torch.zeros(3, 64)], progress=False)
+        et.collect_logits(Stacked(), [torch.zeros(3, 64)], verbose=False)
     with pytest.raises(ValueError, match="loader yielded no batches"):
-        et.collect_logits(model, [], progress=False)
+        et.collect_logits(model, [], verbose=False)
 
 
 # -- run_early_exit equals the policy on the collected outputs ---------------------------
@@ -331,7 +331,7 @@ def test_a_failing_stage_is_named(digits, policies):
     with pytest.raises(RuntimeError, match="stage 1 of 4 \\(Linear\\) failed"):
         et.run_early_exit(broken, policies["entropy"], loader(test, 64))
     with pytest.raises(RuntimeError, match="stage 1 of 4"):
-        et.collect_logits(broken, loader(test, 64), progress=False)
+        et.collect_logits(broken, loader(test, 64), verbose=False)
 
 
 # -- measure_exit_costs --------------------------------------------------------------------

@@ -1,0 +1,390 @@
+"""Exit rules on the model's device: every eeopt policy's decision, exit by exit, in torch.
+
+:func:`eeopt.torch.run_early_exit` decides with these rules by default, so the head's outputs
+never leave the device: at exit k a rule turns the active rows' logits and a small per-row
+state into a *key* and the argmax, and a row leaves when ``key >= cuts[k]``. The state is what
+the numpy policy would recompute from the earlier exits' probabilities:
+
+============================  ==========================================  =====================
+policy                        state carried from exit k - 1 to exit k     key at exit k
+============================  ==========================================  =====================
+``ScorePolicy`` maxprob,      none                                        the score itself
+entropy, margin
+``ScorePolicy`` vote          votes per class ``(rows, n_classes)``       the mode's count
+``ScorePolicy`` patience      previous argmax, agreement counter          the counter
+``BeemPolicy``                previous argmax, running score ``S``        ``S`` (float64)
+``EENetPolicy``               votes per class, scores ``s_0 .. s_{k-1}``  ``s_k`` (float64)
+============================  ==========================================  =====================
+
+Each quantity is computed in the dtype the numpy path computes it in (:mod:`eeopt.scores`,
+:mod:`eeopt.methods.beem`, :mod:`eeopt.methods.eenet`): probabilities in the logits' dtype
+(half precisions widened to float32, as :func:`eeopt.torch.collect_logits` does), BEEM's and
+EENet's scores in float64. The cuts make the comparison exact: for a float32 key, ``cuts[k]``
+is the smallest float32 not below ``thresholds_[k]`` (so ``key >= cuts[k]`` exactly when
+``float64(key) >= thresholds_[k]``, the numpy comparison); for a count, the smallest count
+whose numpy score (``count / (k + 1)`` for vote, the count for patience) reaches the threshold.
+
+**Agreement with the numpy policy.** Given the same logits, the rule and
+``policy.exit_index`` / ``policy.predict`` agree on every sample except near ties: torch's and
+numpy's float32 ``exp``, ``log`` and sums differ in the last bits (numpy's float32 ``exp`` is
+not correctly rounded either), so a probability may differ by a few units in the last place
+(at most 14 x 2^-24 measured over 10^6 rows of 2 to 1000 classes). :func:`score_tolerance`
+bounds what that does to each exit's score; a sample can exit elsewhere only if, at an exit it
+reaches, its score is within that tolerance of the threshold or its two largest probabilities
+are within ``2 * PROB_TOLERANCE`` of each other (the argmax that vote, patience, BEEM and the
+prediction use can then flip). Computing the rule in float64 does not remove this: the
+numpy path's own float32 rounding is the difference.
+
+A policy class this module does not know (a user's own subclass that overrides
+``compute_scores`` or ``prefix_scores``) has no device rule: :func:`rule_for` returns None
+and the runtime decides on the host with ``policy.prefix_scores``, as before.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from eeopt.methods.beem import RESET_MODES, BeemPolicy
+from eeopt.methods.eenet import N_CONFIDENCE_FEATURES, EENetPolicy
+from eeopt.policy import Policy, ScorePolicy
+from eeopt.scores import SCORE_NAMES
+
+#: Bound on ``|p_torch - p_numpy|`` for float32 probabilities from the same logits (2^-18,
+#: 18 times the largest difference measured); for float64 probabilities, 2^-47.
+PROB_TOLERANCE = {torch.float32: 2.0**-18, torch.float64: 2.0**-47}
+
+State = dict[str, torch.Tensor]
+
+
+def probability_dtype(logits_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the numpy path computes probabilities in: float64 kept, the rest float32."""
+    return torch.float64 if logits_dtype == torch.float64 else torch.float32
+
+
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """float64, where the device has it (Apple's MPS has not: float32 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """eeopt's stable softmax in torch: ``exp(x - max) / sum``, as :func:`eeopt.scores.softmax`.
+
+    Written out rather than ``torch.softmax``: the same operations as numpy (a true division
+    by the sum), and on the CPU faster for few classes (``torch.softmax`` on ``(64, 10)``
+    takes 10 us, this 6 us).
+    """
+    logits = logits.detach()
+    dtype = probability_dtype(logits.dtype)
+    if logits.dtype != dtype:
+        logits = logits.to(dtype)
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    shifted.exp_()
+    return shifted.div_(shifted.sum(dim=-1, keepdim=True))
+
+
+def round_up(threshold: float, dtype: torch.dtype) -> float:
+    """The smallest value of ``dtype`` that is ``>= threshold`` (infinities kept).
+
+    For a key ``x`` of that dtype, ``x >= round_up(t)`` exactly when ``x >= t`` in float64.
+    """
+    if dtype == torch.float64 or math.isinf(threshold):
+        return float(threshold)
+    finfo = torch.finfo(dtype)
+    if threshold > finfo.max:
+        return math.inf
+    if threshold < -finfo.max:
+        return -finfo.max
+    narrow = torch.tensor(threshold, dtype=dtype)
+    if float(narrow) < threshold:
+        narrow = torch.nextafter(narrow, torch.tensor(math.inf, dtype=dtype))
+    return float(narrow)
+
+
+def count_cut(threshold: float, values: list[float], never: int) -> int:
+    """The smallest count ``c`` whose score ``values[c]`` is ``>= threshold``; ``never`` if none.
+
+    ``values`` are the numpy path's float64 scores of the counts 0, 1, 2, ... in order.
+    """
+    for count, value in enumerate(values):
+        if value >= threshold:
+            return count
+    return never
+
+
+class ExitRule:
+    """A fitted policy's exit rule, exit by exit, on torch tensors of any device.
+
+    Subclasses implement :meth:`step`. ``cuts[k]`` is the value a row's key must reach to leave
+    at exit k (the last exit always fires, whatever its cut).
+
+    Attributes
+    ----------
+    method : str
+    n_exits : int
+    n_classes : int
+    """
+
+    def __init__(self, policy: Policy, device: torch.device) -> None:
+        self.method = policy.method
+        self.n_exits = policy.n_exits_
+        self.n_classes = policy.n_classes_
+        self.device = device
+        self.wide = wide_dtype(device)
+        self.thresholds = np.asarray(policy.thresholds_, dtype=np.float64)
+
+    def step(
+        self, k: int, logits: torch.Tensor, state: State
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """The key and argmax of exit k for the rows of ``logits``, and their new state.
+
+        Parameters
+        ----------
+        k : int
+            The exit, 0-based; exits ``0..k-1`` were stepped for these rows, in order.
+        logits : Tensor of shape (rows, n_classes)
+        state : dict of Tensor
+            What the step at exit k - 1 returned for these rows (rows in the same order), or
+            ``{}`` at exit 0. Every tensor in it is batch-first.
+
+        Returns
+        -------
+        key : Tensor of shape (rows,)
+            The row leaves at exit k when ``key >= cuts(key.dtype)[k]``.
+        predictions : Tensor of shape (rows,), int64
+            The argmax of exit k's probabilities (first index on ties, as numpy).
+        state : dict of Tensor
+        """
+        raise NotImplementedError
+
+    def cuts(self, key_dtype: torch.dtype) -> list[float]:
+        """Per-exit cuts for keys of ``key_dtype``: exactly the numpy comparison."""
+        return [round_up(float(t), key_dtype) for t in self.thresholds]
+
+    def scores(self, k: int, key: torch.Tensor) -> torch.Tensor:
+        """The numpy policy's score of exit k from the key, float64 (for diagnostics)."""
+        return key.to(torch.float64)
+
+
+class ScoreRule(ExitRule):
+    """``ScorePolicy``: maxprob, entropy, margin, vote and patience (:mod:`eeopt.scores`)."""
+
+    def __init__(self, policy: ScorePolicy, device: torch.device) -> None:
+        super().__init__(policy, device)
+        self.score_name = policy.score_name
+        self.log_classes = float(np.log(self.n_classes))  # the numpy scalar entropy divides by
+        if self.score_name in ("vote", "patience"):
+            n = self.n_exits
+            never = n + 2  # larger than any count
+            if self.score_name == "vote":
+                # numpy: best / (k + 1), an int64 array over a Python int: float64 division.
+                table = [[c / (k + 1) for c in range(k + 2)] for k in range(n)]
+            else:
+                table = [[float(c) for c in range(k + 1)] for k in range(n)]
+            self.count_cuts = [
+                count_cut(float(t), values, never)
+                for t, values in zip(self.thresholds, table, strict=True)
+            ]
+
+    def cuts(self, key_dtype: torch.dtype) -> list[float]:
+        if self.score_name in ("vote", "patience"):
+            return self.count_cuts
+        return super().cuts(key_dtype)
+
+    def scores(self, k: int, key: torch.Tensor) -> torch.Tensor:
+        if self.score_name == "vote":
+            return key.to(torch.float64) / (k + 1)
+        return super().scores(k, key)
+
+    def step(self, k, logits, state):
+        probs = softmax(logits)
+        name = self.score_name
+        confidence, predictions = probs.max(dim=-1)
+        if name == "maxprob":
+            return confidence, predictions, state
+        if name == "entropy":
+            return entropy_confidence(probs, self.log_classes), predictions, state
+        if name == "margin":
+            top2 = probs.topk(2, dim=-1).values
+            return top2[:, 0] - top2[:, 1], predictions, state
+        if name == "vote":
+            votes = add_votes(state.get("votes"), predictions, self.n_classes)
+            return votes.amax(dim=1), predictions, {"votes": votes}
+        # patience: consecutive exits agreeing with this one, minus one.
+        if k == 0:
+            count = torch.zeros_like(predictions, dtype=torch.int32)
+        else:
+            count = torch.where(predictions == state["previous"], state["count"] + 1, 0)
+        return count, predictions, {"previous": predictions, "count": count}
+
+
+class BeemRule(ExitRule):
+    """``BeemPolicy``: the running expert score ``S_k`` (:func:`eeopt.methods.beem.beem_scores`)."""
+
+    def __init__(self, policy: BeemPolicy, device: torch.device) -> None:
+        super().__init__(policy, device)
+        if policy.reset not in RESET_MODES:
+            raise ValueError(f"policy.reset must be one of {RESET_MODES}, got {policy.reset!r}.")
+        self.weights = [float(w) for w in policy.weights_]
+        self.reset = policy.reset
+
+    def step(self, k, logits, state):
+        probs = softmax(logits)
+        confidence, predictions = probs.max(dim=-1)
+        # numpy: conf.astype(float64) * w_k, added to S_{k-1} in float64.
+        vote = confidence.to(self.wide) * self.weights[k]
+        if k == 0:
+            score = vote if self.reset == "paper" else torch.zeros_like(vote)
+        else:
+            restart = vote if self.reset == "paper" else 0.0
+            score = torch.where(predictions == state["previous"], state["score"] + vote, restart)
+        return score, predictions, {"previous": predictions, "score": score}
+
+
+class EENetRule(ExitRule):
+    """``EENetPolicy``: ``s_k = sigmoid(w_k . [p_k, max p_k, entropy_k, vote_k, s_0..s_{k-1}]
+    + b_k)`` (:func:`eeopt.methods.eenet.utility_scores`)."""
+
+    def __init__(self, policy: EENetPolicy, device: torch.device) -> None:
+        super().__init__(policy, device)
+        n_base = self.n_classes + N_CONFIDENCE_FEATURES
+        self.log_classes = float(np.log(self.n_classes))
+        self.base_weights, self.earlier_weights = [], []
+        for k, coef in enumerate(policy.coefs_):
+            coef = torch.as_tensor(np.asarray(coef), dtype=self.wide, device=device)
+            if coef.shape != (n_base + k,):
+                raise ValueError(
+                    f"policy.coefs_[{k}] must have shape ({n_base + k},), got {tuple(coef.shape)}."
+                )
+            self.base_weights.append(coef[:n_base])
+            self.earlier_weights.append(coef[n_base:])
+        self.intercepts = [float(b) for b in policy.intercepts_]
+
+    def step(self, k, logits, state):
+        probs = softmax(logits)
+        confidence, predictions = probs.max(dim=-1)
+        votes = add_votes(state.get("votes"), predictions, self.n_classes)
+        vote = votes.amax(dim=1).to(self.wide) / (k + 1)
+        entropy = entropy_confidence(probs, self.log_classes)
+        features = torch.cat([probs, confidence[:, None], entropy[:, None]], dim=1).to(self.wide)
+        features = torch.cat([features, vote[:, None]], dim=1)
+        # numpy: features @ w_base + b, then + earlier scores @ w_earlier.
+        utility_logit = features @ self.base_weights[k] + self.intercepts[k]
+        if k:
+            utility_logit = utility_logit + state["earlier"] @ self.earlier_weights[k]
+        utility = torch.sigmoid(utility_logit)
+        earlier = utility[:, None] if k == 0 else torch.cat([state["earlier"], utility[:, None]], 1)
+        return utility, predictions, {"votes": votes, "earlier": earlier}
+
+
+def entropy_confidence(probs: torch.Tensor, log_classes: float) -> torch.Tensor:
+    """``1 + sum_c p log p / log C`` clipped to [0, 1], as :func:`eeopt.scores.entropy_confidence`.
+
+    numpy sums ``p log p`` in the probabilities' dtype and divides by ``np.log(C)``, a float64
+    scalar, so the rest is float64, rounded back to the probabilities' dtype at the end.
+    """
+    neg_entropy = torch.special.xlogy(probs, probs).sum(dim=-1)
+    wide = torch.float32 if probs.device.type == "mps" else torch.float64
+    out = (neg_entropy.to(wide) / log_classes).add_(1.0).clamp_(0.0, 1.0)
+    return out.to(probs.dtype)
+
+
+def add_votes(votes: torch.Tensor | None, predictions: torch.Tensor, n_classes: int):
+    """Votes per class ``(rows, n_classes)`` int32, with one more for each row's prediction."""
+    if votes is None:
+        votes = torch.zeros(
+            (predictions.shape[0], n_classes), dtype=torch.int32, device=predictions.device
+        )
+    return votes.scatter_add_(
+        1, predictions[:, None], torch.ones_like(predictions, dtype=torch.int32)[:, None]
+    )
+
+
+_RULES = ((ScorePolicy, ScoreRule), (BeemPolicy, BeemRule), (EENetPolicy, EENetRule))
+
+
+def rule_for(policy: Policy, device: Any = "cpu") -> ExitRule | None:
+    """The device rule of ``policy``, or None when eeopt has none for its class.
+
+    A rule exists for ``ScorePolicy`` (maxprob, entropy, margin, vote, patience; the methods
+    maxprob, entropy, margin, patience and msdnet), ``BeemPolicy`` and ``EENetPolicy``, and
+    for subclasses of these that override neither ``compute_scores`` nor ``prefix_scores``.
+    """
+    device = torch.device(device)
+    cls = type(policy)
+    if cls.prefix_scores is not Policy.prefix_scores:
+        return None
+    for known, rule_class in _RULES:
+        if isinstance(policy, known) and cls.compute_scores is known.compute_scores:
+            if known is ScorePolicy and policy.score_name not in SCORE_NAMES:
+                return None
+            return rule_class(policy, device)
+    return None
+
+
+def rule_scores(rule: ExitRule, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every exit's score and argmax from the rule, no sample leaving: for diagnostics and tests.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_exits, n_classes)
+
+    Returns
+    -------
+    scores : Tensor of shape (n_samples, n_exits), float64
+        What ``policy.compute_scores`` gives on the same logits, up to the rounding discussed in
+        the module docstring.
+    predictions : Tensor of shape (n_samples, n_exits), int64
+    """
+    if logits.ndim != 3 or logits.shape[1:] != (rule.n_exits, rule.n_classes):
+        raise ValueError(
+            f"logits must have shape (n_samples, {rule.n_exits}, {rule.n_classes}), got "
+            f"{tuple(logits.shape)}."
+        )
+    state: State = {}
+    scores, predictions = [], []
+    for k in range(rule.n_exits):
+        key, predicted, state = rule.step(k, logits[:, k], state)
+        scores.append(rule.scores(k, key))
+        predictions.append(predicted)
+    return torch.stack(scores, dim=1), torch.stack(predictions, dim=1)
+
+
+def score_tolerance(policy: Policy, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """How far the device rule's score may be from the numpy policy's, per exit.
+
+    Assumes the two paths' probabilities differ by at most ``PROB_TOLERANCE[dtype]`` and have
+    the same argmax at every exit (see the module docstring). Scores computed from the same
+    quantities in float64 (BEEM's sum, EENet's linear score) add a relative 1e-12.
+
+    Returns
+    -------
+    ndarray of shape (n_exits,)
+        Maxprob, entropy and margin: 2x the probability bound (margin subtracts two of them;
+        the entropy confidence is a weighted mean of ``log p``, measured within it). Vote and
+        patience: 0 (counts). BEEM: the bound times ``sum_{j <= k} w_j``. EENet: the bound
+        carried through each exit's linear score (``|w|`` times the features' bounds) and the
+        sigmoid (slope <= 1/4).
+    """
+    delta = PROB_TOLERANCE[probability_dtype(dtype)]
+    n_exits = policy.n_exits_
+    rule = rule_for(policy)
+    if rule is None:
+        raise ValueError(f"{type(policy).__name__} has no device rule; no tolerance to state.")
+    if isinstance(rule, ScoreRule):
+        exact = rule.score_name in ("vote", "patience")
+        return np.full(n_exits, 0.0 if exact else 2 * delta)
+    if isinstance(rule, BeemRule):
+        sums = np.cumsum(np.abs(rule.weights))
+        return sums * delta * (1 + 1e-9) + 1e-12 * sums
+    # EENet: features p_k (n_classes), max p_k, entropy (2 delta), vote (exact), earlier scores.
+    n_classes = policy.n_classes_
+    out = np.empty(n_exits)
+    for k, coef in enumerate(policy.coefs_):
+        coef = np.abs(np.asarray(coef, dtype=np.float64))
+        feature_bounds = np.concatenate([np.full(n_classes + 1, delta), [2 * delta, 0.0], out[:k]])
+        out[k] = 0.25 * float(coef @ feature_bounds) + 1e-12
+    return out
