@@ -5,16 +5,15 @@ never leave the device: at exit k a rule turns the active rows' logits and a sma
 state into a *key* and the argmax, and a row leaves when ``key >= cuts[k]``. The state is what
 the numpy policy would recompute from the earlier exits' probabilities:
 
-============================  ==========================================  =====================
-policy                        state carried from exit k - 1 to exit k     key at exit k
-============================  ==========================================  =====================
-``ScorePolicy`` maxprob,      none                                        the score itself
-entropy, margin
-``ScorePolicy`` vote          votes per class ``(rows, n_classes)``       the mode's count
-``ScorePolicy`` patience      previous argmax, agreement counter          the counter
-``BeemPolicy``                previous argmax, running score ``S``        ``S`` (float64)
-``EENetPolicy``               votes per class, scores ``s_0 .. s_{k-1}``  ``s_k`` (float64)
-============================  ==========================================  =====================
+- ``ScorePolicy`` maxprob: no state; the key is the softmax denominator
+  ``sum_c exp(x_c - max x)``, the max probability being its reciprocal (a row leaves when the
+  key is *at most* the cut).
+- ``ScorePolicy`` entropy, margin: no state; the key is the score.
+- ``ScorePolicy`` vote: the votes per class ``(rows, n_classes)``; the key is the mode's count.
+- ``ScorePolicy`` patience: the previous argmax and the agreement counter, the key.
+- ``BeemPolicy``: the previous argmax and the running score ``S`` (float64), the key.
+- ``EENetPolicy``: the votes per class and the scores ``s_0 .. s_{k-1}``; the key is ``s_k``
+  (float64).
 
 Each quantity is computed in the dtype the numpy path computes it in (:mod:`eeopt.scores`,
 :mod:`eeopt.methods.beem`, :mod:`eeopt.methods.eenet`): probabilities in the logits' dtype
@@ -86,21 +85,69 @@ def softmax(logits: torch.Tensor) -> torch.Tensor:
     return shifted.div_(shifted.sum(dim=-1, keepdim=True))
 
 
+def exp_total(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_c exp(x_c - max x)`` and the argmax of each row, in the probabilities' dtype.
+
+    The max probability is ``1 / total`` (the top class's ``exp(0)`` is exactly 1), which is
+    how numpy's softmax computes it; the argmax of the logits is the argmax of the
+    probabilities (first index on ties) except where two probabilities round to the same
+    value. Four operations, where the full softmax and its max take six.
+    """
+    logits = logits.detach()
+    dtype = probability_dtype(logits.dtype)
+    if logits.dtype != dtype:
+        logits = logits.to(dtype)
+    top, predictions = logits.max(dim=-1, keepdim=True)
+    return (logits - top).exp_().sum(dim=-1), predictions[:, 0]
+
+
+def total_cut(threshold: float, dtype: torch.dtype) -> float:
+    """The largest ``total`` of ``dtype`` whose max probability ``1 / total`` (rounded to
+    ``dtype``, as numpy's division does) is ``>= threshold``; -inf if none.
+
+    ``1 / total`` does not increase with ``total``, so ``total <= total_cut(t)`` exactly when
+    the max probability reaches ``t``: the maxprob rule needs no division.
+    """
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    one = np_dtype(1.0)
+    target = round_up(threshold, dtype)
+    if target <= 0.0:
+        return math.inf
+    if one / one < target:  # totals are >= 1, so the max probability is <= 1
+        return -math.inf
+    # Bisect over the bit patterns of positive floats (ordered as integers): the last
+    # total >= 1 whose reciprocal still reaches the target.
+    int_dtype = np.int64 if np_dtype == np.float64 else np.int32
+    low = int(np.array(one, dtype=np_dtype).view(int_dtype))  # reaches
+    high = int(np.array(np.inf, dtype=np_dtype).view(int_dtype))  # does not (1/inf = 0)
+    while high - low > 1:
+        middle = (low + high) // 2
+        total = np.array(middle, dtype=int_dtype).view(np_dtype)[()]
+        if one / total >= target:
+            low = middle
+        else:
+            high = middle
+    return float(np.array(low, dtype=int_dtype).view(np_dtype)[()])
+
+
 def round_up(threshold: float, dtype: torch.dtype) -> float:
-    """The smallest value of ``dtype`` that is ``>= threshold`` (infinities kept).
+    """The smallest float32 (or float64) that is ``>= threshold``, infinities kept.
 
     For a key ``x`` of that dtype, ``x >= round_up(t)`` exactly when ``x >= t`` in float64.
+    Computed on the host with numpy, once per run.
     """
     if dtype == torch.float64 or math.isinf(threshold):
         return float(threshold)
-    finfo = torch.finfo(dtype)
-    if threshold > finfo.max:
+    if dtype != torch.float32:
+        raise ValueError(f"keys are float32 or float64, got {dtype}.")
+    largest = float(np.finfo(np.float32).max)
+    if threshold > largest:
         return math.inf
-    if threshold < -finfo.max:
-        return -finfo.max
-    narrow = torch.tensor(threshold, dtype=dtype)
+    if threshold < -largest:
+        return -largest
+    narrow = np.float32(threshold)
     if float(narrow) < threshold:
-        narrow = torch.nextafter(narrow, torch.tensor(math.inf, dtype=dtype))
+        narrow = np.nextafter(narrow, np.float32(np.inf))
     return float(narrow)
 
 
@@ -135,6 +182,7 @@ class ExitRule:
         self.device = device
         self.wide = wide_dtype(device)
         self.thresholds = np.asarray(policy.thresholds_, dtype=np.float64)
+        self._cuts: dict[torch.dtype, list[float]] = {}
 
     def step(
         self, k: int, logits: torch.Tensor, state: State
@@ -153,15 +201,22 @@ class ExitRule:
         Returns
         -------
         key : Tensor of shape (rows,)
-            The row leaves at exit k when ``key >= cuts(key.dtype)[k]``.
+            The row leaves at exit k when ``fires(k, key)``.
         predictions : Tensor of shape (rows,), int64
             The argmax of exit k's probabilities (first index on ties, as numpy).
         state : dict of Tensor
         """
         raise NotImplementedError
 
+    def fires(self, k: int, key: torch.Tensor) -> torch.Tensor:
+        """Which rows the rule sends out at exit k (not special-casing the last exit)."""
+        cuts = self._cuts.get(key.dtype)
+        if cuts is None:
+            cuts = self._cuts[key.dtype] = self.cuts(key.dtype)
+        return key >= cuts[k]
+
     def cuts(self, key_dtype: torch.dtype) -> list[float]:
-        """Per-exit cuts for keys of ``key_dtype``: exactly the numpy comparison."""
+        """Per-exit cuts for keys of ``key_dtype``: ``key >= cut`` is the numpy comparison."""
         return [round_up(float(t), key_dtype) for t in self.thresholds]
 
     def scores(self, k: int, key: torch.Tensor) -> torch.Tensor:
@@ -189,6 +244,14 @@ class ScoreRule(ExitRule):
                 for t, values in zip(self.thresholds, table, strict=True)
             ]
 
+    def fires(self, k: int, key: torch.Tensor) -> torch.Tensor:
+        if self.score_name != "maxprob":
+            return super().fires(k, key)
+        cuts = self._cuts.get(key.dtype)
+        if cuts is None:
+            cuts = self._cuts[key.dtype] = [total_cut(float(t), key.dtype) for t in self.thresholds]
+        return key <= cuts[k]
+
     def cuts(self, key_dtype: torch.dtype) -> list[float]:
         if self.score_name in ("vote", "patience"):
             return self.count_cuts
@@ -197,14 +260,17 @@ class ScoreRule(ExitRule):
     def scores(self, k: int, key: torch.Tensor) -> torch.Tensor:
         if self.score_name == "vote":
             return key.to(torch.float64) / (k + 1)
+        if self.score_name == "maxprob":  # the key is the softmax denominator
+            return key.reciprocal().to(torch.float64)
         return super().scores(k, key)
 
     def step(self, k, logits, state):
-        probs = softmax(logits)
         name = self.score_name
-        confidence, predictions = probs.max(dim=-1)
         if name == "maxprob":
-            return confidence, predictions, state
+            total, predictions = exp_total(logits)
+            return total, predictions, state
+        probs = softmax(logits)
+        confidence, predictions = probs.max(dim=-1)
         if name == "entropy":
             return entropy_confidence(probs, self.log_classes), predictions, state
         if name == "margin":
@@ -232,10 +298,10 @@ class BeemRule(ExitRule):
         self.reset = policy.reset
 
     def step(self, k, logits, state):
-        probs = softmax(logits)
-        confidence, predictions = probs.max(dim=-1)
-        # numpy: conf.astype(float64) * w_k, added to S_{k-1} in float64.
-        vote = confidence.to(self.wide) * self.weights[k]
+        total, predictions = exp_total(logits)
+        # numpy: conf.astype(float64) * w_k, added to S_{k-1} in float64; conf = 1 / total in
+        # the probabilities' dtype.
+        vote = total.reciprocal_().to(self.wide) * self.weights[k]
         if k == 0:
             score = vote if self.reset == "paper" else torch.zeros_like(vote)
         else:

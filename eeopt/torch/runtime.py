@@ -355,7 +355,6 @@ class _DeviceDecider(_Decider):
     def __init__(self, rule: ExitRule, device: torch.device) -> None:
         self.rule, self.device = rule, device
         self.n_classes = rule.n_classes
-        self.cuts: dict[torch.dtype, list[float]] = {}
         self.done: list[tuple[torch.Tensor, int, torch.Tensor]] = []
 
     def start(self, offset: int, n_rows: int):
@@ -377,10 +376,7 @@ class _DeviceDecider(_Decider):
         if last:  # the last exit always fires
             self.done.append((ids, k, predictions))
             return 0, None, None
-        cuts = self.cuts.get(key.dtype)
-        if cuts is None:
-            cuts = self.cuts[key.dtype] = self.rule.cuts(key.dtype)
-        fires = key >= cuts[k]
+        fires = self.rule.fires(k, key)
         # The one value read back per stage: how many rows leave (a sync on an accelerator).
         n_leave = int(torch.count_nonzero(fires))
         if n_leave == 0:
