@@ -117,9 +117,7 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
         for _ in range(args.repeats):
             full.append(full_forward_seconds(model, batches, device))
             for rule in rules:
-                run = et.run_early_exit(
-                    model, policy, batches, refill=args.refill, exit_rule=rule
-                )
+                run = et.run_early_exit(model, policy, batches, refill=args.refill, exit_rule=rule)
                 if run.exit_rule != rule:
                     raise RuntimeError(f"asked for exit_rule={rule!r}, ran {run.exit_rule!r}")
                 early[rule].append(run.seconds)
