@@ -2,8 +2,9 @@
 
 :func:`eeopt.torch.run_early_exit` decides with these rules by default, so the head's outputs
 never leave the device: at exit k a rule turns the active rows' logits and a small per-row
-state into a *key* and the argmax, and a row leaves when ``key >= cuts[k]``. The state is what
-the numpy policy would recompute from the earlier exits' probabilities:
+state into a *key* and the argmax, and a row leaves when :meth:`ExitRule.fires` (``key >=
+cuts[k]``, or ``<=`` for maxprob). The state is what the numpy policy would recompute from the
+earlier exits' probabilities:
 
 - ``ScorePolicy`` maxprob: no state; the key is the softmax denominator
   ``sum_c exp(x_c - max x)``, the max probability being its reciprocal (a row leaves when the
@@ -18,10 +19,13 @@ the numpy policy would recompute from the earlier exits' probabilities:
 Each quantity is computed in the dtype the numpy path computes it in (:mod:`eeopt.scores`,
 :mod:`eeopt.methods.beem`, :mod:`eeopt.methods.eenet`): probabilities in the logits' dtype
 (half precisions widened to float32, as :func:`eeopt.torch.collect_logits` does), BEEM's and
-EENet's scores in float64. The cuts make the comparison exact: for a float32 key, ``cuts[k]``
-is the smallest float32 not below ``thresholds_[k]`` (so ``key >= cuts[k]`` exactly when
-``float64(key) >= thresholds_[k]``, the numpy comparison); for a count, the smallest count
-whose numpy score (``count / (k + 1)`` for vote, the count for patience) reaches the threshold.
+EENet's scores in float64 (only the entropy confidence's last two operations stay in the
+probabilities' dtype where numpy goes through float64: one unit in the last place). The cuts
+make the comparison exact: for a float32 key, ``cuts[k]`` is the smallest float32 not below
+``thresholds_[k]`` (so ``key >= cuts[k]`` exactly when ``float64(key) >= thresholds_[k]``,
+the numpy comparison); for maxprob's denominator, the largest one whose reciprocal reaches the
+threshold (:func:`total_cut`); for a count, the smallest count whose numpy score
+(``count / (k + 1)`` for vote, the count for patience) reaches the threshold.
 
 **Agreement with the numpy policy.** Given the same logits, the rule and
 ``policy.exit_index`` / ``policy.predict`` agree on every sample except near ties: torch's and
@@ -318,30 +322,31 @@ class EENetRule(ExitRule):
         super().__init__(policy, device)
         n_base = self.n_classes + N_CONFIDENCE_FEATURES
         self.log_classes = float(np.log(self.n_classes))
-        self.base_weights, self.earlier_weights = [], []
+        self.coefs, self.intercepts = [], []
         for k, coef in enumerate(policy.coefs_):
             coef = torch.as_tensor(np.asarray(coef), dtype=self.wide, device=device)
             if coef.shape != (n_base + k,):
                 raise ValueError(
                     f"policy.coefs_[{k}] must have shape ({n_base + k},), got {tuple(coef.shape)}."
                 )
-            self.base_weights.append(coef[:n_base])
-            self.earlier_weights.append(coef[n_base:])
-        self.intercepts = [float(b) for b in policy.intercepts_]
+            self.coefs.append(coef)
+            self.intercepts.append(
+                torch.tensor(float(policy.intercepts_[k]), dtype=self.wide, device=device)
+            )
 
     def step(self, k, logits, state):
         probs = softmax(logits)
         confidence, predictions = probs.max(dim=-1)
         votes = add_votes(state.get("votes"), predictions, self.n_classes)
-        vote = votes.amax(dim=1).to(self.wide) / (k + 1)
+        vote = votes.amax(dim=1, keepdim=True).to(self.wide).div_(k + 1)
         entropy = entropy_confidence(probs, self.log_classes)
-        features = torch.cat([probs, confidence[:, None], entropy[:, None]], dim=1).to(self.wide)
-        features = torch.cat([features, vote[:, None]], dim=1)
-        # numpy: features @ w_base + b, then + earlier scores @ w_earlier.
-        utility_logit = features @ self.base_weights[k] + self.intercepts[k]
-        if k:
-            utility_logit = utility_logit + state["earlier"] @ self.earlier_weights[k]
-        utility = torch.sigmoid(utility_logit)
+        narrow = torch.cat([probs, confidence[:, None], entropy[:, None]], dim=1)
+        # z_k = [p_k, max p_k, entropy_k, vote_k, s_0 .. s_{k-1}] in float64, as numpy's
+        # features; one product with w_k (numpy adds the earlier scores' part separately: the
+        # two sums differ by float64 rounding).
+        parts = [narrow.to(self.wide), vote] + ([state["earlier"]] if k else [])
+        utility = torch.addmv(self.intercepts[k], torch.cat(parts, dim=1), self.coefs[k])
+        utility = utility.sigmoid_()
         earlier = utility[:, None] if k == 0 else torch.cat([state["earlier"], utility[:, None]], 1)
         return utility, predictions, {"votes": votes, "earlier": earlier}
 
@@ -349,13 +354,13 @@ class EENetRule(ExitRule):
 def entropy_confidence(probs: torch.Tensor, log_classes: float) -> torch.Tensor:
     """``1 + sum_c p log p / log C`` clipped to [0, 1], as :func:`eeopt.scores.entropy_confidence`.
 
-    numpy sums ``p log p`` in the probabilities' dtype and divides by ``np.log(C)``, a float64
-    scalar, so the rest is float64, rounded back to the probabilities' dtype at the end.
+    numpy sums ``p log p`` in the probabilities' dtype, then divides by ``np.log(C)`` and adds
+    1 in float64 before rounding back; here the whole is in the probabilities' dtype, which
+    adds at most one unit in the last place to what the sums already differ by, and saves two
+    conversions.
     """
     neg_entropy = torch.special.xlogy(probs, probs).sum(dim=-1)
-    wide = torch.float32 if probs.device.type == "mps" else torch.float64
-    out = (neg_entropy.to(wide) / log_classes).add_(1.0).clamp_(0.0, 1.0)
-    return out.to(probs.dtype)
+    return neg_entropy.div_(log_classes).add_(1.0).clamp_(0.0, 1.0)
 
 
 def add_votes(votes: torch.Tensor | None, predictions: torch.Tensor, n_classes: int):

@@ -348,14 +348,20 @@ class _Decider:
 
 
 class _DeviceDecider(_Decider):
-    """The policy's torch rule on the model's device; carry ``(ids, rule state)``, tensors."""
+    """The policy's torch rule on the model's device; carry ``(ids, rule state)``, tensors.
+
+    Each stage records its rows' ids, argmaxes and which of them fired, as they are; the
+    fired entries are picked out once, at the end of the run, so that a stage spends no
+    operation on the rows that leave.
+    """
 
     name = "device"
 
     def __init__(self, rule: ExitRule, device: torch.device) -> None:
         self.rule, self.device = rule, device
         self.n_classes = rule.n_classes
-        self.done: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+        # (ids, exit, predictions, fires or None when every row leaves)
+        self.done: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]] = []
 
     def start(self, offset: int, n_rows: int):
         return torch.arange(offset, offset + n_rows, device=self.device), {}
@@ -371,35 +377,42 @@ class _DeviceDecider(_Decider):
 
     def decide(self, k, last, logits, carry):
         ids, state = carry
-        key, predictions, state = self.rule.step(k, logits, state)
-        n_rows = ids.shape[0]
+        key, predictions, state = self.rule.step(k, logits, carry[1])
         if last:  # the last exit always fires
-            self.done.append((ids, k, predictions))
+            self.done.append((ids, k, predictions, None))
             return 0, None, None
         fires = self.rule.fires(k, key)
         # The one value read back per stage: how many rows leave (a sync on an accelerator).
         n_leave = int(torch.count_nonzero(fires))
+        n_rows = ids.shape[0]
         if n_leave == 0:
             return n_rows, None, (ids, state)
         if n_leave == n_rows:
-            self.done.append((ids, k, predictions))
+            self.done.append((ids, k, predictions, None))
             return 0, None, None
-        # A stable sort puts the staying rows (False) first, each group in its order: both
-        # index sets without a data-dependent shape on the device.
-        order = torch.argsort(fires.view(torch.uint8), stable=True)
-        n_stay = n_rows - n_leave
-        keep, leave = order[:n_stay], order[n_stay:]
-        self.done.append((ids.index_select(0, leave), k, predictions.index_select(0, leave)))
-        return n_stay, keep, take_rows((ids, state), keep)
+        self.done.append((ids, k, predictions, fires))
+        # A stable sort puts the staying rows (False) first, in their order: their indices
+        # without a data-dependent shape on the device (n_leave is known on the host).
+        keep = torch.argsort(fires.view(torch.uint8), stable=True)[: n_rows - n_leave]
+        return n_rows - n_leave, keep, take_rows((ids, state), keep)
 
     def results(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        ids = torch.cat([ids for ids, _, _ in self.done]).cpu().numpy()
-        predicted = torch.cat([p for _, _, p in self.done]).cpu().numpy()
-        exits = np.repeat([k for _, k, _ in self.done], [i.shape[0] for i, _, _ in self.done])
+        # One copy of everything recorded, then the fired entries picked out on the host.
+        ids = torch.cat([ids for ids, _, _, _ in self.done])
+        predicted = torch.cat([p for _, _, p, _ in self.done])
+        fired = torch.cat(
+            [
+                torch.ones_like(ids, dtype=torch.bool) if fires is None else fires
+                for ids, _, _, fires in self.done
+            ]
+        )
+        both = torch.stack([ids, predicted, fired.to(ids.dtype)]).cpu().numpy()
+        exits = np.repeat([k for _, k, _, _ in self.done], [i.shape[0] for i, *_ in self.done])
+        fired = both[2].astype(bool)
         exit_index = np.empty(n_samples, dtype=np.int64)
         predictions = np.empty(n_samples, dtype=np.int64)
-        exit_index[ids] = exits
-        predictions[ids] = predicted
+        exit_index[both[0][fired]] = exits[fired]
+        predictions[both[0][fired]] = both[1][fired]
         return exit_index, predictions
 
 
