@@ -13,8 +13,9 @@ reports, on the test samples:
 - predicted speedup: ``costs[-1] / mean_cost`` of the policy's exits, latency costs;
 - measured speedup: wall time of a full forward pass (every stage and head, what ``costs[-1]``
   covers) over wall time of ``run_early_exit``, same pre-made batches on the device, repeats
-  interleaved (full pass, then each exit rule in turn), as a ratio of medians and, in
-  brackets, of best times (less sensitive to other processes on a shared machine);
+  interleaved (full pass, then each exit rule in turn): the median over repeats of the ratio
+  within a repeat (the passes of one repeat run back to back, under the same load of a shared
+  machine) and, in brackets, the ratio of the best times;
 - their ratio (target >= 0.8 at batch size 64), for each exit rule: ``device`` (the policy's
   torch rule on the model's device, the default) and ``host`` (numpy on the host, the runtime
   before issue 17: the baseline, in the same run);
@@ -103,7 +104,7 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
     )
     head = "| policy | test accuracy | exit fractions | predicted speedup (latency costs) |"
     rule_head = "".join(
-        f" {rule}: measured, medians (best) | {rule}: measured / predicted |" for rule in rules
+        f" {rule}: measured, median (best) | {rule}: measured / predicted |" for rule in rules
     )
     print(head + rule_head + " predicted from FLOPs |")
     print("|---" * (5 + 2 * len(rules)) + "|")
@@ -125,14 +126,15 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
         fractions = ", ".join(f"{f:.2f}" for f in result.exit_fractions)
         cells = ""
         for rule in rules:
-            median = np.median(full) / np.median(early[rule])
+            median = float(np.median(np.array(full) / np.array(early[rule])))
             best = np.min(full) / np.min(early[rule])
             cells += (
                 f" {median:.2f}x ({best:.2f}x) | {median / result.speedup:.2f} "
                 f"({best / result.speedup:.2f}) |"
             )
             if name == overhead_name:
-                overhead[rule] = (np.median(early[rule]) - np.median(full)) / n_calls
+                extra = np.array(early[rule]) - np.array(full)
+                overhead[rule] = (np.median(extra) / n_calls, np.min(early[rule]) - np.min(full))
         print(
             f"| {name} | {result.accuracy:.4f} | {fractions} | {result.speedup:.2f}x |"
             f"{cells} {by_flops:.2f}x |"
@@ -142,10 +144,14 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
         f"(median), {np.min(all_full) / len(y_test) * 1e6:.1f} (best); costs[-1] from "
         f"measure_exit_costs: {costs.seconds[-1] * 1e6:.1f} us"
     )
-    per_call = ", ".join(f"{rule} {seconds * 1e6:.1f} us" for rule, seconds in overhead.items())
+    per_call = ", ".join(
+        f"{rule} {median * 1e6:.1f} us ({best / n_calls * 1e6:.1f})"
+        for rule, (median, best) in overhead.items()
+    )
     print(
-        f"runtime overhead per stage call (all at the last exit, medians, {n_calls} calls): "
-        f"{per_call}; load average now {load()}"
+        f"runtime overhead per stage call (all at the last exit; median of paired differences, "
+        f"in brackets from the best times; {n_calls} stage calls): {per_call}; "
+        f"load average now {load()}"
     )
 
 

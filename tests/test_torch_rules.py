@@ -210,7 +210,7 @@ def test_probability_tolerance_holds_for_many_classes():
             with torch.inference_mode():
                 probs = softmax(torch.from_numpy(logits)).numpy()
             error = np.abs(probs.astype(np.float64) - expected).max()
-            assert error <= PROB_TOLERANCE[torch.float32] / 8, (n_classes, scale, error)
+            assert error <= PROB_TOLERANCE[torch.float32] / 2, (n_classes, scale, error)
 
 
 # -- the runtime's decisions on the shipped data ---------------------------------------------

@@ -56,8 +56,9 @@ from eeopt.methods.eenet import N_CONFIDENCE_FEATURES, EENetPolicy
 from eeopt.policy import Policy, ScorePolicy
 from eeopt.scores import SCORE_NAMES
 
-#: Bound on ``|p_torch - p_numpy|`` for float32 probabilities from the same logits (2^-18,
-#: 18 times the largest difference measured); for float64 probabilities, 2^-47.
+#: Bound on ``|p_torch - p_numpy|`` for probabilities from the same logits: float32 2^-18,
+#: 4.6 times the largest difference measured (14 x 2^-24, 10^6 rows of 2 to 1000 classes);
+#: float64 2^-47, the same margin over float64's 2^-53.
 PROB_TOLERANCE = {torch.float32: 2.0**-18, torch.float64: 2.0**-47}
 
 State = dict[str, torch.Tensor]

@@ -252,7 +252,6 @@ class _Pipeline:
         self.waiting = [0] * self.n_exits
         self.batch_size = 0
         self.n_samples = 0
-        self.n_classes = 0
 
     def push(self, inputs: Any) -> None:
         """One loader batch: stage 0 on all of it, then the later stages that are ready."""
@@ -377,7 +376,7 @@ class _DeviceDecider(_Decider):
 
     def decide(self, k, last, logits, carry):
         ids, state = carry
-        key, predictions, state = self.rule.step(k, logits, carry[1])
+        key, predictions, state = self.rule.step(k, logits, state)
         if last:  # the last exit always fires
             self.done.append((ids, k, predictions, None))
             return 0, None, None
