@@ -238,11 +238,12 @@ def run_early_exit(
 class _Pipeline:
     """Samples waiting before each stage, run stage by stage (see the module docstring).
 
-    ``pools[k]`` holds chunks ``(features, carry)`` of samples that reached stage k: the
-    output of stage k - 1 (the inputs for k = 0) and the decider's carry for the same rows
-    (None for k = 0). Without ``refill`` a stage runs on whatever reached it from the current
-    batch; with ``refill`` a stage k >= 1 waits until a full batch (the loader's first batch
-    size) has gathered, and what is left runs at the end.
+    Without ``refill`` a loader batch runs through the stages at once, the rows that stay
+    carried from one stage to the next. With ``refill``, ``pools[k]`` holds chunks
+    ``(features, carry)`` of samples that reached stage k: the output of stage k - 1 (the
+    inputs for k = 0) and the decider's carry for the same rows (None for k = 0); a stage
+    k >= 1 runs when a full batch (the loader's first batch size) has gathered, and what is
+    left runs at the end.
     """
 
     def __init__(self, model: MultiExitModel, decider: _Decider, refill: bool) -> None:
@@ -254,18 +255,26 @@ class _Pipeline:
         self.n_samples = 0
 
     def push(self, inputs: Any) -> None:
-        """One loader batch: stage 0 on all of it, then the later stages that are ready."""
+        """One loader batch: without refill, through the stages until no row is left; with
+        refill, stage 0 on all of it, then the later stages that have a full batch waiting."""
+        if not self.refill:  # no pools: nothing waits
+            features, carry, n_stay, k = inputs, None, 1, 0
+            while n_stay:  # the last exit leaves n_stay = 0
+                n_stay, features, carry = self._stage(k, features, carry)
+                k += 1
+            return
         self.pools[0].append((inputs, None))
         self._run_stage(0, full=False)
         for k in range(1, self.n_exits):
-            while self.waiting[k] and (not self.refill or self.waiting[k] >= self.batch_size):
-                self._run_stage(k, full=self.refill)
+            while self.waiting[k] and self.waiting[k] >= self.batch_size:
+                self._run_stage(k, full=True)
 
     def flush(self) -> None:
-        """Run what is still waiting, stage by stage (full batches, then the remainder)."""
+        """With refill, run what is still waiting, stage by stage (full batches, then the
+        remainder); nothing waits without refill."""
         for k in range(1, self.n_exits):
             while self.waiting[k]:
-                self._run_stage(k, full=self.refill)
+                self._run_stage(k, full=True)
 
     def _take(self, k: int, full: bool) -> tuple[Any, Any]:
         """The chunks waiting at stage k as one batch; with ``full``, its first batch_size
@@ -290,8 +299,16 @@ class _Pipeline:
         return features, carry
 
     def _run_stage(self, k: int, full: bool) -> None:
+        """Stage k on what waits before it; the rows that stay wait before stage k + 1."""
+        n_stay, features, carry = self._stage(k, *self._take(k, full))
+        if n_stay:
+            self.pools[k + 1].append((features, carry))
+            self.waiting[k + 1] += n_stay
+
+    def _stage(self, k: int, features: Any, carry: Any) -> tuple[int, Any, Any]:
+        """Stage and head k on ``features``, the exit decision: ``(n_stay, features, carry)``
+        of the rows that go on."""
         model = self.model
-        features, carry = self._take(k, full)
         features = model.run_stage(k, features)
         logits = model.run_head(k, features)
         n_rows, n_classes = logits.shape
@@ -311,12 +328,9 @@ class _Pipeline:
                 f"remaining samples."
             )
         n_stay, keep, carry = self.decider.decide(k, k == self.n_exits - 1, logits, carry)
-        if not n_stay:
-            return
-        if keep is not None:
+        if n_stay and keep is not None:
             features = _take_rows(features, keep, k)
-        self.pools[k + 1].append((features, carry))
-        self.waiting[k + 1] += n_stay
+        return n_stay, features, carry
 
 
 class _Decider:
