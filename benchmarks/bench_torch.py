@@ -15,7 +15,9 @@ reports, on the test samples:
   covers) over wall time of ``run_early_exit``, same pre-made batches on the device, repeats
   interleaved (full pass, then each exit rule in turn): the median over repeats of the ratio
   within a repeat (the passes of one repeat run back to back, under the same load of a shared
-  machine) and, in brackets, the ratio of the best times;
+  machine) and, in brackets, the ratio of the best times; on the CPU also, in square
+  brackets, the median ratio of the thread's CPU times (``time.thread_time``: not counting
+  the time the process waited for a core, the steadiest figure on a busy machine);
 - their ratio (target >= 0.8 at batch size 64), for each exit rule: ``device`` (the policy's
   torch rule on the model's device, the default) and ``host`` (numpy on the host, the runtime
   before issue 17: the baseline, in the same run);
@@ -47,14 +49,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from digits_model import build_digits_cnn, build_digits_model, digits_splits  # noqa: E402
 
 
-def full_forward_seconds(model, batches, device) -> float:
+def timed(function, device) -> tuple[float, float]:
+    """Wall-clock and this thread's CPU seconds of ``function()``, the device synchronised."""
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.thread_time()
+    out = function()
+    synchronize(device)
+    return time.perf_counter() - wall, time.thread_time() - cpu, out
+
+
+def full_forward(model, batches):
     with torch.inference_mode():
-        synchronize(device)
-        start = time.perf_counter()
         for x in batches:
             model(x)
-        synchronize(device)
-        return time.perf_counter() - start
 
 
 def device_name(device: torch.device) -> str:
@@ -103,8 +110,9 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
         f"load average {load()} (1/5/15 min), {datetime.date.today()}"
     )
     head = "| policy | test accuracy | exit fractions | predicted speedup (latency costs) |"
+    cpu = " [CPU time]" if device.type == "cpu" else ""
     rule_head = "".join(
-        f" {rule}: measured, median (best) | {rule}: measured / predicted |" for rule in rules
+        f" {rule}: measured, median (best){cpu} | {rule}: measured / predicted |" for rule in rules
     )
     print(head + rule_head + " predicted from FLOPs |")
     print("|---" * (5 + 2 * len(rules)) + "|")
@@ -116,25 +124,35 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
         by_flops = policy.evaluate(test_data, costs=costs.flops).speedup
         full, early = [], {rule: [] for rule in rules}
         for _ in range(args.repeats):
-            full.append(full_forward_seconds(model, batches, device))
+            full.append(timed(lambda: full_forward(model, batches), device)[:2])
             for rule in rules:
-                run = et.run_early_exit(model, policy, batches, refill=args.refill, exit_rule=rule)
+                wall, cpu, run = timed(
+                    lambda rule=rule, policy=policy: et.run_early_exit(
+                        model, policy, batches, refill=args.refill, exit_rule=rule
+                    ),
+                    device,
+                )
                 if run.exit_rule != rule:
                     raise RuntimeError(f"asked for exit_rule={rule!r}, ran {run.exit_rule!r}")
-                early[rule].append(run.seconds)
-        all_full += full
+                early[rule].append((wall, cpu))
+        full = np.array(full)
+        all_full += list(full[:, 0])
         fractions = ", ".join(f"{f:.2f}" for f in result.exit_fractions)
         cells = ""
         for rule in rules:
-            median = float(np.median(np.array(full) / np.array(early[rule])))
-            best = np.min(full) / np.min(early[rule])
+            times = np.array(early[rule])
+            median = float(np.median(full[:, 0] / times[:, 0]))
+            best = np.min(full[:, 0]) / np.min(times[:, 0])
+            cpu = float(np.median(full[:, 1] / times[:, 1]))
+            cpu_cell = f" [{cpu:.2f}x]" if device.type == "cpu" else ""
+            cpu_ratio = f" [{cpu / result.speedup:.2f}]" if device.type == "cpu" else ""
             cells += (
-                f" {median:.2f}x ({best:.2f}x) | {median / result.speedup:.2f} "
-                f"({best / result.speedup:.2f}) |"
+                f" {median:.2f}x ({best:.2f}x){cpu_cell} | {median / result.speedup:.2f} "
+                f"({best / result.speedup:.2f}){cpu_ratio} |"
             )
             if name == overhead_name:
-                extra = np.array(early[rule]) - np.array(full)
-                overhead[rule] = (np.median(extra) / n_calls, np.min(early[rule]) - np.min(full))
+                extra = np.median(times - full, axis=0) / n_calls
+                overhead[rule] = (extra[0], np.min(times[:, 0]) - np.min(full[:, 0]), extra[1])
         print(
             f"| {name} | {result.accuracy:.4f} | {fractions} | {result.speedup:.2f}x |"
             f"{cells} {by_flops:.2f}x |"
@@ -146,12 +164,13 @@ def bench_batch_size(args, model, splits, device, bs: int, rules: list[str]) -> 
     )
     per_call = ", ".join(
         f"{rule} {median * 1e6:.1f} us ({best / n_calls * 1e6:.1f})"
-        for rule, (median, best) in overhead.items()
+        + (f" [{cpu * 1e6:.1f}]" if device.type == "cpu" else "")
+        for rule, (median, best, cpu) in overhead.items()
     )
     print(
         f"runtime overhead per stage call (all at the last exit; median of paired differences, "
-        f"in brackets from the best times; {n_calls} stage calls): {per_call}; "
-        f"load average now {load()}"
+        f"in brackets from the best times, in square brackets from CPU time; {n_calls} stage "
+        f"calls): {per_call}; load average now {load()}"
     )
 
 
