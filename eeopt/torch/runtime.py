@@ -406,7 +406,7 @@ class _DeviceDecider(_Decider):
         self.done.append((ids, k, predictions, fires))
         # A stable sort puts the staying rows (False) first, in their order: their indices
         # without a data-dependent shape on the device (n_leave is known on the host).
-        keep = torch.argsort(fires.view(torch.uint8), stable=True)[: n_rows - n_leave]
+        keep = torch.sort(fires.view(torch.uint8), stable=True).indices[: n_rows - n_leave]
         return n_rows - n_leave, keep, take_rows((ids, state), keep)
 
     def results(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
