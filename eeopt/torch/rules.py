@@ -31,7 +31,7 @@ threshold (:func:`total_cut`); for a count, the smallest count whose numpy score
 ``policy.exit_index`` / ``policy.predict`` agree on every sample except near ties: torch's and
 numpy's float32 ``exp``, ``log`` and sums differ in the last bits (numpy's float32 ``exp`` is
 not correctly rounded either), so a probability may differ by a few units in the last place
-(at most 14 x 2^-24 measured over 10^6 rows of 2 to 1000 classes). :func:`score_tolerance`
+(at most 14 x 2^-24 measured over 2.4 x 10^5 rows of 2 to 1000 classes). :func:`score_tolerance`
 bounds what that does to each exit's score; a sample can exit elsewhere only if, at an exit it
 reaches, its score is within that tolerance of the threshold or its two largest probabilities
 are within ``2 * PROB_TOLERANCE`` of each other (the argmax that vote, patience, BEEM and the
@@ -57,7 +57,7 @@ from eeopt.policy import Policy, ScorePolicy
 from eeopt.scores import SCORE_NAMES
 
 #: Bound on ``|p_torch - p_numpy|`` for probabilities from the same logits: float32 2^-18,
-#: 4.6 times the largest difference measured (14 x 2^-24, 10^6 rows of 2 to 1000 classes);
+#: 4.6 times the largest difference measured (14 x 2^-24, 2.4e5 rows of 2 to 1000 classes);
 #: float64 2^-47, the same margin over float64's 2^-53.
 PROB_TOLERANCE = {torch.float32: 2.0**-18, torch.float64: 2.0**-47}
 
