@@ -168,8 +168,9 @@ def count_cut(threshold: float, values: list[float], never: int) -> int:
 class ExitRule:
     """A fitted policy's exit rule, exit by exit, on torch tensors of any device.
 
-    Subclasses implement :meth:`step`. ``cuts[k]`` is the value a row's key must reach to leave
-    at exit k (the last exit always fires, whatever its cut).
+    Subclasses implement :meth:`step`; :meth:`fires` says which rows leave at exit k (by
+    default ``key >= cuts[k]``, the thresholds made exact for the key's dtype once per rule).
+    The caller lets every row leave at the last exit, whatever the rule says.
 
     Attributes
     ----------
