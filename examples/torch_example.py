@@ -58,7 +58,7 @@ def main() -> None:
 
     costs = measure_exit_costs(model, x[val[:64]], repeats=5)
     print(f"FLOPs per sample at each exit: {costs.flops.astype(int).tolist()}")
-    val_data = collect_logits(model, loader(val), progress=False).with_costs(costs.flops)
+    val_data = collect_logits(model, loader(val), verbose=False).with_costs(costs.flops)
     print("per-exit validation accuracy:", np.round(val_data.exit_accuracy, 3).tolist())
 
     budget = float(costs.flops[0] + 0.4 * (costs.flops[-1] - costs.flops[0]))

@@ -48,8 +48,8 @@ def loader(split, batch_size, labels=True):
 def collected(digits):
     model, val, test = digits
     costs = [1.0, 2.0, 3.0, 4.0]
-    val_data = et.collect_logits(model, loader(val, 64), progress=False, costs=costs)
-    test_data = et.collect_logits(model, loader(test, 64), progress=False, costs=costs)
+    val_data = et.collect_logits(model, loader(val, 64), verbose=False, costs=costs)
+    test_data = et.collect_logits(model, loader(test, 64), verbose=False, costs=costs)
     return val_data, test_data
 
 
@@ -123,11 +123,11 @@ def test_collect_logits_gives_softmax_of_every_exit_in_float32(digits, collected
 def test_collect_logits_accepts_inputs_only_and_plain_iterables(digits, collected):
     model, _, test = digits
     _, test_data = collected
-    without_labels = et.collect_logits(model, loader(test, 50, labels=False), progress=False)
+    without_labels = et.collect_logits(model, loader(test, 50, labels=False), verbose=False)
     assert without_labels.labels is None
     np.testing.assert_array_equal(without_labels.probs, test_data.probs)
     batches = [test[0][i : i + 100] for i in range(0, len(test[0]), 100)]  # bare tensors
-    from_list = et.collect_logits(model, batches, progress=False)
+    from_list = et.collect_logits(model, batches, verbose=False)
     np.testing.assert_array_equal(from_list.probs, test_data.probs)
 
 
@@ -143,7 +143,7 @@ def test_collect_logits_accepts_a_model_returning_a_sequence(digits, collected):
         def forward(self, x):
             return tuple(self.inner(x))
 
-    data = et.collect_logits(SequenceModel(), loader(test, 64), progress=False)
+    data = et.collect_logits(SequenceModel(), loader(test, 64), verbose=False)
     np.testing.assert_array_equal(data.probs, collected[1].probs)
 
 
@@ -151,7 +151,7 @@ def test_collect_logits_restores_training_mode_and_draws_progress(digits, capsys
     model, _, test = digits
     model.train()
     try:
-        et.collect_logits(model, loader(test, 128), progress=True)
+        et.collect_logits(model, loader(test, 128), verbose=True)
         assert model.training
     finally:
         model.eval()
@@ -166,23 +166,52 @@ def test_collect_logits_rejects_a_stacked_tensor_and_an_empty_loader(digits):
             return torch.stack(model(x))
 
     with pytest.raises(TypeError, match="list or tuple of per-exit logits"):
-        et.collect_logits(Stacked(), [torch.zeros(3, 64)], progress=False)
+        et.collect_logits(Stacked(), [torch.zeros(3, 64)], verbose=False)
     with pytest.raises(ValueError, match="loader yielded no batches"):
-        et.collect_logits(model, [], progress=False)
+        et.collect_logits(model, [], verbose=False)
+
+
+# -- verbose= (progress= deprecated) -------------------------------------------------------
+def test_progress_is_a_deprecated_name_of_verbose(digits, collected, policies, capsys):
+    model, _, test = digits
+    with pytest.warns(DeprecationWarning, match="use verbose="):
+        data = et.collect_logits(model, loader(test, 128), progress=False)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(data.probs, collected[1].probs)
+    with pytest.warns(DeprecationWarning, match="run_early_exit\\(progress=...\\) is deprecated"):
+        run = et.run_early_exit(model, policies["maxprob"], loader(test, 128), progress=True)
+    assert "early exit" in capsys.readouterr().err
+    np.testing.assert_array_equal(run.exit_index, policies["maxprob"].exit_index(collected[1]))
+    et.run_early_exit(model, policies["maxprob"], loader(test, 128), verbose=True)
+    assert "early exit" in capsys.readouterr().err
+
+
+def test_verbose_and_progress_that_disagree_are_an_error(digits, policies):
+    model, _, test = digits
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="disagree"):
+        et.collect_logits(model, loader(test, 128), verbose=False, progress=True)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="verbose= only"):
+        et.run_early_exit(model, policies["maxprob"], [test[0]], verbose=True, progress=False)
+    with pytest.raises(TypeError, match="verbose must be True or False"):
+        et.collect_logits(model, loader(test, 128), verbose="yes")
 
 
 # -- run_early_exit equals the policy on the collected outputs ---------------------------
+@pytest.mark.parametrize("exit_rule", ["device", "host"])
 @pytest.mark.parametrize("refill", [False, True], ids=["per-batch", "refill"])
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 @pytest.mark.parametrize("method", eeopt.method_names())
 def test_run_early_exit_matches_policy_on_collected_logits(
-    digits, collected, policies, method, batch_size, refill
+    digits, collected, policies, method, batch_size, refill, exit_rule
 ):
     model, _, test = digits
     _, test_data = collected
     policy = policies[method]
     assert len(test[1]) % batch_size != 0 or batch_size == 1  # a smaller last batch
-    run = et.run_early_exit(model, policy, loader(test, batch_size), refill=refill)
+    run = et.run_early_exit(
+        model, policy, loader(test, batch_size), refill=refill, exit_rule=exit_rule
+    )
+    assert run.exit_rule == exit_rule
     expected_exits = policy.exit_index(test_data)
     np.testing.assert_array_equal(run.exit_index, expected_exits)
     np.testing.assert_array_equal(run.predictions, policy.predict(test_data))
@@ -261,9 +290,10 @@ class _Recorder(nn.Module):
         return self.stage(x)
 
 
+@pytest.mark.parametrize("exit_rule", ["device", "host"])
 @pytest.mark.parametrize("method", ["maxprob", "beem-c", "eenet"])
 def test_refill_runs_later_stages_on_full_batches_with_the_same_decisions(
-    digits, collected, policies, method
+    digits, collected, policies, method, exit_rule
 ):
     model, _, test = digits
     logs = [[] for _ in model.stages]
@@ -276,12 +306,18 @@ def test_refill_runs_later_stages_on_full_batches_with_the_same_decisions(
     expected = policy.exit_index(collected[1])
     n_at_least = [(expected >= k).sum() for k in range(4)]  # samples that reach stage k
     batch_size = 16
-    per_batch = et.run_early_exit(recording, policy, loader(test, batch_size, labels=False))
+    per_batch = et.run_early_exit(
+        recording, policy, loader(test, batch_size, labels=False), exit_rule=exit_rule
+    )
     sizes_per_batch = [list(log) for log in logs]
     for log in logs:
         log.clear()
     refilled = et.run_early_exit(
-        recording, policy, loader(test, batch_size, labels=False), refill=True
+        recording,
+        policy,
+        loader(test, batch_size, labels=False),
+        refill=True,
+        exit_rule=exit_rule,
     )
     for run in (per_batch, refilled):
         np.testing.assert_array_equal(run.exit_index, expected)
@@ -331,7 +367,7 @@ def test_a_failing_stage_is_named(digits, policies):
     with pytest.raises(RuntimeError, match="stage 1 of 4 \\(Linear\\) failed"):
         et.run_early_exit(broken, policies["entropy"], loader(test, 64))
     with pytest.raises(RuntimeError, match="stage 1 of 4"):
-        et.collect_logits(broken, loader(test, 64), progress=False)
+        et.collect_logits(broken, loader(test, 64), verbose=False)
 
 
 # -- measure_exit_costs --------------------------------------------------------------------
@@ -364,3 +400,63 @@ def test_measure_exit_costs_needs_a_stagewise_model(digits):
         et.measure_exit_costs(SequenceModel(), torch.zeros(2, 64))
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         et.measure_exit_costs(model, torch.zeros(2, 64), repeats=0)
+
+
+def test_measure_exit_costs_at_a_given_batch_size_repeats_the_example_rows(digits):
+    model, _, test = digits
+    logs = [[] for _ in model.stages]
+    recording = et.MultiExitModel(
+        [_Recorder(s, log) for s, log in zip(model.stages, logs, strict=True)], list(model.heads)
+    )
+    costs = et.measure_exit_costs(recording, test[0][:5], repeats=2, warmup=1, batch_size=12)
+    assert costs.batch_size == 12
+    assert all(set(log) == {12} for log in logs)
+    # FLOPs per sample do not depend on the batch size.
+    direct = et.measure_exit_costs(model, test[0][:12], repeats=1, warmup=0)
+    np.testing.assert_array_equal(costs.flops, direct.flops)
+    cut = et.measure_exit_costs(model, test[0][:32], repeats=1, warmup=0, batch_size=3)
+    assert cut.batch_size == 3
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        et.measure_exit_costs(model, test[0][:5], batch_size=0)
+
+
+def test_measure_exit_costs_on_cuda_reads_events_between_the_pieces(digits, monkeypatch):
+    """No GPU here: fake CUDA events whose clock advances 1 ms per piece in order, and check
+    the bookkeeping (which interval is which piece, milliseconds to seconds, per sample)."""
+    from eeopt.torch import costs as costs_module
+
+    model, _, test = digits
+    clock = {"ms": 0.0, "syncs": 0}
+
+    class Event:
+        def __init__(self, enable_timing):
+            assert enable_timing
+
+        def record(self, stream):
+            clock["ms"] += 1.0
+            self.ms = clock["ms"]
+
+        def elapsed_time(self, end):
+            return end.ms - self.ms
+
+    class NoContext:
+        def __init__(self, device):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "device", NoContext)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: None)
+    monkeypatch.setattr(
+        torch.cuda, "synchronize", lambda device: clock.__setitem__("syncs", clock["syncs"] + 1)
+    )
+    with torch.inference_mode():
+        pieces = costs_module._timed_pass_cuda(model, test[0][:8], torch.device("cuda"))
+    assert np.asarray(pieces).shape == (4, 2)
+    np.testing.assert_allclose(pieces, 1e-3)  # one interval per stage and head, in seconds
+    assert clock["syncs"] == 2  # before the pass and once after it, not per piece

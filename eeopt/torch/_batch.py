@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,36 @@ def resolve_device(model: nn.Module, device: Any) -> torch.device:
 def _model_tensors(model: nn.Module):
     yield from model.parameters()
     yield from model.buffers()
+
+
+#: Default of the deprecated ``progress=`` arguments: "not given".
+DEPRECATED = "deprecated"
+
+
+def resolve_verbose(verbose: Any, progress: Any, default: bool, function: str) -> bool:
+    """``verbose``, or the deprecated ``progress`` with a DeprecationWarning naming ``verbose``.
+
+    eeopt.torch called its progress-bar switch ``progress=`` where the rest of eeopt says
+    ``verbose=``; the old name works for one release. Both given with different values is an
+    error (``verbose`` equal to its default counts as not given).
+    """
+    for name, value in (("verbose", verbose), ("progress", progress)):
+        if value is not DEPRECATED and not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}.")
+    if progress is DEPRECATED:
+        return bool(verbose)
+    warnings.warn(
+        f"{function}(progress=...) is deprecated and will be removed in the next release; "
+        f"use verbose=, as everywhere else in eeopt.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if bool(verbose) != default and bool(verbose) != bool(progress):
+        raise ValueError(
+            f"{function} got verbose={verbose!r} and progress={progress!r}, which disagree; "
+            f"pass verbose= only (progress= is its deprecated name)."
+        )
+    return bool(progress)
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:
@@ -65,6 +96,17 @@ def take_rows(features: Any, rows: torch.Tensor) -> Any:
     if isinstance(features, (tuple, list)):
         return type(features)(take_rows(value, rows) for value in features)
     return features  # non-tensor values (flags, sizes) are shared by the whole batch
+
+
+def slice_rows(features: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of batch-first features (views, no copy), nested as given."""
+    if isinstance(features, torch.Tensor):
+        return features.narrow(0, start, stop - start)
+    if isinstance(features, Mapping):
+        return {key: slice_rows(value, start, stop) for key, value in features.items()}
+    if isinstance(features, (tuple, list)):
+        return type(features)(slice_rows(value, start, stop) for value in features)
+    return features
 
 
 def concat_rows(chunks: list[Any]) -> Any:

@@ -12,9 +12,11 @@ from torch import nn
 from eeopt._progress import Progress
 from eeopt.data import ExitData
 from eeopt.torch._batch import (
+    DEPRECATED,
     labels_to_numpy,
     logits_to_numpy,
     resolve_device,
+    resolve_verbose,
     split_batch,
     to_device,
 )
@@ -24,10 +26,11 @@ def collect_logits(
     model: nn.Module,
     loader: Iterable,
     device: Any = None,
-    progress: bool = True,
+    verbose: bool = True,
     costs: Any = None,
     *,
     metadata: dict | None = None,
+    progress: Any = DEPRECATED,
 ) -> ExitData:
     """Every exit's outputs on every sample of ``loader``, as an :class:`eeopt.ExitData`.
 
@@ -41,13 +44,16 @@ def collect_logits(
         are kept when every batch has them.
     device : str or torch.device, optional
         Where to run; the model is moved there. Default: where the model's weights are.
-    progress : bool, default=True
+    verbose : bool, default=True
         Draw a progress bar on stderr.
     costs : array-like of shape (n_exits,), optional
         Cumulative cost per exit (say ``measure_exit_costs(...).seconds``); default
         ``[1, ..., n_exits]``.
     metadata : dict, optional
         Stored with the data; the model's class name is added.
+    progress : bool, optional
+        Deprecated name of ``verbose`` (eeopt.torch called it so before 0.2); it still works,
+        with a DeprecationWarning, and will be removed in the next release.
 
     Returns
     -------
@@ -61,6 +67,7 @@ def collect_logits(
     afterwards). Each batch's outputs are copied to the CPU before the next batch runs, so the
     device never holds more than one batch.
     """
+    verbose = resolve_verbose(verbose, progress, True, "collect_logits")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch nn.Module, got {type(model).__name__}.")
     if costs is not None and hasattr(costs, "seconds") and hasattr(costs, "flops"):
@@ -72,7 +79,7 @@ def collect_logits(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), Progress(total, "collecting logits", progress) as bar:
+        with torch.inference_mode(), Progress(total, "collecting logits", verbose) as bar:
             for batch in loader:
                 inputs, labels = split_batch(batch)
                 outputs = model(to_device(inputs, device))

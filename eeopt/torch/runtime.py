@@ -1,25 +1,27 @@
 """Real early exit: run a MultiExitModel stage by stage and drop samples as they exit.
 
-Bookkeeping (:class:`_Pipeline`):
+Bookkeeping (:class:`_Pipeline`): before each stage k wait the samples that reached it, as
+chunks of their stage-(k-1) features (rows in the order of the chunk) and a *carry*: their
+positions in the loader's order and what the exit rule needs to know of exits 0..k-1. After
+stage k and head k the rule decides which rows leave at exit k; those get ``exit_index = k``
+and exit k's argmax, the rest go on to stage k + 1, their features and carry cut with
+``index_select``. At the last exit every row exits. By default a loader batch goes through all
+stages before the next batch starts; with ``refill=True`` the rows continuing past a stage
+gather across loader batches, and the next stage runs when a full batch has gathered (the
+rest at the end).
 
-- Before each stage k wait the samples that reached it: their stage-(k-1) features (rows in
-  the order of ``ids``), ``ids`` (positions in the loader's order) and ``prefix``, their
-  probabilities at exits 0..k-1, ``(rows, k, n_classes)``.
-- After stage k and head k, the logits go to the CPU; eeopt's softmax turns them into
-  probabilities, appended to ``prefix``.
-- The policy scores exit k from what is known so far: ``policy.prefix_scores(prefix)``.
-  Every method's score at exit k depends on exits 0..k only, so this carries PABEE's counter,
-  BEEM's running score and EENet's earlier scores without per-method code. Rescoring the
-  prefix costs O(k) per stage on an array of (rows, k + 1, n_classes); :func:`prefix_scorer`
-  skips only the re-validation of the runtime's own softmax output, so the scores are bit for
-  bit those of ``prefix_scores``.
-- ``engine.first_exit``, the one exit rule, decides on those scores with a "continue" column
-  appended, so that only exit k can fire for these rows.
-- The rows that fire get ``exit_index = k`` and the argmax of exit k; the rest go on to stage
-  k + 1, their features cut with ``index_select``. At the last exit every row exits.
-- By default a loader batch goes through all stages before the next batch starts. With
-  ``refill=True`` the rows continuing past a stage gather across loader batches, and the next
-  stage runs when a full batch has gathered (the rest at the end).
+Two deciders fill in the rule:
+
+- :class:`_DeviceDecider` (the default where :func:`eeopt.torch.rules.rule_for` knows the
+  policy): the policy's rule in torch on the model's device, the carry a few per-row tensors
+  (BEEM's running score, the previous argmax, ...) on that device. Per stage it reads one
+  number back to the host, how many rows leave; nothing else crosses until the end of the run,
+  when the recorded exits and predictions come back in one copy.
+- :class:`_HostDecider` (any policy; ``exit_rule="host"``): the logits go to the host, eeopt's
+  softmax appends them to the carried probabilities of exits 0..k-1, ``prefix``, and
+  ``policy.prefix_scores(prefix)`` scores exit k from all that is known so far (so a method
+  needs no runtime code: PABEE's counter, BEEM's running score and EENet's earlier scores are
+  recomputed from the prefix, O(k) per stage). ``engine.first_exit`` decides on those scores.
 """
 
 from __future__ import annotations
@@ -40,16 +42,23 @@ from eeopt._progress import Progress
 from eeopt.data import ExitData
 from eeopt.policy import Policy, load_policy
 from eeopt.torch._batch import (
+    DEPRECATED,
     concat_rows,
     labels_to_numpy,
     logits_to_numpy,
     resolve_device,
+    resolve_verbose,
+    slice_rows,
     split_batch,
     synchronize,
     take_rows,
     to_device,
 )
 from eeopt.torch.model import MultiExitModel, require_stagewise
+from eeopt.torch.rules import ExitRule, rule_for
+
+#: ``exit_rule=`` values of :func:`run_early_exit`.
+EXIT_RULES = ("auto", "device", "host")
 
 
 @dataclass
@@ -68,6 +77,9 @@ class EarlyExitResult:
     n_exits : int
     labels : ndarray of shape (n_samples,) or None
         When the loader gave labels.
+    exit_rule : {"device", "host"}
+        Where the exit decisions were computed: on the model's device by the policy's torch
+        rule (:mod:`eeopt.torch.rules`), or on the host by ``policy.prefix_scores``.
     """
 
     predictions: np.ndarray
@@ -75,6 +87,7 @@ class EarlyExitResult:
     seconds: float
     n_exits: int
     labels: np.ndarray | None = None
+    exit_rule: str = "host"
 
     @property
     def n_samples(self) -> int:
@@ -110,8 +123,11 @@ def run_early_exit(
     policy: Policy | str | os.PathLike,
     loader: Iterable,
     device: Any = None,
-    progress: bool = False,
+    verbose: bool = False,
     refill: bool = False,
+    *,
+    exit_rule: str = "auto",
+    progress: Any = DEPRECATED,
 ) -> EarlyExitResult:
     """Classify every sample of ``loader``, stopping each at the exit the policy chooses.
 
@@ -127,7 +143,7 @@ def run_early_exit(
         batch size, the last batch may be smaller.
     device : str or torch.device, optional
         Where to run; the model is moved there. Default: where the model's weights are.
-    progress : bool, default=False
+    verbose : bool, default=False
         Draw a progress bar on stderr.
     refill : bool, default=False
         Throughput mode. False: each loader batch runs through the stages on its own, its
@@ -137,15 +153,30 @@ def run_early_exit(
         batches before the next stage runs, so every stage runs on full batches, where a
         sample costs what ``measure_exit_costs`` measured; what is left runs at the end. The
         decisions are the same either way.
+    exit_rule : {"auto", "device", "host"}, default="auto"
+        Where the exit decisions are computed. ``"device"``: the policy's rule in torch on the
+        model's device (:mod:`eeopt.torch.rules`; one count read back per stage, no other
+        host transfer until the run ends); for ``ScorePolicy`` (maxprob, entropy, margin,
+        patience, msdnet), ``BeemPolicy`` and ``EENetPolicy``. ``"host"``: the logits go to
+        the host and ``policy.prefix_scores`` scores them with numpy, for any policy class.
+        ``"auto"``: the device where the policy has a rule, else the host (a user's own
+        ``Policy`` subclass). ``result.exit_rule`` says which ran.
+    progress : bool, optional
+        Deprecated name of ``verbose`` (eeopt.torch called it so before 0.2); it still works,
+        with a DeprecationWarning, and will be removed in the next release.
 
     Returns
     -------
     EarlyExitResult
         ``predictions`` and ``exit_index`` equal ``policy.predict`` and ``policy.exit_index``
-        on the outputs :func:`collect_logits` extracts from the same model and data (up to
-        the model's own floating-point dependence on batch composition), ``seconds``, and
-        ``labels``/``accuracy`` when the loader has labels.
+        on the outputs :func:`collect_logits` extracts from the same model and data (up to the
+        model's own floating-point dependence on batch composition and, with the device rule,
+        near ties: a score within :func:`eeopt.torch.rules.score_tolerance` of its threshold,
+        see ``docs/torch.md``), ``seconds``, ``exit_rule``, and ``labels``/``accuracy`` when
+        the loader has labels.
     """
+    verbose = resolve_verbose(verbose, progress, False, "run_early_exit")
+    v.check_choice(exit_rule, "exit_rule", EXIT_RULES)
     model = require_stagewise(model, "run_early_exit")
     if isinstance(policy, (str, os.PathLike)):
         policy = load_policy(policy)
@@ -160,13 +191,21 @@ def run_early_exit(
             f"pass a policy fitted on this model's outputs."
         )
     device = resolve_device(model, device)
-    pipeline = _Pipeline(model, policy, device, refill=bool(refill))
+    rule = None if exit_rule == "host" else rule_for(policy, device)
+    if rule is None and exit_rule == "device":
+        raise ValueError(
+            f"exit_rule='device' needs a policy eeopt has a torch rule for (ScorePolicy, "
+            f"BeemPolicy, EENetPolicy, or a subclass that keeps their compute_scores); "
+            f"{type(policy).__name__} has none: pass exit_rule='host' or 'auto'."
+        )
+    decider = _HostDecider(policy, device) if rule is None else _DeviceDecider(rule, device)
+    pipeline = _Pipeline(model, decider, refill=bool(refill))
     total = len(loader) if hasattr(loader, "__len__") else None
     label_chunks: list[np.ndarray | None] = []
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), Progress(total, "early exit", progress) as bar:
+        with torch.inference_mode(), Progress(total, "early exit", verbose) as bar:
             start = time.perf_counter()
             for batch in loader:
                 inputs, labels = split_batch(batch)
@@ -174,137 +213,275 @@ def run_early_exit(
                 label_chunks.append(None if labels is None else labels_to_numpy(labels))
                 bar.update()
             pipeline.flush()
+            if not label_chunks:
+                raise ValueError(
+                    "loader yielded no batches; pass a loader with at least one sample."
+                )
+            exit_index, predictions = decider.results(pipeline.n_samples)
             synchronize(device)
             seconds = time.perf_counter() - start
     finally:
         model.train(was_training)
-    if not label_chunks:
-        raise ValueError("loader yielded no batches; pass a loader with at least one sample.")
     have_labels = [labels is not None for labels in label_chunks]
     if any(have_labels) and not all(have_labels):
         raise ValueError("some batches have labels and some do not; give labels for all or none.")
-    exit_index, predictions = pipeline.results()
     return EarlyExitResult(
         predictions=predictions,
         exit_index=exit_index,
         seconds=seconds,
         n_exits=model.n_exits,
         labels=np.concatenate(label_chunks) if all(have_labels) else None,
+        exit_rule=decider.name,
     )
 
 
 class _Pipeline:
     """Samples waiting before each stage, run stage by stage (see the module docstring).
 
-    ``pools[k]`` holds chunks ``(features, ids, prefix)`` of samples that reached stage k:
-    the output of stage k - 1 (the inputs for k = 0), their positions in the loader's order
-    and their probabilities at exits 0..k-1, ``(rows, k, n_classes)``. Without ``refill``
-    a stage runs on whatever reached it from the current batch; with ``refill`` a stage
-    k >= 1 waits until a full batch (the loader's first batch size) has gathered, and what
-    is left runs at the end.
+    Without ``refill`` a loader batch runs through the stages at once, the rows that stay
+    carried from one stage to the next. With ``refill``, ``pools[k]`` holds chunks
+    ``(features, carry)`` of samples that reached stage k: the output of stage k - 1 (the
+    inputs for k = 0) and the decider's carry for the same rows (None for k = 0); a stage
+    k >= 1 runs when a full batch (the loader's first batch size) has gathered, and what is
+    left runs at the end.
     """
 
-    def __init__(
-        self, model: MultiExitModel, policy: Policy, device: torch.device, refill: bool
-    ) -> None:
-        self.model, self.policy, self.device, self.refill = model, policy, device, refill
+    def __init__(self, model: MultiExitModel, decider: _Decider, refill: bool) -> None:
+        self.model, self.decider, self.refill = model, decider, refill
         self.n_exits = model.n_exits
-        self.score_prefix = prefix_scorer(policy)
-        self.rules = _early_exit_rules(policy.thresholds_)
-        self.pools: list[list[tuple[Any, np.ndarray, np.ndarray | None]]] = [
-            [] for _ in range(self.n_exits)
-        ]
+        self.pools: list[list[tuple[Any, Any]]] = [[] for _ in range(self.n_exits)]
         self.waiting = [0] * self.n_exits
         self.batch_size = 0
         self.n_samples = 0
-        self.done: list[tuple[np.ndarray, int, np.ndarray]] = []
 
     def push(self, inputs: Any) -> None:
-        """One loader batch: stage 0 on all of it, then the later stages that are ready."""
-        self.pools[0].append((inputs, None, None))
+        """One loader batch: without refill, through the stages until no row is left; with
+        refill, stage 0 on all of it, then the later stages that have a full batch waiting."""
+        if not self.refill:  # no pools: nothing waits
+            features, carry, n_stay, k = inputs, None, 1, 0
+            while n_stay:  # the last exit leaves n_stay = 0
+                n_stay, features, carry = self._stage(k, features, carry)
+                k += 1
+            return
+        self.pools[0].append((inputs, None))
         self._run_stage(0, full=False)
         for k in range(1, self.n_exits):
-            while self.waiting[k] and (not self.refill or self.waiting[k] >= self.batch_size):
-                self._run_stage(k, full=self.refill)
+            while self.waiting[k] and self.waiting[k] >= self.batch_size:
+                self._run_stage(k, full=True)
 
     def flush(self) -> None:
-        """Run what is still waiting, stage by stage (full batches, then the remainder)."""
+        """With refill, run what is still waiting, stage by stage (full batches, then the
+        remainder); nothing waits without refill."""
         for k in range(1, self.n_exits):
             while self.waiting[k]:
-                self._run_stage(k, full=self.refill)
+                self._run_stage(k, full=True)
 
-    def results(self) -> tuple[np.ndarray, np.ndarray]:
-        exit_index = np.empty(self.n_samples, dtype=np.int64)
-        prediction = np.empty(self.n_samples, dtype=np.int64)
+    def _take(self, k: int, full: bool) -> tuple[Any, Any]:
+        """The chunks waiting at stage k as one batch; with ``full``, its first batch_size
+        rows, the rest left waiting."""
+        chunks, self.pools[k] = self.pools[k], []
+        n_rows, self.waiting[k] = self.waiting[k], 0
+        features = concat_rows([chunk[0] for chunk in chunks])
+        if not k:
+            return features, None
+        carry = self.decider.concat([chunk[1] for chunk in chunks])
+        if full and n_rows > self.batch_size:
+            size = self.batch_size
+            self.pools[k].append(
+                (
+                    _slice_rows(features, size, n_rows, k - 1),
+                    self.decider.slice(carry, size, n_rows),
+                )
+            )
+            self.waiting[k] = n_rows - size
+            features = _slice_rows(features, 0, size, k - 1)
+            carry = self.decider.slice(carry, 0, size)
+        return features, carry
+
+    def _run_stage(self, k: int, full: bool) -> None:
+        """Stage k on what waits before it; the rows that stay wait before stage k + 1."""
+        n_stay, features, carry = self._stage(k, *self._take(k, full))
+        if n_stay:
+            self.pools[k + 1].append((features, carry))
+            self.waiting[k + 1] += n_stay
+
+    def _stage(self, k: int, features: Any, carry: Any) -> tuple[int, Any, Any]:
+        """Stage and head k on ``features``, the exit decision: ``(n_stay, features, carry)``
+        of the rows that go on."""
+        model = self.model
+        features = model.run_stage(k, features)
+        logits = model.run_head(k, features)
+        n_rows, n_classes = logits.shape
+        if k == 0:
+            if n_classes != self.decider.n_classes:
+                raise ValueError(
+                    f"policy was fitted on {self.decider.n_classes} classes but the model's "
+                    f"exits give {n_classes}; pass a policy fitted on this model's outputs."
+                )
+            carry = self.decider.start(self.n_samples, n_rows)
+            self.n_samples += n_rows
+            self.batch_size = self.batch_size or n_rows
+        elif (n_rows, n_classes) != (self.decider.rows(carry), self.decider.n_classes):
+            raise ValueError(
+                f"head {k} gave logits of shape {tuple(logits.shape)}; expected "
+                f"({self.decider.rows(carry)}, {self.decider.n_classes}) like head 0 on the "
+                f"remaining samples."
+            )
+        n_stay, keep, carry = self.decider.decide(k, k == self.n_exits - 1, logits, carry)
+        if n_stay and keep is not None:
+            features = _take_rows(features, keep, k)
+        return n_stay, features, carry
+
+
+class _Decider:
+    """Which rows leave at each exit, and the carry the rule needs for the rest.
+
+    ``decide(k, last, logits, carry)`` returns ``(n_stay, keep, carry)``: the number of rows
+    going on, the index tensor of those rows on the device (None when every row stays), and
+    their carry; it records the rows that leave. ``results(n)`` gives ``(exit_index,
+    predictions)`` of all ``n`` samples in the loader's order.
+    """
+
+    name: str
+    n_classes: int
+
+    def start(self, offset: int, n_rows: int) -> Any: ...
+
+    def rows(self, carry: Any) -> int: ...
+
+    def concat(self, carries: list[Any]) -> Any: ...
+
+    def slice(self, carry: Any, start: int, stop: int) -> Any: ...
+
+    def decide(
+        self, k: int, last: bool, logits: torch.Tensor, carry: Any
+    ) -> tuple[int, torch.Tensor | None, Any]: ...
+
+    def results(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class _DeviceDecider(_Decider):
+    """The policy's torch rule on the model's device; carry ``(ids, rule state)``, tensors.
+
+    Each stage records its rows' ids, argmaxes and which of them fired, as they are; the
+    fired entries are picked out once, at the end of the run, so that a stage spends no
+    operation on the rows that leave.
+    """
+
+    name = "device"
+
+    def __init__(self, rule: ExitRule, device: torch.device) -> None:
+        self.rule, self.device = rule, device
+        self.n_classes = rule.n_classes
+        # (ids, exit, predictions, fires or None when every row leaves)
+        self.done: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]] = []
+
+    def start(self, offset: int, n_rows: int):
+        return torch.arange(offset, offset + n_rows, device=self.device), {}
+
+    def rows(self, carry) -> int:
+        return carry[0].shape[0]
+
+    def concat(self, carries):
+        return concat_rows(carries)
+
+    def slice(self, carry, start: int, stop: int):
+        return slice_rows(carry, start, stop)
+
+    def decide(self, k, last, logits, carry):
+        ids, state = carry
+        key, predictions, state = self.rule.step(k, logits, state)
+        if last:  # the last exit always fires
+            self.done.append((ids, k, predictions, None))
+            return 0, None, None
+        fires = self.rule.fires(k, key)
+        # The one value read back per stage: how many rows leave (a sync on an accelerator).
+        n_leave = int(torch.count_nonzero(fires))
+        n_rows = ids.shape[0]
+        if n_leave == 0:
+            return n_rows, None, (ids, state)
+        if n_leave == n_rows:
+            self.done.append((ids, k, predictions, None))
+            return 0, None, None
+        self.done.append((ids, k, predictions, fires))
+        # A stable sort puts the staying rows (False) first, in their order: their indices
+        # without a data-dependent shape on the device (n_leave is known on the host).
+        keep = torch.sort(fires.view(torch.uint8), stable=True).indices[: n_rows - n_leave]
+        return n_rows - n_leave, keep, take_rows((ids, state), keep)
+
+    def results(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        # One copy of everything recorded, then the fired entries picked out on the host.
+        ids = torch.cat([ids for ids, _, _, _ in self.done])
+        predicted = torch.cat([p for _, _, p, _ in self.done])
+        fired = torch.cat(
+            [
+                torch.ones_like(ids, dtype=torch.bool) if fires is None else fires
+                for ids, _, _, fires in self.done
+            ]
+        )
+        both = torch.stack([ids, predicted, fired.to(ids.dtype)]).cpu().numpy()
+        exits = np.repeat([k for _, k, _, _ in self.done], [i.shape[0] for i, *_ in self.done])
+        fired = both[2].astype(bool)
+        exit_index = np.empty(n_samples, dtype=np.int64)
+        predictions = np.empty(n_samples, dtype=np.int64)
+        exit_index[both[0][fired]] = exits[fired]
+        predictions[both[0][fired]] = both[1][fired]
+        return exit_index, predictions
+
+
+class _HostDecider(_Decider):
+    """``policy.prefix_scores`` with numpy on the host; carry ``(ids, prefix)`` as arrays."""
+
+    name = "host"
+
+    def __init__(self, policy: Policy, device: torch.device) -> None:
+        self.policy, self.device = policy, device
+        self.n_classes = policy.n_classes_
+        self.score_prefix = prefix_scorer(policy)
+        self.rules = _early_exit_rules(policy.thresholds_)
+        self.done: list[tuple[np.ndarray, int, np.ndarray]] = []
+
+    def start(self, offset: int, n_rows: int) -> tuple[np.ndarray, None]:
+        return np.arange(offset, offset + n_rows), None
+
+    def rows(self, carry) -> int:
+        return carry[0].shape[0]
+
+    def concat(self, carries):
+        return tuple(np.concatenate(parts) for parts in zip(*carries, strict=True))
+
+    def slice(self, carry, start: int, stop: int):
+        return tuple(part[start:stop] for part in carry)
+
+    def decide(self, k, last, logits, carry):
+        ids, prefix = carry
+        logits = logits_to_numpy(logits)
+        if prefix is None:
+            prefix = np.empty((logits.shape[0], 0, logits.shape[1]), dtype=logits.dtype)
+        probs = _scores.softmax(logits.astype(prefix.dtype, copy=False))
+        prefix = np.concatenate([prefix, probs[:, None]], axis=1)
+        if last:  # the last exit always fires
+            leaves = np.ones(ids.shape[0], dtype=bool)
+        else:
+            known = self.score_prefix(prefix)
+            leaves = _leaves_at(known, self.rules[k], k, self.policy.method)
+        if leaves.any():
+            self.done.append((ids[leaves], k, _scores.exit_predictions(probs[leaves])))
+        if leaves.all():
+            return 0, None, None
+        if not leaves.any():
+            return ids.shape[0], None, (ids, prefix)
+        stay = np.flatnonzero(~leaves)
+        keep = torch.from_numpy(stay).to(self.device)
+        return stay.shape[0], keep, (ids[stay], prefix[stay])
+
+    def results(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+        exit_index = np.empty(n_samples, dtype=np.int64)
+        prediction = np.empty(n_samples, dtype=np.int64)
         for ids, k, predicted in self.done:
             exit_index[ids] = k
             prediction[ids] = predicted
         return exit_index, prediction
-
-    def _take(self, k: int, full: bool) -> tuple[Any, np.ndarray, np.ndarray | None]:
-        """The chunks waiting at stage k as one batch; with ``full``, its first batch_size
-        rows, the rest left waiting."""
-        chunks, self.pools[k] = self.pools[k], []
-        features = concat_rows([c[0] for c in chunks])
-        ids = np.concatenate([c[1] for c in chunks]) if k else None
-        prefix = np.concatenate([c[2] for c in chunks]) if k else None
-        self.waiting[k] = 0
-        if full and k and ids.shape[0] > self.batch_size:
-            rest = np.arange(self.batch_size, ids.shape[0])
-            self.pools[k].append(
-                (
-                    _take_rows(features, torch.from_numpy(rest).to(self.device), k - 1),
-                    ids[rest],
-                    prefix[rest],
-                )
-            )
-            self.waiting[k] = rest.shape[0]
-            keep = torch.arange(self.batch_size, device=self.device)
-            features, ids, prefix = (
-                _take_rows(features, keep, k - 1),
-                ids[: self.batch_size],
-                prefix[: self.batch_size],
-            )
-        return features, ids, prefix
-
-    def _run_stage(self, k: int, full: bool) -> None:
-        model, policy = self.model, self.policy
-        features, ids, prefix = self._take(k, full)
-        features = model.run_stage(k, features)
-        logits = logits_to_numpy(model.run_head(k, features))
-        if k == 0:
-            n_rows, n_classes = logits.shape
-            if n_classes != policy.n_classes_:
-                raise ValueError(
-                    f"policy was fitted on {policy.n_classes_} classes but the model's exits "
-                    f"give {n_classes}; pass a policy fitted on this model's outputs."
-                )
-            ids = np.arange(self.n_samples, self.n_samples + n_rows)
-            self.n_samples += n_rows
-            self.batch_size = self.batch_size or n_rows
-            prefix = np.empty((n_rows, 0, n_classes), dtype=logits.dtype)
-        elif logits.shape != (ids.shape[0], prefix.shape[2]):
-            raise ValueError(
-                f"head {k} gave logits of shape {logits.shape}; expected "
-                f"({ids.shape[0]}, {prefix.shape[2]}) like head 0 on the remaining samples."
-            )
-        probs = _scores.softmax(logits.astype(prefix.dtype, copy=False))
-        prefix = np.concatenate([prefix, probs[:, None]], axis=1)
-        if k == self.n_exits - 1:  # the last exit always fires
-            leaves = np.ones(ids.shape[0], dtype=bool)
-        else:
-            known = self.score_prefix(prefix)
-            leaves = _leaves_at(known, self.rules[k], k, policy.method)
-        if leaves.any():
-            self.done.append((ids[leaves], k, _scores.exit_predictions(probs[leaves])))
-        if leaves.all():
-            return
-        if leaves.any():
-            stay = np.flatnonzero(~leaves)
-            features = _take_rows(features, torch.from_numpy(stay).to(self.device), k)
-            ids, prefix = ids[stay], prefix[stay]
-        self.pools[k + 1].append((features, ids, prefix))
-        self.waiting[k + 1] += ids.shape[0]
 
 
 def prefix_scorer(policy: Policy):
@@ -359,5 +536,15 @@ def _take_rows(features: Any, rows: torch.Tensor, k: int) -> Any:
     except (IndexError, RuntimeError) as exc:
         raise RuntimeError(
             f"could not drop exited samples from the output of stage {k}: stage outputs must "
+            f"be batch-first tensors (or tuples/lists/dicts of them). {exc}"
+        ) from exc
+
+
+def _slice_rows(features: Any, start: int, stop: int, k: int) -> Any:
+    try:
+        return slice_rows(features, start, stop)
+    except (IndexError, RuntimeError) as exc:
+        raise RuntimeError(
+            f"could not split the output of stage {k} into full batches: stage outputs must "
             f"be batch-first tensors (or tuples/lists/dicts of them). {exc}"
         ) from exc
