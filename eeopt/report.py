@@ -467,25 +467,42 @@ def _guarantee_section(
     path, and the risk it has on test."""
     import warnings
 
-    import matplotlib.pyplot as plt
-
-    from eeopt import fit, plot
+    from eeopt import fit
     from eeopt.methods import method_spec
 
     options = {"random_state": random_state, **options}
-    rows, curves = [], {}
+    rows = []
     for method in [m for m in methods if not method_spec(m).budget_only]:
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
             policy = fit(val, method=method, verbose=False, **options)
         record = policy.guarantee_
         rows.append((method, record, policy.evaluate(test), _held_out_risk(policy, test, record)))
-        curves[method] = record
     if not rows:
         return ""
+    first = rows[0][1]
+    return (
+        "<h2>Guarantee on new data</h2>"
+        + _reading(_guarantee_reading(rows, test))
+        + f"<figure>{_svg(_guarantee_figure(rows, val))}<figcaption>Each method's "
+        f"{html.escape(first['bound'])} upper bound at confidence {1 - first['delta']:g} on its "
+        "risk, along the settings tested (from no early exit, right, towards cheaper settings, "
+        "left); fixed-sequence testing certifies the settings before the first one above "
+        "epsilon, and the cheapest of them is kept. Paths built from the data (per-exit "
+        "thresholds, learned weights) are tested on half of the validation samples."
+        "</figcaption></figure>" + _guarantee_table(rows)
+    )
+
+
+def _guarantee_figure(rows: list, val: ExitData) -> Any:
+    """Upper bounds along each method's tested path, against the settings' mean costs."""
+    import matplotlib.pyplot as plt
+
+    from eeopt import plot
+
     unit = data_cost_unit(val.costs, val.metadata)
     fig, ax = plt.subplots(figsize=(7.4, 3.2), constrained_layout=True)
-    for method, record in curves.items():
+    for method, record, _, _ in rows:
         style = plot.method_style(method)
         ax.plot(
             unit.scale(record["tested_mean_costs"]),
@@ -504,16 +521,7 @@ def _guarantee_section(
     ax.set_ylabel(f"upper bound on the {first['risk']} risk")
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=max(3 * first["epsilon"], 1e-3))
     ax.legend(frameon=False, fontsize="small")
-    return (
-        "<h2>Guarantee on new data</h2>"
-        + _reading(_guarantee_reading(rows, test))
-        + f"<figure>{_svg(fig)}<figcaption>Each method's {html.escape(first['bound'])} upper "
-        f"bound at confidence {1 - first['delta']:g} on its risk, along the settings tested "
-        "(from no early exit, right, towards cheaper settings, left); fixed-sequence testing "
-        "certifies the settings before the first one above epsilon, and the cheapest of them "
-        "is kept. Paths built from the data (per-exit thresholds, learned weights) are tested "
-        "on half of the validation samples.</figcaption></figure>" + _guarantee_table(rows)
-    )
+    return fig
 
 
 def _held_out_risk(policy: Any, test: ExitData, record: dict) -> float:
