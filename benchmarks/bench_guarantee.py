@@ -15,7 +15,9 @@ bound=b)``) for each bound, and measure on the rest of the samples
   built and evaluated on the held-out samples, whose held-out gap is at most epsilon,
 
 and, on the same splits, RC-EENN's procedure (``benchmarks/rc_eenn.py``: one shared
-max-probability threshold on a 0.01 grid, UCB-WSR, and LTT as their code returns it). The
+max-probability threshold on a 0.01 grid, UCB-WSR, and LTT as their code returns it), given the
+calibration samples in a random order (their code takes the order given; the WSR bound is valid
+for an order unrelated to the samples, and the pooled files are ordered val then test). The
 output is one row per (dataset, n_cal, method, bound, epsilon) with the violation frequency, the
 mean certified and hindsight speedups; ``--out`` writes the CSV, and a summary prints.
 """
@@ -99,13 +101,18 @@ def one_split(pool, n_cal, seed, epsilons, delta, bounds, rows):
                 rows[(method, bound, eps)].append(
                     (gap(policy, test) > eps, test.costs[-1] / result.mean_cost, best[eps])
                 )
-    conf, preds = cal.maxprob, cal.predictions
+    # RC-EENN's code takes the samples in the order given; the WSR bound needs them in an
+    # order unrelated to their values (the shipped files' order is not: val then test), so
+    # they are shuffled as eeopt's certify does, with the split's seed.
+    shuffle = np.random.default_rng(seed).permutation(cal.n_samples)
+    conf, preds = cal.maxprob[shuffle], cal.predictions[shuffle]
+    labels = cal.labels[shuffle]
     for name, kwargs in (
         ("rc-eenn ucb-wsr", {"procedure": "ucb-wsr"}),
         ("rc-eenn ltt (their code)", {"procedure": "ltt", "first_non_rejected": True}),
     ):
         for eps in epsilons:
-            choice = rc_eenn_threshold(conf, preds, cal.labels, eps, delta, "gap", **kwargs)
+            choice = rc_eenn_threshold(conf, preds, labels, eps, delta, "gap", **kwargs)
             fires = test.maxprob[:, :-1] > choice.threshold
             exits = np.where(fires.any(axis=1), fires.argmax(axis=1), test.n_exits - 1)
             speed = test.costs[-1] / test.costs[exits].mean()
