@@ -154,18 +154,11 @@ class Policy:
         return ()
 
     def _costs_for(self, data: ExitData, costs: Any) -> np.ndarray:
-        """The costs a metric is computed in: ``costs=``, else the data's own, else the
-        policy's; ``costs=`` against data with other costs of its own is a conflict."""
-        if costs is None:
-            return data.costs if data.has_costs else self.costs_
-        costs = v.check_costs(costs, self.n_exits_)
-        if data.has_costs and not np.array_equal(costs, data.costs):
-            raise ValueError(
-                f"costs={costs.tolist()} differ from the data's own costs "
-                f"{data.costs.tolist()}; pass one of them: leave costs= out to use the data's, "
-                f"or evaluate data.with_costs(costs)."
-            )
-        return costs
+        """The costs a metric is computed in: ``costs=`` when given (an explicit choice), else
+        the data's own when it was built with costs, else the policy's."""
+        if costs is not None:
+            return v.check_costs(costs, self.n_exits_)
+        return data.costs if data.has_costs else self.costs_
 
     def exit_index(self, logits: Any, *, input: str = "auto") -> np.ndarray:
         """The exit each sample leaves at, ``(n_samples,)`` int, 0-based.
@@ -203,8 +196,7 @@ class Policy:
         costs : array-like of shape (n_exits,), optional
             Cumulative costs for the metrics. Default: the data's own costs when ``logits`` is
             an ExitData built with costs (``test.with_costs(seconds)`` reports in seconds),
-            else the policy's ``costs_``. Giving ``costs=`` that differ from such data's own
-            costs is an error: say which by passing one of them.
+            else the policy's ``costs_`` (arrays carry no costs). Given, they are used.
         n_bootstrap : int, default=0
             With n > 0, ``result.intervals`` holds percentile bootstrap intervals (n resamples
             of the samples) for ``accuracy`` (needs labels) and ``mean_cost``.

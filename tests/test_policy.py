@@ -45,7 +45,7 @@ def test_fit_info_records_the_target_and_fit_metrics():
     assert info["fit_mean_cost"] <= 2.0 and 0 <= info["fit_accuracy"] <= 1
 
 
-def test_evaluate_uses_the_data_own_costs_and_refuses_a_conflict():
+def test_evaluate_uses_the_data_own_costs_unless_told_otherwise():
     val, test = eeopt.datasets.load_both("digits")
     policy = eeopt.fit(val, method="maxprob", budget=float(val.costs[2]))
     seconds = np.asarray(test.metadata["costs_seconds"])
@@ -54,8 +54,8 @@ def test_evaluate_uses_the_data_own_costs_and_refuses_a_conflict():
     assert in_seconds.mean_cost == pytest.approx(seconds[exits].mean())
     np.testing.assert_array_equal(in_seconds.costs, seconds)
     assert policy.evaluate(test).mean_cost == pytest.approx(test.costs[exits].mean())
-    with pytest.raises(ValueError, match="differ from the data's own costs"):
-        policy.evaluate(test, costs=seconds)
+    told = policy.evaluate(test, costs=seconds)  # an explicit choice wins over the data's
+    np.testing.assert_array_equal(told.costs, seconds)
     # Arrays (or an ExitData without costs) carry no costs: the policy's are used.
     bare = policy.evaluate(test.probs, test.labels)
     np.testing.assert_array_equal(bare.costs, policy.costs_)
