@@ -487,8 +487,9 @@ def budget_tilt(
             lo = lam
         else:
             hi = lam
-        step = lam - gap / slope if slope < 0 else np.nan
-        if not lo < step < hi:  # also NaN
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            step = lam - gap / slope  # a flat slope gives +-inf or NaN: bisect instead
+        if not lo < step < hi:  # also inf and NaN
             if np.isfinite(lo) and np.isfinite(hi):
                 step = 0.5 * (lo + hi)
             elif np.isfinite(lo):
@@ -648,7 +649,7 @@ def fit_assigner(
 
 
 # -- the authors' recipe: Adam on minibatches -------------------------------------------------
-class _Adam:
+class Adam:
     """Adam (Kingma & Ba) as torch.optim.Adam computes it: bias-corrected moments, and
     ``weight_decay`` added to the gradient (L2, not AdamW's decoupled decay). One instance per
     parameter array, updated in place."""
@@ -758,8 +759,8 @@ def train_adam(
     q, r = exit_targets(correct)
     scorer_params = [np.zeros(f.shape[1] + k + 1) for k, f in enumerate(features)]
     theta = np.array(theta, dtype=np.float64)
-    scorer_opt = [_Adam(p, learning_rate) for p in scorer_params]
-    assigner_opt = _Adam(theta, learning_rate)
+    scorer_opt = [Adam(p, learning_rate) for p in scorer_params]
+    assigner_opt = Adam(theta, learning_rate)
     epochs: dict[str, list] = {"L_g": [], "L_CE": [], "L_budget": [], "total": [], "phase": []}
     best = (np.inf, -1, [p.copy() for p in scorer_params], theta.copy())
     for epoch in range(max_epochs):
