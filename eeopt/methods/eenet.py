@@ -74,7 +74,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 TRAINING_BUDGET_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: The optimisers' defaults where an option is left at None. "adam" is the authors' config.py.
 OPTIMIZER_DEFAULTS = {
-    "lbfgs": {"l2": 1e-4, "max_iter": 100, "max_samples": 20_000, "alpha_cost": "auto"},
+    "lbfgs": {"l2": 1e-4, "max_iter": 100, "max_samples": 10_000, "alpha_cost": "auto"},
     "adam": {"l2": 1e-2, "max_iter": 1000, "max_samples": None, "alpha_cost": 1e-2},
 }
 #: The authors' Adam settings (their config.py), the defaults of optimizer="adam".
@@ -1072,7 +1072,7 @@ class Settings:
     period: int = ADAM_DEFAULTS["period"]
     n_iter_no_change: int = ADAM_DEFAULTS["n_iter_no_change"]
     n_restarts: int = 1
-    max_samples: int | None = 20_000
+    max_samples: int | None = 10_000
 
 
 @dataclass
@@ -1544,7 +1544,7 @@ def fit_eenet(
         fitting data is kept (the authors' code keeps the best of 10). Default 1.
     max_samples : int, None or "auto", default="auto"
         Train on a random subsample of at most this many fitting samples (the calibration and
-        the thresholds use them all); None: every sample. ``"auto"``: 20,000 with ``"lbfgs"``
+        the thresholds use them all); None: every sample. ``"auto"``: 10,000 with ``"lbfgs"``
         and the LP, every sample with ``"adam"`` (minibatches already).
     """
     if target is not None or tolerance is not None:
