@@ -720,4 +720,4 @@ def test_eenet_is_at_least_as_accurate_as_msdnet_on_held_out_data(record_propert
     report = "\n".join(rows)
     print("\nEENet vs MSDNet on mnist1d test (fitted on val):\n" + report)
     record_property("eenet_vs_msdnet", report)
-    assert wins >= 3, report
+    assert wins == budgets.size, report  # ties at the top budgets: both reach the final exit

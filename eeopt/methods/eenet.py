@@ -1186,8 +1186,10 @@ def lbfgs_candidates(
             bar.update(postfix=f"B'={train_budget:.4g} L_CE={rounds[-1]['L_CE']:.4g}")
         if fit.solution == "penalised":
             alpha_cost = float(settings.alpha_cost)
-        else:  # the smallest alpha_cost whose penalised optimum this is (0 without a budget)
-            alpha_cost = settings.alpha_ce * abs(fit.multiplier) * budget / span if span else 0.0
+        else:  # the alpha_cost whose penalised optimum this is (at B' = B: the smallest one)
+            alpha_cost = (
+                float(settings.alpha_ce * abs(fit.multiplier) * budget / span) if span else 0.0
+            )
         record = {
             "training_budget": train_budget,
             "alpha_cost": alpha_cost,
