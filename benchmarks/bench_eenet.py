@@ -207,7 +207,7 @@ def cmd_scale(args) -> None:
             f"{result.mean_cost / budget:.4f} |",
             flush=True,
         )
-        if "epochs" in policy.fit_info_["history"][0]:
+        if "epochs" in policy.fit_info_.get("history", [{}])[0]:
             record = policy.fit_info_["history"][0]
             n_epochs = len(record["epochs"]["total"])
             print(f"  adam: {n_epochs} epochs, {seconds / n_epochs:.2f} s per epoch")

@@ -31,9 +31,10 @@ Two optimisers (``optimizer=``):
   constrained problem smoothly by tilting the assigner's logits, ``r̂ = softmax(h - lam c)``
   with ``lam`` solved at every evaluation (:func:`budget_tilt`), instead of stepping onto the
   kink of ``|.|``, where L-BFGS stops early at a point that depends on the budget's last
-  digits. ``alpha_cost="auto"`` (the default) trains the assigner at a few budgets
-  ``B' >= B`` (each the paper's optimum for a smaller ``alpha_cost``) and keeps the candidate
-  most accurate on the fitting data (:func:`training_budgets`).
+  digits. ``alpha_cost="auto"`` (the default) trains the assigner at a few budgets ``B'``
+  between ``B`` and the targets' own expected cost (each the paper's optimum for a smaller
+  ``alpha_cost``), calibrates each to ``B`` and keeps the candidate most accurate on the
+  fitting data (:func:`training_budgets`).
 - ``"adam"``: the authors' recipe (:func:`train_adam`): Adam on minibatches, the g and h steps
   alternating every ``period`` epochs, early stopping.
 
@@ -67,10 +68,11 @@ N_CONFIDENCE_FEATURES = 3
 DISTRIBUTIONS = ("learned", "lp")
 SOLVERS = ("exact", "cvxpy")
 OPTIMIZERS = ("lbfgs", "adam")
-#: alpha_cost="auto": the assigner is trained at B' = B + share * (costs[-1] - B) for each share
-#: and the candidate most accurate on the fitting data is kept. Share 0 is the paper's optimum
-#: at the authors' alpha_cost whenever L_budget is an exact penalty (it was, by a factor of 10
-#: to 100, on the shipped data); the others are its optima at smaller alpha_cost.
+#: alpha_cost="auto": the assigner is trained at B' = B + share * (B_r - B) for each share, B_r
+#: the targets' expected cost, and the candidate most accurate on the fitting data is kept.
+#: Share 0 is the paper's optimum at the authors' alpha_cost whenever L_budget is an exact
+#: penalty (it was, by a factor of 10 to 100, on the shipped data); the others are its optima at
+#: smaller alpha_cost, down to 0 (share 1).
 TRAINING_BUDGET_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: The optimisers' defaults where an option is left at None. "adam" is the authors' config.py.
 OPTIMIZER_DEFAULTS = {
