@@ -71,8 +71,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 #: alpha_cost="auto": the assigner is trained at B' = B + share * (B_r - B) for each share, B_r
 #: the targets' expected cost, and the candidate most accurate on the fitting data is kept.
 #: Share 0 is the paper's optimum at the authors' alpha_cost whenever L_budget is an exact
-#: penalty (it was, by a factor of 10 to 100, on the shipped data); the others are its optima at
-#: smaller alpha_cost, down to 0 (share 1).
+#: penalty (by a factor of 15 to 100 at the benchmark's budgets on the shipped data); the other
+#: shares are its optima at smaller alpha_cost, down to 0 (share 1).
 TRAINING_BUDGET_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: The optimisers' defaults where an option is left at None. "adam" is the authors' config.py.
 OPTIMIZER_DEFAULTS = {
