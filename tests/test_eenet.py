@@ -221,24 +221,27 @@ def test_constrained_loss_is_L_CE_at_exactly_the_budget():
     assert losses["L_budget"] < 1e-12
 
 
-def test_the_h_step_lies_on_the_budget_while_the_penalty_is_exact():
+@pytest.mark.parametrize("budget", [1.4, 3.2])  # below and above the targets' cost
+def test_the_h_step_lies_on_the_budget_while_the_penalty_is_exact(budget):
     inputs, r, theta = _h_problem(seed=3, n=60)
     costs = np.array([1.0, 2.0, 3.5])
-    budget = 1.4  # well below the targets' cost, so L_CE pulls the cost up
-    assert (r @ costs).mean() > budget
+    target_cost = (r @ costs).mean()
+    assert 1.4 < target_cost < 3.2
     common = (inputs, r, costs, budget, 1e-4, 4, 200, 1e-3)
     with threadpool_limits(limits=1, user_api="blas"):  # as in eeopt.fit: L-BFGS-B is slow else
         exact = fit_assigner(theta, *common, penalty=1e3)  # alpha_cost / alpha_ce
     assert exact.solution == "constrained"
     assert (exact.assignment @ costs).mean() == pytest.approx(budget, rel=1e-10)
     # The multiplier is the slope of the L_CE it saves per unit of relative cost: a penalty
-    # below it (in the same units) no longer holds the cost at the budget.
+    # below it (in the same units) no longer holds the cost at the budget, which then moves
+    # towards the targets' cost.
+    assert np.sign(exact.multiplier) == np.sign(budget - target_cost)
     slope = abs(exact.multiplier) * budget / (costs[-1] - costs[0])
-    assert slope > 0
     with threadpool_limits(limits=1, user_api="blas"):
         loose = fit_assigner(theta, *common, penalty=0.5 * slope)
     assert loose.solution == "penalised"
-    assert (loose.assignment @ costs).mean() > budget
+    loose_cost = (loose.assignment @ costs).mean()
+    assert min(budget, target_cost) < loose_cost < max(budget, target_cost)
     # And the paper's penalised loss is lower there than at the constrained point.
     paper = [
         assignment_loss(t, inputs, r, costs, budget, 1.0, 0.5 * slope, 1e-4, 4)[0]

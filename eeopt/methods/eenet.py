@@ -596,9 +596,10 @@ def fit_assigner(
        chosen by ``alpha_cost="auto"``).
     2. With a ``penalty = alpha_cost / alpha_ce``: if it is at least the budget's multiplier
        (in the same units), ``L_budget`` is an exact penalty and step 1's optimum is the
-       penalised one. Otherwise the penalised optimum spends more than the budget, where
-       ``L_budget`` is smooth: L-BFGS on :func:`assignment_loss` from step 1's point (kept if
-       it ends above the budget; else step 1's stands).
+       penalised one. Otherwise the penalised optimum lies off the budget, on the side where
+       ``L_CE`` falls (above it when ``B`` is below the targets' cost), where ``L_budget`` is
+       smooth: L-BFGS on :func:`assignment_loss` from step 1's point (kept if it ends on that
+       side; else step 1's stands).
 
     ``alpha_ce = 0`` leaves the penalty and the L2 term only: the constrained optimum is then
     the smallest ``theta`` that meets the budget.
@@ -645,7 +646,10 @@ def fit_assigner(
     )
     logits = assigner_logits(res.x, inputs, hidden)
     assignment = np.exp(log_softmax(logits, axis=1))
-    if float((assignment @ costs).mean()) < train_budget:
+    # L_CE falls with the cost (multiplier < 0: budgets below the targets' cost) or rises with
+    # it; the penalised optimum lies on that side of the budget, or the kink holds it.
+    side = -np.sign(fit.multiplier)
+    if side * (float((assignment @ costs).mean()) - train_budget) <= 0:
         return fit
     return AssignerFit(res.x, logits, assignment, iterations + int(res.nit), 0.0, "penalised")
 
