@@ -423,6 +423,25 @@ class Weights(Constraint):
         return "one non-negative weight per exit"
 
 
+class AnyOf(Constraint):
+    """The first of several constraints that accepts the value (``Interval(...)`` or
+    ``Choice("auto")``); the error lists them all."""
+
+    def __init__(self, *constraints: Constraint) -> None:
+        self.constraints = constraints
+
+    def check(self, value: Any, name: str, data: Any = None) -> Any:
+        for constraint in self.constraints:
+            try:
+                return constraint.check(value, name, data)
+            except (TypeError, ValueError):
+                continue
+        raise ValueError(f"{name} must be {self.describe()}, got {value!r}.")
+
+    def describe(self) -> str:
+        return " or ".join(c.describe() for c in self.constraints)
+
+
 class ScoreName(Constraint):
     """The name of a confidence score of :mod:`eeopt.scores`."""
 

@@ -52,28 +52,59 @@ def mean_cost_from_counts(counts: np.ndarray, costs: np.ndarray) -> np.ndarray:
     calibration all call it, so that a figure a sweep reports is the figure
     ``policy.evaluate`` gives, bit for bit.
 
+    The sum ``S = sum_k counts_k * costs_k`` is carried in double-double arithmetic (each
+    product split exactly, each addition's rounding error kept) and divided by ``n`` once, so
+    the result is the exact mean rounded to the nearest float in all but pathological cases.
+    In particular every sample at exit k gives exactly ``costs[k]`` and equal costs give
+    exactly that cost, so a budget equal to an exit's cost is reachable; and a row gives the
+    same float whether it is computed alone or among many.
+
     Parameters
     ----------
     counts : array-like of shape (..., n_exits), int
-        Samples per exit; every row has the same total or its own (each row is divided by its
-        own total).
+        Samples per exit; each row is divided by its own total.
     costs : ndarray of shape (n_exits,)
 
     Returns
     -------
     ndarray of shape (...)
-        ``sum_k (counts_k / n) * costs_k``, accumulated over k in exit order with elementwise
-        operations, so that a row gives the same float whether it is computed alone or among
-        many (a matrix product may round differently from one row to the next).
     """
-    counts = np.asarray(counts)
-    # Fractions first: when every sample leaves at one exit the mean is that exit's cost
-    # exactly (N * c / N can round above c), so a budget equal to an exit's cost is reachable.
-    fractions = counts / counts.sum(axis=-1, keepdims=True)
-    total = fractions[..., 0] * costs[0]
-    for k in range(1, costs.shape[0]):
-        total = total + fractions[..., k] * costs[k]
-    return total
+    counts = np.asarray(counts, dtype=np.float64)  # exact: counts are below 2^53
+    costs = np.asarray(costs, dtype=np.float64)
+    high = np.zeros(counts.shape[:-1])
+    low = np.zeros(counts.shape[:-1])
+    for k in range(costs.shape[0]):
+        product, product_error = _two_product(counts[..., k], costs[k])
+        high, sum_error = _two_sum(high, product)
+        low = low + (sum_error + product_error)
+    n = counts.sum(axis=-1)
+    quotient = high / n
+    back, back_error = _two_product(quotient, n)
+    remainder = ((high - back) - back_error) + low
+    return quotient + remainder / n
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a + b`` and its rounding error, exactly (Knuth)."""
+    total = a + b
+    b_virtual = total - a
+    return total, (a - (total - b_virtual)) + (b - b_virtual)
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` as a sum of two floats of 26 significant bits each (Dekker)."""
+    c = 134217729.0 * a  # 2^27 + 1
+    high = c - (c - a)
+    return high, a - high
+
+
+def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a * b`` and its rounding error, exactly (Dekker, without a fused multiply-add)."""
+    product = a * b
+    a_high, a_low = _split(a)
+    b_high, b_low = _split(np.asarray(b))
+    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return product, error
 
 
 @dataclass

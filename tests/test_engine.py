@@ -82,3 +82,26 @@ def test_result_to_dict_and_repr():
 def test_single_exit_model_always_exits_at_zero():
     exits = engine.first_exit(np.zeros((4, 1)), np.array([-np.inf]))
     np.testing.assert_array_equal(exits, 0)
+
+
+@given(
+    st.lists(st.integers(0, 10**6), min_size=2, max_size=8),
+    st.lists(st.floats(1e-9, 1e12), min_size=8, max_size=8),
+    st.booleans(),
+)
+def test_mean_cost_is_the_exact_mean_rounded_once(counts, raw_costs, equal):
+    from fractions import Fraction
+
+    from eeopt.engine import mean_cost_from_counts
+
+    counts = np.array(counts)
+    if counts.sum() == 0:
+        counts[0] = 1
+    costs = np.sort(np.array(raw_costs[: counts.shape[0]]))
+    if equal:
+        costs[:] = costs[0]
+    exact = sum(Fraction(int(c)) * Fraction(float(x)) for c, x in zip(counts, costs, strict=True))
+    assert float(mean_cost_from_counts(counts, costs)) == float(exact / int(counts.sum()))
+    # The same row among many gives the same float.
+    rows = np.stack([counts, counts[::-1], counts])
+    assert mean_cost_from_counts(rows, costs)[2] == mean_cost_from_counts(counts, costs)
