@@ -193,7 +193,7 @@ def certified_fit(
         data = data.replace(labels=data.predictions[:, -1].astype(np.int64))
     split = _split_share(spec, settings, target)
     path_data, test_data = _split(data, split, random_state)
-    path = _path(spec, path_data, settings)
+    path = _path(spec, path_data, settings, target)
     order = _order(path, path_data, target, pareto=split is not None)
     cert = _test(path, order, test_data, target, random_state, fixed=split is None)
     certified = order[: cert.index + 1]
@@ -226,13 +226,16 @@ def _split(data: ExitData, share: float | None, random_state: Any) -> tuple[Exit
     return data.subset(np.sort(order[:n_path])), data.subset(np.sort(order[n_path:]))
 
 
-def _path(spec: Any, data: ExitData, settings: dict[str, Any]) -> Candidates:
+def _path(spec: Any, data: ExitData, settings: dict[str, Any], target: Certified) -> Candidates:
     """The method's candidate path; for budget-solver methods, a grid of budgets from the
-    dearest (no early exit) down."""
+    dearest (no early exit) down (EENet trains once, at the budget asked for)."""
     if spec.candidates is not None:
         return spec.candidates(data, spec.name, settings, None)
     budgets = np.linspace(data.costs[-1], data.costs[0], N_BUDGET_PATH)
-    fitted = [spec.solve_budget(data, spec.name, settings, float(b)) for b in budgets]
+    if spec.budget_path is not None:
+        fitted = spec.budget_path(data, spec.name, settings, budgets, target.epsilon)
+    else:
+        fitted = [spec.solve_budget(data, spec.name, settings, float(b)) for b in budgets]
     counts = np.array([np.bincount(p.exit_index(data), minlength=data.n_exits) for p, _ in fitted])
     correct = (
         np.array([np.count_nonzero(p.predict(data) == data.labels) for p, _ in fitted])

@@ -413,19 +413,6 @@ def test_same_random_state_gives_the_same_policy():
     assert json.dumps(a.to_dict()) == json.dumps(b.to_dict())
 
 
-def test_json_round_trip_is_exact(tmp_path):
-    data = _data(n=150, seed=6)
-    policy = eeopt.fit(data, method="eenet", budget=2.5, random_state=0, **FAST)
-    path = tmp_path / "eenet.json"
-    policy.save(path)
-    back = eeopt.load_policy(path)
-    assert isinstance(back, EENetPolicy)
-    assert back.to_dict() == policy.to_dict()
-    np.testing.assert_array_equal(back.compute_scores(data), policy.compute_scores(data))
-    np.testing.assert_array_equal(back.exit_index(data), policy.exit_index(data))
-    np.testing.assert_array_equal(back.predict(data), policy.predict(data))
-
-
 def test_lp_distribution_with_either_solver_gives_the_same_policy():
     data = _data(n=120, seed=9)
     exact = eeopt.fit(data, method="eenet", budget=2.4, distribution="lp", random_state=0, **FAST)

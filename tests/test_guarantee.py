@@ -236,7 +236,7 @@ def test_violations_on_held_out_data_stay_below_delta(dataset, n_cal):
         cal, test = pool.subset(np.sort(order[:n_cal])), pool.subset(np.sort(order[n_cal:]))
         for method in eeopt.method_names():
             if method == "eenet":
-                continue  # its own, cheaper check below
+                continue  # test_eenet_budget_certificates_hold_on_held_out_data
             spec = eeopt.methods.method_spec(method)
             names = ["cost"] if spec.budget_only else list(targets)
             # Every risk over the splits, one per method and split (all pairs 50 times each).
@@ -254,3 +254,25 @@ def test_violations_on_held_out_data_stay_below_delta(dataset, n_cal):
         assert frequency <= limit, (key, frequency, limit)
     total = sum(violations.values()) / sum(trials.values())
     assert total <= DELTA + SLACK / 4, total
+
+
+#: EENet trained quickly: the certificate's validity does not depend on how good the path is.
+QUICK_EENET = {"max_iter": 8, "hidden": 4, "alpha_cost": 1e-2, "n_rounds": 1, "max_samples": 300}
+
+
+@pytest.mark.parametrize("n_cal", [100, 1000])
+def test_eenet_budget_certificates_hold_on_held_out_data(n_cal):
+    pool = _pool("mnist1d")
+    budget = _targets(pool)["cost"]["budget"]
+    rng = np.random.default_rng(1)
+    violations = 0
+    for split in range(N_SPLITS):
+        order = rng.permutation(pool.n_samples)
+        cal, test = pool.subset(np.sort(order[:n_cal])), pool.subset(np.sort(order[n_cal:]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            policy = _fit(
+                cal, "eenet", budget=budget, delta=DELTA, random_state=split, **QUICK_EENET
+            )
+        violations += policy.evaluate(test).mean_cost > budget
+    assert violations / N_SPLITS <= DELTA + SLACK, violations

@@ -1430,14 +1430,40 @@ def solve_budget(
 ) -> tuple[EENetPolicy, dict]:
     """Train the scorer and the exit distribution for ``budget`` on the fitting data, then
     the quantile thresholds of the selected candidate (see the module docstring)."""
+    selected, fitted = _train(data, settings, budget)
+    return _policy(method, data, selected), fitted
+
+
+def budget_path(
+    data: ExitData, method: str, settings: dict, budgets: np.ndarray, budget: float
+) -> list[tuple[EENetPolicy, dict]]:
+    """A certified budget's path: one training at ``budget``, its scorer and exit
+    distribution calibrated to each of ``budgets`` (quantile thresholds for each), so that the
+    path costs one fit rather than one per budget."""
+    selected, fitted = _train(data, settings, budget)
+    path = []
+    for b in budgets:
+        calibrated, _ = calibrate(selected.candidate, data, float(b))
+        info = {**fitted, "calibrated_fractions": (calibrated.counts / data.n_samples).tolist()}
+        path.append((_policy(method, data, calibrated), info))
+    return path
+
+
+def _train(data: ExitData, settings: dict, budget: float) -> tuple[Selected, dict]:
     training = check_settings(**{name: settings[name] for name in TRAINING_OPTIONS})
     rng = v.check_random_state(settings["random_state"])
     # One BLAS thread: the products are thin (n x d by d x hidden), so threads buy little and
     # cost much on a busy machine, and the result no longer depends on the core count.
     with threadpool_limits(limits=1, user_api="blas"):
         selected, fitted = train(data, budget, training, rng, settings["verbose"])
+    if isinstance(settings["random_state"], (int, np.integer)):  # how to fit it again
+        fitted["random_state"] = int(settings["random_state"])
+    return selected, fitted
+
+
+def _policy(method: str, data: ExitData, selected: Selected) -> EENetPolicy:
     candidate = selected.candidate
-    policy = EENetPolicy(
+    return EENetPolicy(
         method,
         selected.thresholds,
         data.costs,
@@ -1445,9 +1471,6 @@ def solve_budget(
         coefs=candidate.coefs,
         intercepts=candidate.intercepts,
     )
-    if isinstance(settings["random_state"], (int, np.integer)):  # how to fit it again
-        fitted["random_state"] = int(settings["random_state"])
-    return policy, fitted
 
 
 _POSITIVE_INT = v.Interval("int", 1, None)
@@ -1479,6 +1502,7 @@ register(
         targets=("budget",),
         default_target=None,
         solve_budget=solve_budget,
+        budget_path=budget_path,
         needs_labels=lambda settings: True,
         uses_random_state=True,
         long_running=True,

@@ -80,6 +80,10 @@ class MethodSpec:
     solve_budget : callable, optional
         ``solve_budget(data, method, settings, budget) -> (Policy, info)`` for methods fitted to a
         budget by a solver rather than by selecting along a path.
+    budget_path : callable, optional
+        ``budget_path(data, method, settings, budgets, budget) -> [(Policy, info), ...]``: the
+        policies at several budgets for a certified budget ``budget``, when that is cheaper
+        than one ``solve_budget`` each (EENet trains once).
     special_targets : mapping of kind -> callable
         ``fn(data, method, settings, tolerance) -> ({direct name: value}, info)``: a method's own
         target, resolved into a direct setting (BEEM's "exit-error").
@@ -114,6 +118,7 @@ class MethodSpec:
     default_target: str | None = "accuracy"
     candidates: Callable[..., Candidates] | None = None
     solve_budget: Callable[..., tuple[Policy, dict]] | None = None
+    budget_path: Callable[..., list[tuple[Policy, dict]]] | None = None
     special_targets: Mapping[str, Callable[..., tuple[dict, dict]]] = field(default_factory=dict)
     needs_labels: Callable[[Mapping[str, Any]], bool] = _no_labels
     budget_needs_labels: bool = True
