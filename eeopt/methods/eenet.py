@@ -489,8 +489,9 @@ def budget_tilt(
             lo = lam
         else:
             hi = lam
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            step = lam - gap / slope  # a flat slope gives +-inf or NaN: bisect instead
+        # A flat slope (every sample's assignment saturated on one exit) gives no Newton step:
+        # bisect instead.
+        step = lam - gap / slope if slope != 0 else np.nan
         if not lo < step < hi:  # also inf and NaN
             if np.isfinite(lo) and np.isfinite(hi):
                 step = 0.5 * (lo + hi)
