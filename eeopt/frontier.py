@@ -219,7 +219,7 @@ def oracle_front(
     >>> import eeopt
     >>> test = eeopt.datasets.load("mnist1d", "test")
     >>> oracle = eeopt.oracle_front(test)
-    >>> print(f"{oracle.accuracies[-1]:.4f} at {oracle.costs[-1]:.0f} FLOPs")
+    >>> print(f"{oracle.accuracies[-1]:.4f} at {oracle.mean_costs[-1]:.0f} FLOPs")
     0.9927 at 139659 FLOPs
     """
     data = as_exit_data(logits, labels, costs, input=input)

@@ -269,7 +269,7 @@ def _data_section(val: ExitData, test: ExitData, table: ComparisonTable, unit: C
         f"Accuracy rises from {100 * accuracy[0]:.1f}% at exit 0 to {100 * accuracy[-1]:.1f}% "
         f"at exit {test.n_exits - 1}, for {test.costs[-1] / test.costs[0]:.0f} times the cost. "
         f"An oracle that knew the labels (each sample at its earliest right exit) would reach "
-        f"{100 * oracle.accuracies[-1]:.1f}% at {unit.format(oracle.costs[-1])}: the room "
+        f"{100 * oracle.accuracies[-1]:.1f}% at {unit.format(oracle.mean_costs[-1])}: the room "
         "early exit has to play in."
     )
     return (

@@ -422,7 +422,9 @@ def test_level_option_and_the_front_reproduce_sweep_points():
     data = eeopt.ExitData.from_logits(logits, labels)
     front = eeopt.pareto_front(data, method="beem-a", verbose=False)
     assert front.parameter_name == "level" and len(front) > 3
-    for level, cost, accuracy in zip(front.parameters, front.costs, front.accuracies, strict=True):
+    for level, cost, accuracy in zip(
+        front.parameters, front.mean_costs, front.accuracies, strict=True
+    ):
         result = eeopt.fit(data, method="beem-a", level=float(level)).evaluate(data)
         assert result.mean_cost == pytest.approx(cost) and result.accuracy == accuracy
     with pytest.raises(ValueError, match="level"):

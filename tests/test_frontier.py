@@ -29,11 +29,11 @@ def test_front_points_are_non_dominated_and_reproduced_by_fit(method):
     data = _data()
     front = eeopt.pareto_front(data, method=method)
     assert len(front) >= 1
-    assert _is_non_dominated(front.costs, front.accuracies)
-    assert np.all(np.diff(front.costs) > 0) and np.all(np.diff(front.accuracies) > 0)
+    assert _is_non_dominated(front.mean_costs, front.accuracies)
+    assert np.all(np.diff(front.mean_costs) > 0) and np.all(np.diff(front.accuracies) > 0)
     direct = "patience" if method == "patience" else "threshold"
     for cost, accuracy, parameter in zip(
-        front.costs, front.accuracies, front.parameters, strict=True
+        front.mean_costs, front.accuracies, front.parameters, strict=True
     ):
         value = int(parameter) if method == "patience" else parameter
         result = eeopt.fit(data, method=method, **{direct: value}).evaluate(data)
@@ -53,8 +53,8 @@ def test_budget_swept_front_for_msdnet():
     data = _data(seed=4)
     front = eeopt.pareto_front(data, method="msdnet", budgets=[1, 3, 5, 10], verbose=False)
     assert front.parameter_name == "budget"
-    assert _is_non_dominated(front.costs, front.accuracies)
-    for cost, budget in zip(front.costs, front.parameters, strict=True):
+    assert _is_non_dominated(front.mean_costs, front.accuracies)
+    for cost, budget in zip(front.mean_costs, front.parameters, strict=True):
         assert cost <= budget
         assert eeopt.fit(data, method="msdnet", budget=budget).evaluate(data).mean_cost == cost
 
@@ -67,7 +67,7 @@ def test_oracle_matches_its_definition():
     # The oracle point itself: every sample at its earliest correct exit (else the first:
     # a sample no exit gets right costs least at exit 0 on the front).
     first = np.where(data.correct.any(axis=1), data.correct.argmax(axis=1), 0)
-    assert oracle.costs[-1] == pytest.approx(data.costs[first].mean())
+    assert oracle.mean_costs[-1] == pytest.approx(data.costs[first].mean())
 
 
 def test_oracle_front_by_brute_force_on_a_tiny_set():
@@ -81,7 +81,7 @@ def test_oracle_front_by_brute_force_on_a_tiny_set():
         best[cost] = max(best.get(cost, 0), accuracy)
     for cost, accuracy in best.items():
         assert oracle.accuracy_at(cost + 1e-12) >= accuracy - 1e-12
-    for cost, accuracy in zip(oracle.costs, oracle.accuracies, strict=True):
+    for cost, accuracy in zip(oracle.mean_costs, oracle.accuracies, strict=True):
         assert any(abs(c - cost) < 1e-9 and a >= accuracy - 1e-12 for c, a in best.items())
 
 
@@ -91,7 +91,7 @@ def test_oracle_is_above_every_method_front_at_every_cost(seed):
     oracle = eeopt.oracle_front(data)
     for method in SWEPT:
         front = eeopt.pareto_front(data, method=method)
-        for cost, accuracy in zip(front.costs, front.accuracies, strict=True):
+        for cost, accuracy in zip(front.mean_costs, front.accuracies, strict=True):
             assert oracle.accuracy_at(cost + 1e-12) >= accuracy - 1e-12
 
 
@@ -119,14 +119,14 @@ def test_long_sweeps_draw_a_progress_bar_unless_verbose_is_false(method, capsys)
     assert err.count("\n") == 1 and ("BEEM level sweep" in err or "front msdnet" in err)
     quiet = eeopt.pareto_front(logits, labels, method=method, n_budgets=3, verbose=False)
     assert capsys.readouterr().err == ""
-    np.testing.assert_array_equal(loud.costs, quiet.costs)
+    np.testing.assert_array_equal(loud.mean_costs, quiet.mean_costs)
 
 
 def test_front_costs_is_the_deprecated_name_of_mean_costs():
     data = _data()
     front = eeopt.pareto_front(data, method="maxprob")
     with pytest.warns(DeprecationWarning, match="mean_costs"):
-        np.testing.assert_array_equal(front.costs, front.mean_costs)
+        np.testing.assert_array_equal(front.mean_costs, front.mean_costs)
 
 
 def test_the_oracle_is_the_same_with_recall_by_brute_force():

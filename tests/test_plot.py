@@ -30,7 +30,7 @@ def test_front_plot_draws_each_method_the_oracle_and_the_final_exit(data, tmp_pa
     )
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels == ["maxprob", "patience", "oracle", "final exit"]
-    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), fronts[0].costs)
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), fronts[0].mean_costs)
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), 100 * fronts[0].accuracies)
     assert ax.get_xlabel() == "Mean cost per sample (GFLOPs)"
     assert ax.get_ylabel() == "Accuracy (%)"
@@ -43,10 +43,10 @@ def test_front_plot_draws_each_method_the_oracle_and_the_final_exit(data, tmp_pa
 
 def test_costs_are_drawn_in_an_engineering_unit(data):
     front = eeopt.pareto_front(data, method="maxprob")
-    scaled = eeopt.Front("maxprob", front.costs * 1e6, front.accuracies, front.parameters, "t")
+    scaled = eeopt.Front("maxprob", front.mean_costs * 1e6, front.accuracies, front.parameters, "t")
     ax = plot.plot_fronts([scaled], final=(4e6, 0.9), cost_units="FLOPs")
     assert ax.get_xlabel() == "Mean cost per sample (MFLOPs)"
-    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), front.costs)
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), front.mean_costs)
 
 
 def test_every_method_keeps_its_colour_and_marker_across_figures(data):
