@@ -126,7 +126,7 @@ def test_front_costs_is_the_deprecated_name_of_mean_costs():
     data = _data()
     front = eeopt.pareto_front(data, method="maxprob")
     with pytest.warns(DeprecationWarning, match="mean_costs"):
-        np.testing.assert_array_equal(front.mean_costs, front.mean_costs)
+        np.testing.assert_array_equal(front.costs, front.mean_costs)
 
 
 def test_the_oracle_is_the_same_with_recall_by_brute_force():
