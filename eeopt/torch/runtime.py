@@ -395,19 +395,17 @@ class _DeviceDecider(_Decider):
             self.done.append((ids, k, predictions, None))
             return 0, None, None
         fires = self.rule.fires(k, key)
-        # The one value read back per stage: how many rows leave (a sync on an accelerator).
-        n_leave = int(torch.count_nonzero(fires))
-        n_rows = ids.shape[0]
-        if n_leave == 0:
+        # The rows that stay; their number is the one value read back per stage (nonzero
+        # waits for it, as a count would, on an accelerator).
+        keep = torch.nonzero(~fires).flatten()
+        n_rows, n_stay = ids.shape[0], keep.shape[0]
+        if n_stay == n_rows:
             return n_rows, None, (ids, state)
-        if n_leave == n_rows:
+        if n_stay == 0:
             self.done.append((ids, k, predictions, None))
             return 0, None, None
         self.done.append((ids, k, predictions, fires))
-        # A stable sort puts the staying rows (False) first, in their order: their indices
-        # without a data-dependent shape on the device (n_leave is known on the host).
-        keep = torch.sort(fires.view(torch.uint8), stable=True).indices[: n_rows - n_leave]
-        return n_rows - n_leave, keep, take_rows((ids, state), keep)
+        return n_stay, keep, take_rows((ids, state), keep)
 
     def results(self, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
         # One copy of everything recorded, then the fired entries picked out on the host.
