@@ -405,17 +405,20 @@ def _padded(cert: risk.Certification, n_settings: int) -> risk.Certification:
 def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Certified, same: bool):
     """Among the certified settings (all certified at once), the cheapest for a risk target,
     the most accurate for a budget, on all the samples."""
-    if same:
-        costs = path.sweep.exact_mean_costs(certified)
-        correct = path.sweep.n_correct[certified]
-    else:
-        policies = [path.policy(int(i)) for i in certified]
-        costs = np.array([p.evaluate(data).mean_cost for p in policies])
-        correct = (
-            np.array([np.count_nonzero(p.predict(data) == data.labels) for p in policies])
-            if data.labels is not None
-            else np.zeros(certified.shape[0])
-        )
+    if same:  # the path's exact outcomes on these samples; exact costs only near the best
+        sweep = path.sweep
+        pool = certified
+        if target.risk == "cost":
+            pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
+        pool = sweep.cheapest(pool)
+        return pool[np.argmax(sweep.n_correct[pool])]
+    policies = [path.policy(int(i)) for i in certified]
+    costs = np.array([p.evaluate(data).mean_cost for p in policies])
+    correct = (
+        np.array([np.count_nonzero(p.predict(data) == data.labels) for p in policies])
+        if data.labels is not None
+        else np.zeros(certified.shape[0])
+    )
     if target.risk == "cost":
         best = np.lexsort((costs, -correct))[0]
     else:

@@ -202,6 +202,27 @@ class Sweep:
         from their exact exit counts."""
         return engine.mean_cost_from_counts(self.exit_counts(indices), self.costs)
 
+    def cheapest(self, indices: Any) -> np.ndarray:
+        """The candidates among ``indices`` whose exact mean cost (``policy.evaluate``'s
+        figure) is the smallest, in the order given.
+
+        Running-sum costs narrow the field first; exact counts are rebuilt only for the
+        candidates within rounding of the smallest, so that this costs O(len(indices)) and
+        no ``(len(indices), n_exits)`` table.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            return indices
+        approx = self.mean_costs[indices]
+        if self.exact_costs:
+            return indices[approx == approx.min()]
+        slack = _COST_SLACK * max(abs(float(approx.min())), 1.0)
+        close = indices[approx <= approx.min() + slack]
+        if close.size == 1:
+            return close
+        exact = self.exact_mean_costs(close)
+        return close[exact == exact.min()]
+
     def head(self, n: int) -> Sweep:
         """The first ``n`` candidates (the exit moves are kept: their indices do not change)."""
         return Sweep(
@@ -640,10 +661,5 @@ def _select_for_accuracy(sweep: Sweep, min_correct: float) -> int:
             "target accuracy is above every setting this method reaches on the fitting data; "
             "raise tolerance."
         )
-    cheapest = sweep.mean_costs[feasible].min()
-    slack = _COST_SLACK * max(abs(cheapest), 1.0)
-    close = feasible[sweep.mean_costs[feasible] <= cheapest + slack]
-    if close.size > 1:
-        exact = sweep.exact_mean_costs(close)
-        close = close[exact == exact.min()]
+    close = sweep.cheapest(feasible)
     return int(close[np.argmax(sweep.n_correct[close])])

@@ -61,6 +61,29 @@ def test_exit_counts_are_those_of_the_exit_rule(scores, data):
         np.testing.assert_allclose(exact, sweep.mean_costs[indices], rtol=1e-12)
 
 
+@given(
+    st.sampled_from([np.float32, np.float64]).flatmap(_scores),
+    st.data(),
+)
+def test_cheapest_is_the_exact_minimum(scores, data):
+    """cheapest(indices) keeps exactly the given candidates whose per-sample-loop mean cost
+    is smallest, in the order given (repeated indices tie)."""
+    n_samples, n_exits = scores.shape
+    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+    costs = np.cumsum(data.draw(st.sampled_from([[0.1] * n_exits, [0.3] + [0.1] * (n_exits - 1)])))
+    sweep = threshold_sweep(scores, correct, costs)
+    n = sweep.parameters.shape[0]
+    indices = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=8)), dtype=np.int64)
+    loop = []
+    for i in indices:
+        thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
+        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+        counts = np.bincount(exits, minlength=n_exits)
+        loop.append(engine.mean_cost_from_counts(counts[None], costs)[0])
+    expected = indices[np.asarray(loop) == min(loop)] if loop else indices
+    np.testing.assert_array_equal(sweep.cheapest(indices), expected)
+
+
 def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
     """Records are found chunk by chunk; the result does not depend on the chunking."""
     import eeopt.targets as targets
