@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scale.py [--sizes 100000 1000000 10000000] [--exits 24]
         [--data-dir /tmp/eeopt-tokens] [--beem-max-n N] [--beem-front-max-n N] [--beem-only]
-        [--mmap] [--skip-memory] [--json out.json]
+        [--mmap] [--skip-memory] [--only certified ...] [--json out.json]
 
 For each N, the synthetic token source of ``benchmarks/tokens.py`` (K = 24 exits, score-only:
 int32 predictions and float32 max-probability confidences, 32,000 classes) is generated once
@@ -106,6 +106,8 @@ def measure(n: int, args) -> list[dict]:
     base = seconds(lambda: fixed.evaluate(data), 5)
 
     def record(name, fn, note_of=None, once=False):
+        if args.only and not any(word in name for word in args.only):
+            return
         # The machine is shared: the evaluation is timed again next to each measurement, and
         # the ratio is to that (best of 3), so that both saw about the same load.
         local = min(base, seconds(lambda: fixed.evaluate(data), 3))
@@ -149,7 +151,7 @@ def measure(n: int, args) -> list[dict]:
             lambda: quiet_fit(data, "maxprob", tolerance=0.05, delta=0.1, risk="consistency"),
             lambda p: f"{p.guarantee_['n_certified']} certified",
         )
-    if n <= args.beem_max_n:
+    if n <= args.beem_max_n and (not args.only or any("BEEM" in w for w in args.only)):
         quiet_fit(data.subset(slice(0, 200)), "beem-a", target="accuracy")  # compiles (numba)
 
         def levels(policy):
@@ -183,6 +185,9 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--mmap", action="store_true", help="memory-map the token arrays")
     parser.add_argument("--beem-only", action="store_true", help="only the BEEM measurements")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="only measurements whose name has one of these"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     print(f"numba: {HAVE_NUMBA}; load: {os.getloadavg()}", flush=True)
