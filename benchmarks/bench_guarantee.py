@@ -2,11 +2,12 @@
 
     python benchmarks/bench_guarantee.py [--splits 100] [--wsr-splits 30] [--n-cal 100 1000]
         [--epsilons 0.005 0.01 0.02 0.05] [--delta 0.1] [--datasets digits mnist1d ...]
-        [--out guarantee.csv]
+        [--methods "maxprob grid" ...] [--no-rc-eenn] [--out guarantee.csv]
 
 For each shipped dataset (val and test pooled), calibration size and random split: fit every
 method's certified accuracy-gap target (``eeopt.fit(cal, method=M, tolerance=eps, delta=0.1,
-bound=b)``) for each bound, and measure on the rest of the samples
+bound=b)``; "maxprob grid" tests RC-EENN's grid of 101 thresholds, ``grid=101``) for each
+bound, and measure on the rest of the samples
 
 - whether the held-out accuracy gap exceeds epsilon (a violation; the certificate allows a
   share of at most delta of them),
@@ -41,6 +42,7 @@ from rc_eenn import rc_eenn_threshold  # noqa: E402
 
 METHODS = (
     ("maxprob", {}),
+    ("maxprob grid", {"grid": 101}),
     ("maxprob per-exit", {"per_exit": True}),
     ("entropy", {}),
     ("margin", {}),
@@ -78,10 +80,12 @@ def hindsight(test: eeopt.ExitData, method: str, options: dict, epsilon: float) 
     return float(test.costs[-1] / path.sweep.exact_mean_costs(ok).min())
 
 
-def one_split(pool, n_cal, seed, epsilons, delta, bounds, rows):
+def one_split(pool, n_cal, seed, epsilons, delta, bounds, rows, methods, rc_eenn=True):
     order = np.random.default_rng(seed).permutation(pool.n_samples)
     cal, test = pool.subset(np.sort(order[:n_cal])), pool.subset(np.sort(order[n_cal:]))
     for method, options in METHODS:
+        if method not in methods:
+            continue
         best = {eps: hindsight(test, method, options, eps) for eps in epsilons}
         for bound in bounds:
             for eps in epsilons:
@@ -101,6 +105,8 @@ def one_split(pool, n_cal, seed, epsilons, delta, bounds, rows):
                 rows[(method, bound, eps)].append(
                     (gap(policy, test) > eps, test.costs[-1] / result.mean_cost, best[eps])
                 )
+    if not rc_eenn:
+        return
     # RC-EENN's code takes the samples in the order given; the WSR bound needs them in an
     # order unrelated to their values (the shipped files' order is not: val then test), so
     # they are shuffled as eeopt's certify does, with the split's seed.
@@ -127,8 +133,15 @@ def main(argv=None) -> None:
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--splits", type=int, default=100)
     parser.add_argument("--wsr-splits", type=int, default=30, help="fewer: WSR bounds are slow")
+    parser.add_argument(
+        "--methods", nargs="+", default=[m for m, _ in METHODS], help="a subset of the methods"
+    )
+    parser.add_argument("--no-rc-eenn", action="store_true", help="skip RC-EENN's procedure")
     parser.add_argument("--out", default="guarantee.csv")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.methods) - {m for m, _ in METHODS})
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; choose from {[m for m, _ in METHODS]}")
     table = []
     for name in args.datasets:
         pool = pooled(name)
@@ -140,7 +153,17 @@ def main(argv=None) -> None:
             start = time.perf_counter()
             for seed in range(args.splits):
                 bounds = ["hb", "binomial"] + (["wsr"] if seed < args.wsr_splits else [])
-                one_split(pool, n_cal, seed, args.epsilons, args.delta, bounds, rows)
+                one_split(
+                    pool,
+                    n_cal,
+                    seed,
+                    args.epsilons,
+                    args.delta,
+                    bounds,
+                    rows,
+                    args.methods,
+                    not args.no_rc_eenn,
+                )
             for (method, bound, eps), values in sorted(rows.items()):
                 arr = np.array(values, dtype=float)
                 table.append(

@@ -105,6 +105,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         "bound": args.bound,
         "guarantee": args.guarantee,
         "calibration_split": args.calibration_split,
+        "grid": args.grid,
     }
     policy = eeopt.fit(
         data,
@@ -498,6 +499,12 @@ def _fit_parser(sub: Any) -> None:
         type=float,
         help="share of DATA that builds the path of a certified target, the rest testing it "
         "(default 0.5 where the path is built from the data)",
+    )
+    p.add_argument(
+        "--grid",
+        type=int,
+        help="a certified shared threshold tests N thresholds evenly spaced on [0, 1] only "
+        "(RC-EENN's grid: 101); default every threshold that changes a decision",
     )
     p.add_argument(
         "--random-state",

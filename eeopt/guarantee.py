@@ -56,6 +56,10 @@ class Certified:
     bound: str
     guarantee: str
     calibration_split: float | None
+    #: Shared thresholds tested instead of every one that changes a decision (decreasing),
+    #: and ``grid=`` as the user gave it (an int or the values).
+    grid: np.ndarray | None = None
+    grid_option: Any = None
 
     def as_options(self) -> dict[str, Any]:
         """The options of :func:`eeopt.fit` that ask for this certified target again."""
@@ -67,6 +71,8 @@ class Certified:
             options["delta"] = self.delta
         if self.calibration_split is not None:
             options["calibration_split"] = self.calibration_split
+        if self.grid_option is not None:
+            options["grid"] = self.grid_option
         return options
 
     @property
@@ -108,16 +114,25 @@ def resolve(
     bound: Any,
     guarantee: Any,
     calibration_split: Any,
+    grid: Any = None,
 ) -> Certified | None:
     """The certified target of a fit, or None when the fit is not certified (no ``delta`` and
     ``guarantee="probability"``); checks every argument against the others first."""
     guarantee = v.check_choice(guarantee, "guarantee", GUARANTEES)
     if delta is None and guarantee == "probability":
-        for name, value in (("risk", risk_name), ("calibration_split", calibration_split)):
+        for name, value in (
+            ("risk", risk_name),
+            ("calibration_split", calibration_split),
+            ("grid", grid),
+        ):
             if value is not None:
                 raise ValueError(f"{name}= applies to a certified target: pass delta= as well.")
         return None
     delta, bound, split = _check_terms(options, delta, bound, guarantee, calibration_split)
+    grid_option = grid if isinstance(grid, (int, np.integer)) else None
+    grid = _check_grid(spec, grid)
+    if grid is not None and grid_option is None:
+        grid_option = grid.tolist()
     direct = sorted(d.name for d in spec.direct if options.get(d.name) is not None)
     if direct:
         raise ValueError(
@@ -131,9 +146,31 @@ def resolve(
                 "apply to certified accuracy targets, not to budget=."
             )
         budget = v.check_budget(options["budget"], data.costs)
-        return Certified("cost", budget, delta, bound, guarantee, split)
+        return Certified("cost", budget, delta, bound, guarantee, split, grid, grid_option)
     risk_name, epsilon = _risk_and_level(spec, data, options, risk_name)
-    return Certified(risk_name, epsilon, delta, bound, guarantee, split)
+    return Certified(risk_name, epsilon, delta, bound, guarantee, split, grid, grid_option)
+
+
+def _check_grid(spec: Any, grid: Any) -> np.ndarray | None:
+    """``grid=``: an int n (n thresholds evenly spaced on [0, 1], RC-EENN's grid at n = 101) or
+    the thresholds themselves; for the methods with one shared threshold on a score."""
+    if grid is None:
+        return None
+    if not any(d.name == "threshold" for d in spec.direct):
+        raise ValueError(
+            f"grid= lists shared thresholds to test; method {spec.name!r} has none (it takes "
+            f"grid= with maxprob, entropy or margin): remove grid=."
+        )
+    if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
+        n = v.Interval("int", 2, None).check(grid, "grid")
+        return np.arange(n - 1, -1, -1) / (n - 1)  # 1, (n-2)/(n-1), ..., 0: i/100 at n = 101
+    values = np.asarray(grid, dtype=np.float64) if not isinstance(grid, str) else None
+    if values is None or values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+        raise ValueError(
+            f"grid must be an int n >= 2 (n thresholds evenly spaced on [0, 1]) or a 1-d "
+            f"array of finite thresholds, got {grid!r}."
+        )
+    return np.unique(values)[::-1].copy()  # tested from the most conservative
 
 
 def _check_terms(options, delta, bound, guarantee, calibration_split):
@@ -192,18 +229,52 @@ def certified_fit(
     if target.risk == "consistency":  # disagreement with the final exit is its "error"
         data = data.replace(labels=data.predictions[:, -1].astype(np.int64))
     split = _split_share(spec, settings, target)
+    if target.grid is not None and split is not None:
+        raise ValueError(
+            "grid= tests a fixed grid of shared thresholds; this path is built from the data "
+            "(per_exit=True or calibration_split=): remove grid= or use one shared threshold."
+        )
     path_data, test_data = _split(data, split, random_state)
     path = _path(spec, path_data, settings, target)
     order = _order(path, path_data, target, pareto=split is not None)
+    grid_of = None
+    if target.grid is not None:
+        order, grid_of = _grid_order(path, target)
     cert = _test(path, order, test_data, target, random_state, fixed=split is None)
     certified = order[: cert.index + 1]
     if certified.size == 0:
         policy, info = _fallback(path, target, cert)
     else:
-        index = _choose(path, certified, data, target, same=split is None)
-        policy, info = path.make_policy(int(index))
+        index = int(_choose(path, certified, data, target, same=split is None))
+        policy, info = path.make_policy(index)
+        if grid_of is not None:  # the grid's threshold that was tested, not the record value
+            info = {**info, "threshold": grid_of[index]}
+            policy.thresholds_ = np.full_like(policy.thresholds_, grid_of[index])
+            policy.thresholds_[-1] = -np.inf
     record = _record(cert, target, path, order, certified, split, path_data, test_data)
+    if grid_of is not None:
+        tested = order[: cert.n_tested]
+        record["tested_parameters"] = [grid_of[int(i)] for i in tested]
+        record["grid_size"] = int(target.grid.shape[0])
     return policy, info, record
+
+
+def _grid_order(path: Candidates, target: Certified) -> tuple[np.ndarray, dict[int, float]]:
+    """The candidates a grid of shared thresholds names, in testing order, and the grid value
+    to use for each. Threshold g gives the decisions of the last candidate whose threshold is
+    at least g (no score of these samples lies in between), so that candidate's losses are
+    g's; of several grid values naming one candidate, the most aggressive is used for a risk
+    (the cheaper one on new data) and the most conservative for a budget."""
+    parameters = path.sweep.parameters  # decreasing, +inf first
+    named = np.searchsorted(-parameters, -target.grid, side="right") - 1
+    order = np.unique(named)
+    pick = np.minimum if target.risk != "cost" else np.maximum
+    grid_of: dict[int, float] = {}
+    for index, value in zip(named.tolist(), target.grid.tolist(), strict=True):
+        grid_of[index] = pick(grid_of.get(index, value), value)
+    if target.risk == "cost":  # cheapest first, as for the whole path
+        order = order[::-1].copy()
+    return order, {k: float(v) for k, v in grid_of.items()}
 
 
 def _split_share(spec: Any, settings: dict[str, Any], target: Certified) -> float | None:

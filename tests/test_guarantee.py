@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from conftest import make_multi_exit
-from reference import ref_evaluate
+from reference import ref_evaluate, ref_exit
 from scipy import stats
 
 import eeopt
@@ -51,6 +51,60 @@ def test_fixed_path_certificate_matches_certify_on_a_reference_loss_matrix():
     np.testing.assert_allclose(
         policy.guarantee_["upper_bounds"], cert.upper_bounds[: cert.n_tested]
     )
+
+
+@pytest.mark.parametrize(
+    "risk_name, bound, grid",
+    [
+        ("consistency", "hb", 21),
+        ("error", "binomial", 11),
+        ("accuracy-gap", "wsr", [0.95, 0.8, 0.8, 0.6, 0.41, 0.2]),
+        ("accuracy-gap", "hb", 101),
+    ],
+)
+def test_grid_certificate_matches_certify_on_the_grid_thresholds(risk_name, bound, grid):
+    """grid=: the certificate is that of risk.certify on the losses of the grid's thresholds,
+    computed sample by sample; the policy is the cheapest certified grid threshold."""
+    data = _data(n=400, seed=5)
+    epsilon = {"consistency": 0.05, "error": 0.4, "accuracy-gap": 0.04}[risk_name]
+    options = {"risk": risk_name, "bound": bound, "grid": grid}
+    policy = _fit(data, tolerance=epsilon, delta=0.1, random_state=7, **options)
+    values = np.unique(np.arange(grid, dtype=float) / (grid - 1) if np.ndim(grid) == 0 else grid)
+    values = values[::-1]  # from the most conservative
+    final = data.predictions[:, -1]
+    losses, costs = [], []
+    for g in values:
+        thresholds = np.r_[np.full(data.n_exits - 1, g), -np.inf]
+        exits = [ref_exit(list(data.maxprob[n]), list(thresholds)) for n in range(data.n_samples)]
+        pred = data.predictions[np.arange(data.n_samples), exits]
+        wrong = (pred != data.labels).astype(float)
+        if risk_name == "consistency":
+            losses.append((pred != final).astype(float))
+        elif risk_name == "error":
+            losses.append(wrong)
+        elif bound == "hb":  # the positive part under a mean-only bound
+            losses.append(wrong * (final == data.labels))
+        else:
+            losses.append(wrong - (final != data.labels))
+        costs.append(np.mean(data.costs[exits]))
+    loss_range = (-1.0, 1.0) if risk_name == "accuracy-gap" and bound == "wsr" else (0.0, 1.0)
+    cert = risk.certify(
+        np.array(losses), epsilon, 0.1, bound=bound, loss_range=loss_range, random_state=7
+    )
+    assert cert.index >= 1  # the case tests a choice
+    certified = values[: cert.index + 1]
+    chosen = float(policy.thresholds_[0])
+    assert chosen in certified and np.all(policy.thresholds_[:-1] == chosen)
+    cheapest = min(np.array(costs)[: cert.index + 1])
+    assert policy.evaluate(data).mean_cost == pytest.approx(cheapest, rel=1e-12)
+    # Every tested grid value's bound is the reference's (equal grid values: one test).
+    record = policy.guarantee_
+    bounds = dict(zip(values.tolist(), cert.upper_bounds.tolist(), strict=True))
+    for g, ub in zip(record["tested_parameters"], record["upper_bounds"], strict=True):
+        assert ub == pytest.approx(bounds[g], abs=1e-9)
+    assert record["grid_size"] == values.shape[0]
+    again = _fit(data, **policy.fit_params_)
+    np.testing.assert_array_equal(again.thresholds_, policy.thresholds_)
 
 
 def test_certified_budget_tests_the_cheapest_first_and_keeps_the_most_accurate():
@@ -160,6 +214,16 @@ def test_conformal_risk_control_bounds_the_mean():
         ("maxprob", {"tolerance": 0.1, "delta": 0.1, "bound": "chernoff"}, ValueError, "bound"),
         ("beem-a", {"target": "exit-error", "delta": 0.1}, ValueError, "exit-error"),
         ("msdnet", {"tolerance": 0.1, "delta": 0.1}, ValueError, "budget only"),
+        ("patience", {"tolerance": 0.1, "delta": 0.1, "grid": 11}, ValueError, "grid="),
+        ("maxprob", {"tolerance": 0.1, "delta": 0.1, "grid": 1}, ValueError, "grid"),
+        ("maxprob", {"tolerance": 0.1, "delta": 0.1, "grid": [0.5, np.nan]}, ValueError, "grid"),
+        ("maxprob", {"tolerance": 0.1, "grid": 11}, ValueError, "grid= applies"),
+        (
+            "maxprob",
+            {"tolerance": 0.1, "delta": 0.1, "grid": 11, "per_exit": True},
+            ValueError,
+            "grid= tests a fixed grid",
+        ),
     ],
 )
 def test_bad_certified_targets_name_the_argument(method, options, error, match):

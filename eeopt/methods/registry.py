@@ -302,6 +302,7 @@ def fit(
     bound: str = "hb",
     guarantee: str = "probability",
     calibration_split: float | None = None,
+    grid: Any = None,
     **options: Any,
 ) -> Policy:
     """Fit an early-exit policy on cached exit outputs.
@@ -342,6 +343,12 @@ def fit(
         Share of the samples that builds a certified target's path, the rest testing it
         (Pareto testing). Default: 0.5 where the path is built from the data (per-exit
         thresholds, learned weights, quantiles), none for fixed families.
+    grid : int or array-like of float, optional
+        A certified target of one shared threshold (``maxprob``, ``entropy``, ``margin``)
+        tests these thresholds only, from the highest: an int n for n thresholds evenly
+        spaced on [0, 1] (RC-EENN's grid is 101), or the values. Default: every threshold
+        that changes a decision. A coarser grid can certify further along a path whose risk
+        is not monotone (fixed-sequence testing stops at the first setting not certified).
     **options
         At most one target: ``budget=B`` (most accurate setting with mean cost <= B on the
         fitting data), ``target="accuracy"`` with ``tolerance=`` (cheapest setting within
@@ -380,6 +387,7 @@ def fit(
         bound=bound,
         guarantee=guarantee,
         calibration_split=calibration_split,
+        grid=grid,
     )
     settings = spec.check_settings(data, options, verbose=verbose, random_state=random_state)
     if certified is not None:
