@@ -73,7 +73,8 @@ def gap(policy_or_exits, data: eeopt.ExitData) -> float:
 
 def hindsight(test: eeopt.ExitData, method: str, options: dict, epsilon: float) -> float:
     """Speedup of the cheapest setting of the family with held-out gap <= epsilon."""
-    path = eeopt.candidates(test, method=method.split()[0], verbose=False, **options)
+    family = {k: v for k, v in options.items() if k != "grid"}  # a grid's family: every threshold
+    path = eeopt.candidates(test, method=method.split()[0], verbose=False, **family)
     final_correct = np.count_nonzero(test.correct[:, -1])
     gaps = (final_correct - path.sweep.n_correct) / test.n_samples
     ok = np.flatnonzero(gaps <= epsilon + 1e-12)

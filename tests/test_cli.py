@@ -366,6 +366,14 @@ def test_fit_certifies_a_target_and_prints_the_statement(npz, tmp_path, capsys):
     assert policy.guarantee_["risk"] == "consistency" and policy.fit_params_["delta"] == 0.1
     code, _, err = _run([*argv[:-2], "--delta", "2", "-o", tmp_path / "q.json"], capsys)
     assert code == 2 and "delta" in err
+    # --grid: only the grid's thresholds are tested, and the policy's threshold is one of them
+    code, _, err = _run([*argv, "--grid", "11", "-o", tmp_path / "g.json"], capsys)
+    assert code == 0, err
+    grid_policy = eeopt.load_policy(tmp_path / "g.json")
+    assert grid_policy.fit_params_["grid"] == 11 and grid_policy.guarantee_["grid_size"] == 11
+    assert round(float(grid_policy.thresholds_[0]) * 10, 9) in range(11)
+    code, _, err = _run([*argv, "--grid", "1", "-o", tmp_path / "h.json"], capsys)
+    assert code == 2 and "grid" in err
 
 
 def test_compare_re_splits_with_splits_and_cost_fractions(npz, tmp_path, capsys):
