@@ -238,13 +238,16 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_options(method: str, options: Mapping[str, Any], allowed: Iterable[str]) -> None:
+def check_options(
+    method: str, options: Mapping[str, Any], allowed: Iterable[str], hint: str = ""
+) -> None:
+    """Every option is one the method takes; ``hint`` is appended to the message."""
     allowed = sorted(allowed)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}."
+            f"allowed: {', '.join(allowed) if allowed else 'none'}{hint}."
         )
 
 
@@ -334,7 +337,8 @@ class Constraint:
 class Interval(Constraint):
     """A real or integer number in ``[low, high]`` (``None`` = unbounded; ``closed`` as in
     scikit-learn: "both", "left", "right", "neither"). Checked with scikit-learn's
-    ``check_scalar``, plus what it lets through: booleans and NaN."""
+    ``check_scalar``, plus what it lets through: booleans, NaN and infinities (an unbounded
+    side still takes finite numbers only)."""
 
     def __init__(
         self, kind: str, low: float | None, high: float | None, closed: str = "both"
@@ -347,8 +351,8 @@ class Interval(Constraint):
         target = numbers.Integral if self.kind == "int" else numbers.Real
         if isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be {self.describe()}, got {value!r}.")
-        if isinstance(value, numbers.Real) and np.isnan(value):
-            raise ValueError(f"{name} must be {self.describe()}, got NaN.")
+        if isinstance(value, numbers.Real) and not np.isfinite(value):
+            raise ValueError(f"{name} must be {self.describe()} (finite), got {value!r}.")
         check_scalar(
             value,
             name,
@@ -379,6 +383,17 @@ class Choice(Constraint):
 
     def describe(self) -> str:
         return "one of " + ", ".join(repr(x) for x in self.values)
+
+
+class IsNone(Constraint):
+    """None itself (``AnyOf(Interval(...), IsNone())``: an option where None has a meaning)."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> None:
+        if value is not None:
+            raise TypeError(f"{name} must be None, got {value!r}.")
+
+    def describe(self) -> str:
+        return "None"
 
 
 class Boolean(Constraint):

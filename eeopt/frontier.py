@@ -136,10 +136,11 @@ def pareto_front(
         keep = non_dominated(path.mean_costs, path.accuracies)
         # The running-sum costs of a sweep pick the points; each point reports the engine's.
         point_costs = path.sweep.exact_mean_costs(keep)
-        best = keep[non_dominated(point_costs, path.accuracies[keep])]
+        chosen = non_dominated(point_costs, path.accuracies[keep])
+        best = keep[chosen]
         return Front(
             method,
-            path.sweep.exact_mean_costs(best),
+            point_costs[chosen],
             path.accuracies[best],
             path.parameters[best],
             path.parameter,
@@ -173,12 +174,7 @@ def _front_options(spec: Any, options: dict[str, Any], caller: str) -> dict[str,
         raise ValueError(
             f"{caller} sweeps the target itself; remove {', '.join(targets)} from the options."
         )
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for method {spec.name!r}; allowed: "
-            f"{', '.join(sorted(spec.options)) or 'none'}."
-        )
+    v.check_options(spec.name, options, spec.options)
     return options
 
 
@@ -272,8 +268,10 @@ def heldout_front(
     """
     spec = method_spec(method)
     options = _front_options(spec, options, "heldout_front")
+    max_points = v.check_positive_int(max_points, "max_points")
     val = as_exit_data(val, name="val")
     test = as_exit_data(test, name="test")
+    test.require_labels("a held-out front (its accuracies)")
     if spec.candidates is not None and budgets is None:
         # Each validation front point: the path's own policy (exactly that point).
         path = candidates(val, method=method, verbose=False, **options)

@@ -246,16 +246,13 @@ def certified_fit(
         policy, info = _fallback(path, target, cert)
     else:
         index = int(_choose(path, certified, data, target, same=split is None))
-        policy, info = path.make_policy(index)
-        if grid_of is not None:  # the grid's threshold that was tested, not the record value
+        if grid_of is None:
+            policy, info = path.make_policy(index)
+        else:  # the grid's threshold that was tested (same decisions here), as a direct setting
+            thresholds = v.check_thresholds(grid_of[index], data.n_exits, "grid")
+            policy, info = spec.build(data, spec.name, settings, "threshold", thresholds)
             info = {**info, "threshold": grid_of[index]}
-            policy.thresholds_ = np.full_like(policy.thresholds_, grid_of[index])
-            policy.thresholds_[-1] = -np.inf
-    record = _record(cert, target, path, order, certified, split, path_data, test_data)
-    if grid_of is not None:
-        tested = order[: cert.n_tested]
-        record["tested_parameters"] = [grid_of[int(i)] for i in tested]
-        record["grid_size"] = int(target.grid.shape[0])
+    record = _record(cert, target, path, order, certified, split, path_data, test_data, grid_of)
     return policy, info, record
 
 
@@ -415,7 +412,7 @@ def _test(
 def _exact_means(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
     sweep = path.sweep
     if target.risk == "cost":
-        return sweep.mean_costs[order] if sweep.exact_costs else sweep.exact_mean_costs(order)
+        return sweep.exact_mean_costs(order)
     if target.positive_part:  # 1[exit wrong and final right] = 1 - 1[exit right or final wrong]
         fine = path.recount(data.correct | ~data.correct[:, -1:])
         return (sweep.n_samples - fine[order]) / sweep.n_samples
@@ -526,7 +523,7 @@ def _level(target: Certified) -> str:
     return f"{_name(target)}={target.epsilon:g}, delta={target.delta:g}"
 
 
-def _record(cert, target, path, order, certified, split, path_data, test_data) -> dict:
+def _record(cert, target, path, order, certified, split, path_data, test_data, grid_of) -> dict:
     """``policy.guarantee_``: the statement, its terms, and the evidence along the path."""
     what = "mean cost" if target.risk == "cost" else f"{target.risk} risk"
     if not cert.certified:
@@ -546,10 +543,11 @@ def _record(cert, target, path, order, certified, split, path_data, test_data) -
             + ")."
         )
     tested = order[: cert.n_tested]
-    return {
+    parameters = path.parameters[tested] if grid_of is None else [grid_of[int(i)] for i in tested]
+    record = {
         "statement": statement,
         "certified": bool(cert.certified),
-        "risk": "cost" if target.risk == "cost" else target.risk,
+        "risk": target.risk,
         "loss": target.loss,
         "epsilon": target.epsilon,
         "delta": target.delta,
@@ -559,9 +557,12 @@ def _record(cert, target, path, order, certified, split, path_data, test_data) -
         "n_path": int(path_data.n_samples) if split is not None else int(test_data.n_samples),
         "calibration_split": split,
         "parameter": path.parameter,
-        "tested_parameters": [float(x) for x in path.parameters[tested]],
+        "tested_parameters": [float(x) for x in parameters],
         "tested_mean_costs": [float(x) for x in path.mean_costs[tested]],
         "upper_bounds": [float(x) for x in cert.upper_bounds[: cert.n_tested]],
         "n_certified": int(certified.shape[0]),
         "smallest_certifiable_epsilon": float(cert.smallest_certifiable_epsilon),
     }
+    if grid_of is not None:
+        record["grid_size"] = int(target.grid.shape[0])
+    return record

@@ -37,6 +37,8 @@ _CHUNK_ELEMENTS = 1 << 19
 _BLOCK_MOVES = 1 << 22
 #: The packed payload holds an exit index in 8 bits.
 _MAX_PACKED_EXITS = 256
+#: A move's payload ``(new * n_exits + old) << 2 | change`` is a uint32.
+_MAX_SWEEP_EXITS = 1 << 15
 #: Integers up to 2^24 are exact in float32.
 _FLOAT32_EXACT = 1 << 24
 
@@ -96,7 +98,7 @@ class ExitMoves:
 
     Attributes
     ----------
-    codes : ndarray of shape (n_moves,), uint16
+    codes : ndarray of shape (n_moves,), uint16 (uint32 above 256 exits)
         ``new * n_exits + old`` for a sample moving from exit ``old`` to exit ``new``, in
         sweep order.
     ends : ndarray of shape (n_candidates,), int
@@ -200,6 +202,8 @@ class Sweep:
     def exact_mean_costs(self, indices: Any) -> np.ndarray:
         """The engine's mean cost of the candidates ``indices`` (``policy.evaluate``'s figure),
         from their exact exit counts."""
+        if self.exact_costs:  # the sweep kept the counts: its mean costs are these already
+            return self.mean_costs[np.asarray(indices, dtype=np.int64)]
         return engine.mean_cost_from_counts(self.exit_counts(indices), self.costs)
 
     def cheapest(self, indices: Any) -> np.ndarray:
@@ -214,8 +218,6 @@ class Sweep:
         if indices.size == 0:
             return indices
         approx = self.mean_costs[indices]
-        if self.exact_costs:
-            return indices[approx == approx.min()]
         slack = _COST_SLACK * max(abs(float(approx.min())), 1.0)
         close = indices[approx <= approx.min() + slack]
         if close.size == 1:
@@ -364,6 +366,11 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         per candidate, 2 per move), the work needs about 14 bytes per move and a few MB.
     """
     n_samples, n_exits = scores.shape
+    if n_exits > _MAX_SWEEP_EXITS:
+        raise ValueError(
+            f"threshold_sweep packs a move between two exits in 30 bits: at most "
+            f"{_MAX_SWEEP_EXITS} exits, got {n_exits}."
+        )
     base_correct = int(np.count_nonzero(correct[:, -1]))
     start = np.zeros(n_exits, dtype=np.int64)
     start[-1] = n_samples
@@ -392,7 +399,8 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
     parameters[0] = np.inf
     parameters[1:] = parameters_of(ends)
     del parameters_of
-    codes = (payload >> np.uint32(2)).astype(np.uint16)
+    # new * n_exits + old: 16 bits up to 256 exits
+    codes = (payload >> np.uint32(2)).astype(np.uint16 if n_exits <= 256 else np.uint32)
     payload &= np.uint32(3)
     change_plus_one = payload.astype(np.uint8)
     del payload
@@ -645,7 +653,7 @@ def _select_for_budget(sweep: Sweep, budget: float) -> int:
         best = sweep.n_correct[indices].max()
         tied = indices[sweep.n_correct[indices] == best]
         close = tied[sweep.mean_costs[tied] <= sweep.mean_costs[tied].min() + slack]
-        close_costs = sweep.mean_costs[close] if exact_costs else sweep.exact_mean_costs(close)
+        close_costs = sweep.exact_mean_costs(close)
         within = close_costs <= budget
         if within.any():
             cheapest = close_costs[within].min()

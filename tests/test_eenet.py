@@ -605,6 +605,20 @@ def test_training_on_a_subsample_still_meets_the_budget_on_every_sample():
     assert full.fit_info_["n_train_samples"] == 300
 
 
+def test_max_samples_none_trains_on_every_sample_auto_on_the_default(monkeypatch):
+    """None means every sample even where the optimiser's default subsample is smaller."""
+    from eeopt.methods import eenet
+
+    lbfgs = {**eenet.OPTIMIZER_DEFAULTS["lbfgs"], "max_samples": 100}
+    monkeypatch.setitem(eenet.OPTIMIZER_DEFAULTS, "lbfgs", lbfgs)
+    data = _data(n=300, seed=17)
+    for max_samples, expected in ((None, 300), ("auto", 100)):
+        policy = eeopt.fit(
+            data, method="eenet", budget=2.1, random_state=0, max_samples=max_samples, **FAST
+        )
+        assert policy.fit_info_["n_train_samples"] == expected
+
+
 @pytest.mark.parametrize(
     "options, error, match",
     [
@@ -621,6 +635,8 @@ def test_training_on_a_subsample_still_meets_the_budget_on_every_sample():
         ({"budget": 2.0, "n_rounds": -1}, ValueError, "n_rounds"),
         ({"budget": 2.0, "alpha_ce": -1.0}, ValueError, "alpha_ce"),
         ({"budget": 2.0, "alpha_cost": float("nan")}, ValueError, "alpha_cost"),
+        ({"budget": 2.0, "l2": float("inf")}, ValueError, "l2"),
+        ({"budget": 2.0, "alpha_ce": float("inf")}, ValueError, "alpha_ce"),
         ({"budget": 2.0, "l2": "big"}, TypeError, "l2"),
         ({"budget": 2.0, "verbose": "yes"}, TypeError, "verbose"),
         ({"budget": 2.0, "random_state": 1.5}, TypeError, "random_state"),

@@ -109,6 +109,10 @@ def test_front_rejects_targets_and_unknown_methods():
         eeopt.pareto_front(data, method="nope")
     with pytest.raises(ValueError, match="budgets"):
         eeopt.pareto_front(data, method="msdnet", budgets=[100.0], verbose=False)
+    with pytest.raises(ValueError, match="max_points"):
+        eeopt.heldout_front(data, data, method="maxprob", max_points=0)
+    with pytest.raises(ValueError, match="labels are required for a held-out front"):
+        eeopt.heldout_front(data, data.replace(labels=None), method="maxprob")
 
 
 @pytest.mark.parametrize("method", ["beem-a", "msdnet"])

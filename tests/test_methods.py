@@ -156,6 +156,11 @@ def test_unknown_option_is_named(method):
         _fit(data, method, budget=3.0, frobnicate=1)
 
 
+def test_none_is_not_a_silent_default_where_the_option_has_a_value():
+    with pytest.raises(TypeError, match="per_exit must be True or False"):
+        _fit(_data(n=30), "maxprob", budget=3.0, per_exit=None)
+
+
 @pytest.mark.parametrize("method", method_names())
 def test_fit_params_fit_the_same_policy_again(method):
     data = _data(n=150, seed=9)

@@ -103,6 +103,23 @@ def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
     np.testing.assert_array_equal(whole.exit_counts([0, 5, -1]), reversed_order)
 
 
+def test_sweep_with_more_exits_than_a_16_bit_move_code():
+    """Above 256 exits a move code (new * n_exits + old) needs 32 bits; the counts and mean
+    costs still equal a per-sample loop's."""
+    rng = np.random.default_rng(0)
+    n_samples, n_exits = 40, 300
+    scores = np.sort(rng.random((n_samples, n_exits)), axis=1).astype(np.float32)
+    correct = rng.random((n_samples, n_exits)) < 0.5
+    costs = np.arange(1.0, n_exits + 1)
+    sweep = threshold_sweep(scores, correct, costs)
+    indices = np.arange(0, len(sweep), 7)
+    for row, i in zip(sweep.exit_counts(indices), indices, strict=True):
+        thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
+        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+        np.testing.assert_array_equal(row, np.bincount(exits, minlength=n_exits))
+        assert sweep.mean_costs[i] == pytest.approx(costs[exits].mean(), rel=1e-12)
+
+
 def test_exit_counts_rejects_bad_indices():
     scores = np.array([[0.5, 1.0]], np.float32)
     sweep = threshold_sweep(scores, np.ones((1, 2), bool), np.array([1.0, 2.0]))

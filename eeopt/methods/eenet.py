@@ -1413,8 +1413,10 @@ def check_settings(**options: Any) -> Settings:
             "number (the authors' 1e-2 by default)."
         )
     defaults = {**OPTIMIZER_DEFAULTS[optimizer], **ADAM_DEFAULTS, "n_restarts": 1}
+    # max_samples: "auto" is the optimiser's default, None every sample (not a default).
+    auto_samples = defaults.pop("max_samples")
     if options["max_samples"] == "auto":
-        options = {**options, "max_samples": defaults["max_samples"]}
+        options = {**options, "max_samples": auto_samples}
     filled = {
         name: defaults[name] if options[name] is None and name in defaults else options[name]
         for name in options
@@ -1498,7 +1500,7 @@ register(
             "period": (_POSITIVE_INT, None),
             "n_iter_no_change": (_POSITIVE_INT, None),
             "n_restarts": (_POSITIVE_INT, None),
-            "max_samples": (v.AnyOf(_POSITIVE_INT, v.Choice("auto")), "auto"),
+            "max_samples": (v.AnyOf(_POSITIVE_INT, v.Choice("auto"), v.IsNone()), "auto"),
         },
         targets=("budget",),
         default_target=None,

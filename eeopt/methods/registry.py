@@ -167,7 +167,10 @@ class MethodSpec:
         settings = {}
         for name, (constraint, default) in self.options.items():
             value = options.get(name, default)
-            settings[name] = value if value is None else constraint.check(value, name, data)
+            # None is the "not set" of options whose default is None; elsewhere it must be a
+            # value the constraint accepts (per_exit=None is an error, not False).
+            unset = value is None and default is None
+            settings[name] = None if unset else constraint.check(value, name, data)
         data.require(*self.requires(settings), purpose=f"method {self.name!r}")
         if self.long_running:
             settings["verbose"] = v.Boolean().check(verbose, "verbose")
@@ -277,15 +280,14 @@ def _method_argument(method: Any, labels: Any, caller: str) -> tuple[MethodSpec,
     return method_spec(method), labels
 
 
-def _split(spec: MethodSpec, options: Mapping[str, Any], allow_targets: bool = True) -> None:
-    allowed = spec.option_names if allow_targets else frozenset(spec.options)
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        extra = "" if allow_targets else " (the path spans every target: no budget= etc.)"
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for method {spec.name!r}; allowed: "
-            f"{', '.join(sorted(allowed)) or 'none'}{extra}."
-        )
+def _check_unknown(
+    spec: MethodSpec, options: Mapping[str, Any], allow_targets: bool = True
+) -> None:
+    if allow_targets:
+        v.check_options(spec.name, options, spec.option_names)
+    else:
+        hint = " (the path spans every target: no budget= etc.)"
+        v.check_options(spec.name, options, spec.options, hint)
 
 
 def fit(
@@ -376,7 +378,7 @@ def fit(
     """
     spec, labels = _method_argument(method, labels, "fit")
     options = spec.upgrade(options)
-    _split(spec, options)
+    _check_unknown(spec, options)
     data = as_exit_data(logits, labels, costs, input=input)
     certified = resolve_certified(
         spec,
@@ -437,12 +439,10 @@ def candidates(
             f"solver; sweep budgets with eeopt.pareto_front instead."
         )
     options = spec.upgrade(options)
-    _split(spec, options, allow_targets=False)
+    _check_unknown(spec, options, allow_targets=False)
     data = as_exit_data(logits, labels, costs, input=input)
     data.require_labels(f"the candidates of {spec.name!r}")
     settings = spec.check_settings(data, options, verbose=verbose, random_state=None)
-    if spec.needs_labels(settings):
-        data.require_labels(f"method {spec.name!r}")
     return spec.candidates(data, spec.name, settings, None)
 
 
