@@ -388,9 +388,7 @@ def _test(
     """Fixed-sequence testing (or CRC) of the ordered path on ``data``."""
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
-        return risk.conformal_risk_control(
-            _losses(path, order, data, target), target.epsilon, loss_bound=loss_range[1]
-        )
+        return _crc_lazily(path, order, data, target, loss_range[1])
     if (
         target.bound in risk.MEAN_BOUNDS
         and fixed
@@ -419,38 +417,68 @@ def _exact_means(path: Candidates, order: np.ndarray, data: ExitData, target: Ce
     return (sweep.n_samples - sweep.n_correct[order]) / sweep.n_samples
 
 
-def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk.Certification:
-    """Fixed-sequence testing that computes the candidates' losses in doubling chunks and stops
-    at the first non-rejection (the losses after it are never needed); then the certificate,
-    with the upper bound of every tested setting, from the tested prefix."""
-    if target.bound == "wsr":
-        permutation = risk.sample_order(data.n_samples, random_state)
-    start, size, blocks = 0, 64, []
+def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
+    """The losses of the ordered path in doubling blocks ``(start, block)``: a test that
+    stops early never computes the rest (a path has up to n (K - 1) settings)."""
+    start, size = 0, 64
     while start < order.shape[0]:
         stop = min(order.shape[0], start + size)
-        block = _losses(path, order[start:stop], data, target)
-        blocks.append(block)
-        if target.bound == "wsr":
-            p = risk.wsr_p_value(
-                block[:, permutation], target.epsilon, target.delta, loss_range=loss_range
-            )
-        else:
-            means = block.mean(axis=1)
-            p = getattr(risk, f"{target.bound}_p_value")(
-                means, data.n_samples, target.epsilon, loss_range=loss_range
-            )
-        kept = np.flatnonzero(~(np.atleast_1d(p) <= target.delta))
-        if kept.size:
-            stop = start + int(kept[0]) + 1
-            blocks[-1] = block[: stop - start]
-            break
+        yield start, _losses(path, order[start:stop], data, target)
         start, size = stop, 2 * size
-    losses = np.concatenate(blocks)
+
+
+def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certification:
+    """Conformal risk control of the ordered path, its losses computed until the first
+    setting that fails: CRC's bound of the running maximum never falls along the path."""
+    blocks, carry, bound = [], None, (data.n_samples + 1) * target.epsilon - loss_bound
+    for _, block in _loss_blocks(path, order, data, target):
+        blocks.append(block)
+        running = np.maximum.accumulate(block if carry is None else np.vstack([carry, block]))
+        carry = running[-1:]
+        if running.sum(axis=1).max() > bound:
+            break
+    crc = risk.conformal_risk_control(np.concatenate(blocks), target.epsilon, loss_bound=loss_bound)
+    return _padded(crc, order.shape[0])
+
+
+def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk.Certification:
+    """Fixed-sequence testing that computes the candidates' losses in doubling blocks and stops
+    at the first non-rejection (the losses after it are never needed); then the certificate,
+    with the upper bound of every tested setting, from the tested prefix. Mean-only bounds keep
+    each setting's mean loss only (:func:`eeopt.risk.certify_means`)."""
+    mean_only = target.bound in risk.MEAN_BOUNDS
+    if not mean_only:
+        permutation = risk.sample_order(data.n_samples, random_state)
+    kept = []
+    for _, block in _loss_blocks(path, order, data, target):
+        if mean_only:
+            kept.append(block.mean(axis=1))
+            cert = risk.certify_means(
+                np.concatenate(kept),
+                data.n_samples,
+                target.epsilon,
+                target.delta,
+                bound=target.bound,
+                loss_range=loss_range,
+            )
+            if cert.index < cert.n_settings - 1:  # the test stopped inside this prefix
+                return _padded(cert, order.shape[0])
+            continue
+        p = risk.wsr_p_value(
+            block[:, permutation], target.epsilon, target.delta, loss_range=loss_range
+        )
+        kept.append(block)
+        failed = np.flatnonzero(~(np.atleast_1d(p) <= target.delta))
+        if failed.size:
+            kept[-1] = block[: failed[0] + 1]
+            break
+    if mean_only:  # every setting of the path certified
+        return _padded(cert, order.shape[0])
     cert = risk.certify(
-        losses,
+        np.concatenate(kept),
         target.epsilon,
         target.delta,
-        bound=target.bound,
+        bound="wsr",
         loss_range=loss_range,
         random_state=random_state,
     )
@@ -465,7 +493,7 @@ def _padded(cert: risk.Certification, n_settings: int) -> risk.Certification:
     return dataclasses.replace(
         cert,
         n_settings=n_settings,
-        p_values=np.concatenate([cert.p_values, pad]),
+        p_values=None if cert.p_values is None else np.concatenate([cert.p_values, pad]),
         upper_bounds=np.concatenate([cert.upper_bounds, pad]),
     )
 
