@@ -622,7 +622,10 @@ def _prepare(
 
 def _bare(data: ExitData) -> ExitData:
     """The same arrays without the cached scores: what every parallel task receives (joblib
-    memory-maps the large probability array once; cached arrays would be pickled per task)."""
+    memory-maps the large probability array once; cached arrays would be pickled per task).
+    Score-only data keep their predictions and confidence, which are all they hold."""
+    if not data.has_probs:
+        return data.subset(slice(None))
     return ExitData(data.probs, data.labels, data.costs, metadata=data.metadata, validate=False)
 
 
@@ -636,9 +639,25 @@ def _pool(val: ExitData, test: ExitData) -> ExitData:
             "val and test have different costs; pooling them for n_splits > 1 needs one cost "
             "vector: pass test.with_costs(val.costs) (or n_splits=1 for the given split)."
         )
+    labels = np.concatenate([val.labels, test.labels])
+    if not (val.has_probs and test.has_probs):  # score-only data pool what they hold
+        name = val.confidence_name
+        if name != test.confidence_name:
+            raise ValueError(
+                f"val holds confidence {name!r} and test {test.confidence_name!r}; pooling "
+                f"them needs the same score: load both with the same confidence."
+            )
+        return ExitData.from_predictions(
+            np.concatenate([val.predictions, test.predictions]),
+            None if name is None else np.concatenate([val.score(name), test.score(name)]),
+            labels,
+            val.costs,
+            n_classes=val.n_classes,
+            confidence_name=name or "maxprob",
+            metadata=dict(val.metadata),
+        )
     probs = np.concatenate([val.probs, test.probs])
     probs.flags.writeable = False
-    labels = np.concatenate([val.labels, test.labels])
     return ExitData(probs, labels, val.costs, metadata=dict(val.metadata), validate=False)
 
 

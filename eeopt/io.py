@@ -360,7 +360,8 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
             ) from None
         table = pq.read_table(path)
         return {name: table.column(name).to_numpy() for name in table.column_names}
-    with open(path, encoding="utf-8", newline="") as fh:
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first name
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = [name.strip() for name in next(reader)]
@@ -441,6 +442,12 @@ def _long(columns, sample_column, exit_column, pred_column, conf_column, label_c
     rank = np.empty(samples.shape[0], dtype=np.int64)
     rank[np.argsort(first_seen, kind="stable")] = np.arange(samples.shape[0])
     row = rank[sample_index]
+    if columns[exit_column].dtype.kind not in "iu":
+        # Names would sort as text ("exit10" before "exit2"): the order must be explicit.
+        raise ValueError(
+            f"{where}: column {exit_column!r} must hold exit numbers (0..K-1 or 1..K, in depth "
+            f"order), got {columns[exit_column][0]!r}; number the exits."
+        )
     exits, col = np.unique(columns[exit_column], return_inverse=True)
     n, k = samples.shape[0], exits.shape[0]
     seen = np.zeros((n, k), dtype=np.int64)

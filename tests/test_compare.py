@@ -153,6 +153,24 @@ def test_the_same_call_gives_the_same_table_eenet_included():
     assert other.runs[0]["random_state"] != calls[0].runs[0]["random_state"]
 
 
+def test_score_only_data_compare_as_the_full_data_given_split_and_pooled():
+    """Predictions and max-probability alone give the same table for the methods that read
+    only them (the docs promise comparisons on such data), in parallel too."""
+
+    def score_only(d):
+        return eeopt.ExitData.from_predictions(
+            d.predictions, d.maxprob, d.labels, d.costs, n_classes=d.n_classes
+        )
+
+    val, test = _split(n=600)
+    kwargs = dict(budgets=[2.0, 3.0], verbose=False, n_bootstrap=200)
+    methods = ["maxprob", "patience", "msdnet"]
+    for options in ({}, {"n_splits": 3, "n_jobs": 2}):
+        full = eeopt.compare((val, test), methods, **kwargs, **options)
+        scores = eeopt.compare((score_only(val), score_only(test)), methods, **kwargs, **options)
+        assert scores.to_csv() == full.to_csv()
+
+
 def test_n_jobs_2_gives_the_same_table_as_n_jobs_1():
     data = _pool(n=400)
     kwargs = dict(budgets=[2.0, 3.0], n_splits=3, verbose=False, n_bootstrap=200)

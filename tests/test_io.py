@@ -309,6 +309,14 @@ def test_wide_table_gives_the_same_policies_as_the_full_data(tmp_path):
         np.testing.assert_array_equal(a.exit_index(val), b.exit_index(table))
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("pred_1,pred_2,label\n0,1,1\n2,2,0\n".encode("utf-8-sig"))
+    table = io.read_table(path)
+    assert table.n_exits == 2
+    np.testing.assert_array_equal(table.predictions, [[0, 1], [2, 2]])
+
+
 def test_long_table_in_any_row_order(tmp_path):
     rng = np.random.default_rng(0)
     preds = rng.integers(0, 5, size=(6, 3))
@@ -337,6 +345,7 @@ def test_long_table_in_any_row_order(tmp_path):
         ("pred_1,pred_2\n1,x\n", "not a class index"),
         ("pred_1,pred_2\n1,2.5\n", "non-integral"),
         ("sample,exit,pred\na,0,1\na,0,2\n", "every sample needs every exit once"),
+        ("sample,exit,pred\na,exit2,1\na,exit10,2\n", "must hold exit numbers"),
         ("pred_1,conf_1\n1,1.5\n", "confidence must lie in"),
         ("", "empty"),
     ],
