@@ -485,8 +485,7 @@ def _fit_parser(sub: Any) -> None:
     p.add_argument(
         "--bound",
         choices=("hb", "binomial", "wsr"),
-        default="hb",
-        help="concentration bound of the certificate (default hb)",
+        help="concentration bound of the certificate (default hb; needs --delta)",
     )
     p.add_argument(
         "--guarantee",

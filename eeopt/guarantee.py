@@ -66,7 +66,9 @@ class Certified:
         target = {"budget": self.epsilon} if self.risk == "cost" else {"tolerance": self.epsilon}
         if self.risk not in ("cost", "accuracy-gap"):
             target["risk"] = self.risk
-        options = {**target, "bound": self.bound, "guarantee": self.guarantee}
+        options = {**target, "guarantee": self.guarantee}
+        if self.guarantee == "probability":  # conformal risk control takes no bound
+            options["bound"] = self.bound
         if self.delta is not None:
             options["delta"] = self.delta
         if self.calibration_split is not None:
@@ -122,6 +124,7 @@ def resolve(
     if delta is None and guarantee == "probability":
         for name, value in (
             ("risk", risk_name),
+            ("bound", bound),
             ("calibration_split", calibration_split),
             ("grid", grid),
         ):
@@ -170,6 +173,11 @@ def _check_grid(spec: Any, grid: Any) -> np.ndarray | None:
             f"grid must be an int n >= 2 (n thresholds evenly spaced on [0, 1]) or a 1-d "
             f"array of finite thresholds, got {grid!r}."
         )
+    if values.min() < 0.0 or values.max() > 1.0:  # maxprob, entropy and margin lie in [0, 1]
+        raise ValueError(
+            f"grid thresholds must lie in [0, 1], where the {spec.name} score lies; got values "
+            f"from {values.min():g} to {values.max():g}."
+        )
     return np.unique(values)[::-1].copy()  # tested from the most conservative
 
 
@@ -180,8 +188,16 @@ def _check_terms(options, delta, bound, guarantee, calibration_split):
             "guarantee='expectation' (conformal risk control) bounds the expected risk and "
             "takes no delta; remove delta=, or use guarantee='probability'."
         )
+    if guarantee == "expectation" and bound is not None:
+        raise ValueError(
+            f"guarantee='expectation' is conformal risk control, which uses no concentration "
+            f"bound; remove bound={bound!r}, or use guarantee='probability' with delta=."
+        )
     delta = None if delta is None else _DELTA.check(delta, "delta")
-    bound = "crc" if guarantee == "expectation" else v.check_choice(bound, "bound", risk.BOUNDS)
+    if guarantee == "expectation":
+        bound = "crc"
+    else:  # "hb" unless given
+        bound = v.check_choice("hb" if bound is None else bound, "bound", risk.BOUNDS)
     if bound == "binomial" and options.get("budget") is not None:
         raise ValueError(
             "bound='binomial' is exact for 0/1 losses only, and a cost is not one: use "
@@ -304,9 +320,10 @@ def _path(spec: Any, data: ExitData, settings: dict[str, Any], target: Certified
         fitted = spec.budget_path(data, spec.name, settings, budgets, target.epsilon)
     else:
         fitted = [spec.solve_budget(data, spec.name, settings, float(b)) for b in budgets]
-    counts = np.array([np.bincount(p.exit_index(data), minlength=data.n_exits) for p, _ in fitted])
+    results = [p.evaluate(data) for p, _ in fitted]  # exits and predictions in one pass
+    counts = np.array([np.bincount(r.exit_index, minlength=data.n_exits) for r in results])
     correct = (
-        np.array([np.count_nonzero(p.predict(data) == data.labels) for p, _ in fitted])
+        np.array([np.count_nonzero(r.predictions == data.labels) for r in results])
         if data.labels is not None
         else np.zeros(len(fitted), dtype=np.int64)
     )
@@ -508,10 +525,10 @@ def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Cer
             pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
         pool = sweep.cheapest(pool)
         return pool[np.argmax(sweep.n_correct[pool])]
-    policies = [path.policy(int(i)) for i in certified]
-    costs = np.array([p.evaluate(data).mean_cost for p in policies])
+    results = [path.policy(int(i)).evaluate(data) for i in certified]
+    costs = np.array([r.mean_cost for r in results])
     correct = (
-        np.array([np.count_nonzero(p.predict(data) == data.labels) for p in policies])
+        np.array([np.count_nonzero(r.predictions == data.labels) for r in results])
         if data.labels is not None
         else np.zeros(certified.shape[0])
     )

@@ -220,6 +220,19 @@ def test_conformal_risk_control_bounds_the_mean():
         ("maxprob", {"tolerance": 0.1, "grid": 11}, ValueError, "grid= applies"),
         (
             "maxprob",
+            {"tolerance": 0.1, "delta": 0.1, "grid": [0.5, 5.0]},
+            ValueError,
+            "must lie in",
+        ),
+        ("maxprob", {"tolerance": 0.1, "bound": "wsr"}, ValueError, "bound= applies"),
+        (
+            "maxprob",
+            {"tolerance": 0.1, "guarantee": "expectation", "bound": "wsr"},
+            ValueError,
+            "no concentration bound",
+        ),
+        (
+            "maxprob",
             {"tolerance": 0.1, "delta": 0.1, "grid": 11, "per_exit": True},
             ValueError,
             "grid= tests a fixed grid",

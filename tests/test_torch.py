@@ -348,6 +348,9 @@ def test_run_early_exit_rejects_an_empty_loader_and_a_sequence_model(digits, pol
     model, _, _ = digits
     with pytest.raises(ValueError, match="loader yielded no batches"):
         et.run_early_exit(model, policies["maxprob"], [])
+    for rule in ("host", "device"):  # only empty batches: the same error on either path
+        with pytest.raises(ValueError, match="only empty ones"):
+            et.run_early_exit(model, policies["maxprob"], [torch.zeros(0, 64)], exit_rule=rule)
 
     class SequenceModel(nn.Module):
         def forward(self, x):

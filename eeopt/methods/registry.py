@@ -301,7 +301,7 @@ def fit(
     random_state: Any = None,
     delta: float | None = None,
     risk: str | None = None,
-    bound: str = "hb",
+    bound: str | None = None,
     guarantee: str = "probability",
     calibration_split: float | None = None,
     grid: Any = None,
@@ -337,8 +337,9 @@ def fit(
         What a certified accuracy target bounds, per sample: ``1[exit wrong] - 1[final
         wrong]`` (the default with labels), ``1[exit prediction != final prediction]`` (the
         default without labels), ``1[exit wrong]``.
-    bound : {"hb", "binomial", "wsr"}, default="hb"
-        The concentration bound of the certificate (:mod:`eeopt.risk`).
+    bound : {"hb", "binomial", "wsr"}, optional
+        The concentration bound of a certified target (:mod:`eeopt.risk`); "hb" unless
+        given. An error without ``delta`` or with ``guarantee="expectation"``.
     guarantee : {"probability", "expectation"}, default="probability"
         ``"expectation"``: conformal risk control, a bound on the expected risk (no delta).
     calibration_split : float in (0, 1), optional

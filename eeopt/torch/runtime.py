@@ -213,9 +213,10 @@ def run_early_exit(
                 label_chunks.append(None if labels is None else labels_to_numpy(labels))
                 bar.update()
             pipeline.flush()
-            if not label_chunks:
+            if pipeline.n_samples == 0:  # no batches, or only empty ones (either exit rule)
                 raise ValueError(
-                    "loader yielded no batches; pass a loader with at least one sample."
+                    "loader yielded no batches or only empty ones; pass a loader with at least "
+                    "one sample."
                 )
             exit_index, predictions = decider.results(pipeline.n_samples)
             synchronize(device)
