@@ -180,10 +180,29 @@ def test_guarantee_is_saved_and_the_fit_repeats(tmp_path):
 
 
 def test_conformal_risk_control_bounds_the_mean():
+    """CRC's choice from its definition: the running maximum of each sample's gap along the
+    path, the bound (n R~_j + 1) / (n + 1), the last setting of the prefix within epsilon,
+    and the cheapest of that prefix."""
     data = _data(n=500, seed=9)
     policy = _fit(data, tolerance=0.05, guarantee="expectation")
     assert policy.guarantee_["bound"] == "crc" and policy.guarantee_["delta"] is None
     assert "Averaged over calibration sets" in policy.guarantee_["statement"]
+    path = eeopt.candidates(data, method="maxprob")
+    final_wrong = ~data.correct[:, -1]
+    gaps = np.array(
+        [
+            (path.policy(i).predict(data) != data.labels) * 1.0 - final_wrong
+            for i in range(len(path))
+        ]
+    )
+    bounds = (np.maximum.accumulate(gaps, axis=0).sum(axis=1) + 1.0) / (data.n_samples + 1)
+    last = int(np.argmax(bounds > 0.05)) - 1  # bounds never fall; some setting fails here
+    assert last >= 1
+    tested = len(policy.guarantee_["upper_bounds"])
+    np.testing.assert_allclose(policy.guarantee_["upper_bounds"], bounds[:tested], rtol=1e-12)
+    assert policy.guarantee_["n_certified"] == last + 1
+    cheapest = path.sweep.exact_mean_costs(np.arange(last + 1)).min()
+    assert policy.evaluate(data).mean_cost == cheapest
 
 
 @pytest.mark.parametrize(
