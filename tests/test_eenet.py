@@ -35,6 +35,8 @@ from eeopt.methods.eenet import (
 
 #: Small training settings: the tests check properties, not how well the model is trained.
 FAST = {"max_iter": 15, "n_rounds": 2, "hidden": 4, "verbose": False}
+#: The LP has no assigner: hidden= would be an error with distribution="lp".
+FAST_LP = {k: v for k, v in FAST.items() if k != "hidden"}
 
 
 def _data(n=200, n_exits=4, n_classes=5, seed=0, costs=None):
@@ -389,7 +391,12 @@ def test_budget_is_met_on_the_fitting_data(seed, n_exits, share, distribution):
     budget = costs[0] + share * (costs[-1] - costs[0])
     data = _data(n=int(rng.integers(20, 150)), n_exits=n_exits, n_classes=3, seed=seed, costs=costs)
     policy = eeopt.fit(
-        data, method="eenet", budget=budget, distribution=distribution, random_state=seed, **FAST
+        data,
+        method="eenet",
+        budget=budget,
+        distribution=distribution,
+        random_state=seed,
+        **(FAST_LP if distribution == "lp" else FAST),
     )
     result = policy.evaluate(data)
     assert result.mean_cost <= budget
@@ -416,9 +423,17 @@ def test_same_random_state_gives_the_same_policy():
 
 def test_lp_distribution_with_either_solver_gives_the_same_policy():
     data = _data(n=120, seed=9)
-    exact = eeopt.fit(data, method="eenet", budget=2.4, distribution="lp", random_state=0, **FAST)
+    exact = eeopt.fit(
+        data, method="eenet", budget=2.4, distribution="lp", random_state=0, **FAST_LP
+    )
     via_cvxpy = eeopt.fit(
-        data, method="eenet", budget=2.4, distribution="lp", solver="cvxpy", random_state=0, **FAST
+        data,
+        method="eenet",
+        budget=2.4,
+        distribution="lp",
+        solver="cvxpy",
+        random_state=0,
+        **FAST_LP,
     )
     np.testing.assert_allclose(
         exact.fit_info_["fractions"], via_cvxpy.fit_info_["fractions"], atol=1e-6
@@ -461,7 +476,7 @@ def test_no_nan_on_degenerate_inputs(case, distribution, tmp_path):
                 budget=budget,
                 distribution=distribution,
                 random_state=0,
-                **FAST,
+                **(FAST_LP if distribution == "lp" else FAST),
             )
         assert not np.isnan(policy.thresholds_).any()
         assert all(np.isfinite(c).all() for c in policy.coefs_)
@@ -636,6 +651,9 @@ def test_max_samples_none_trains_on_every_sample_auto_on_the_default(monkeypatch
         ({"budget": 2.0, "alpha_ce": -1.0}, ValueError, "alpha_ce"),
         ({"budget": 2.0, "alpha_cost": float("nan")}, ValueError, "alpha_cost"),
         ({"budget": 2.0, "l2": float("inf")}, ValueError, "l2"),
+        ({"budget": 2.0, "distribution": "lp", "hidden": 8}, ValueError, "hidden applies"),
+        ({"budget": 2.0, "distribution": "lp", "alpha_ce": 0.1}, ValueError, "alpha_ce applies"),
+        ({"budget": 2.0, "optimizer": "adam", "n_rounds": 3}, ValueError, "n_rounds counts"),
         ({"budget": 2.0, "alpha_ce": float("inf")}, ValueError, "alpha_ce"),
         ({"budget": 2.0, "l2": "big"}, TypeError, "l2"),
         ({"budget": 2.0, "verbose": "yes"}, TypeError, "verbose"),

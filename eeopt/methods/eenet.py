@@ -84,6 +84,10 @@ ADAM_DEFAULTS = {"learning_rate": 3e-5, "batch_size": 512, "period": 10, "n_iter
 #: Share of uniform mass mixed into the distribution before tilting, so that tilting can reach
 #: exits the distribution leaves empty; below 1/N per exit it changes no count by itself.
 _FLOOR = 1e-12
+#: Defaults of the options every optimiser shares (None in the spec: "not given", so that an
+#: option the chosen distribution or optimiser would ignore is an error when given).
+_MODEL_DEFAULTS = {"hidden": 16, "n_rounds": 2, "alpha_ce": 1e-3, "n_restarts": 1}
+
 #: L-BFGS stopping rules besides max_iter: the losses are O(1), so these are near convergence.
 _LBFGS_TOLERANCES = {"gtol": 1e-7, "ftol": 1e-10}
 #: The h step's: L_CE changes by less than 1e-8 per iteration long before the exit distribution
@@ -1395,12 +1399,17 @@ def check_settings(**options: Any) -> Settings:
             "solver applies to distribution='lp' only; remove it or pass distribution='lp'."
         )
     if distribution == "lp":
-        for name in ("optimizer", "n_restarts"):
+        for name in ("optimizer", "n_restarts", "hidden", "alpha_ce", "alpha_cost"):
             if options[name] is not None:
                 raise ValueError(
                     f"{name} applies to distribution='learned' (the LP has no assigner to "
                     f"train); remove {name}= or pass distribution='learned'."
                 )
+    if optimizer == "adam" and options["n_rounds"] is not None:
+        raise ValueError(
+            "n_rounds counts L-BFGS alternations; optimizer='adam' alternates every period= "
+            "epochs: remove n_rounds= or use optimizer='lbfgs'."
+        )
     adam_only = [name for name in ADAM_DEFAULTS if options[name] is not None]
     if optimizer != "adam" and adam_only:
         raise ValueError(
@@ -1412,7 +1421,7 @@ def check_settings(**options: Any) -> Settings:
             "alpha_cost='auto' trains L-BFGS at several budgets; with optimizer='adam' pass a "
             "number (the authors' 1e-2 by default)."
         )
-    defaults = {**OPTIMIZER_DEFAULTS[optimizer], **ADAM_DEFAULTS, "n_restarts": 1}
+    defaults = {**OPTIMIZER_DEFAULTS[optimizer], **ADAM_DEFAULTS, **_MODEL_DEFAULTS}
     # max_samples: "auto" is the optimiser's default, None every sample (not a default).
     auto_samples = defaults.pop("max_samples")
     if options["max_samples"] == "auto":
@@ -1489,10 +1498,10 @@ register(
             "distribution": (v.Choice(*DISTRIBUTIONS), "learned"),
             "solver": (v.Choice(*SOLVERS), None),
             "optimizer": (v.Choice(*OPTIMIZERS), None),
-            "hidden": (_POSITIVE_INT, 16),
+            "hidden": (_POSITIVE_INT, None),
             "max_iter": (_POSITIVE_INT, None),
-            "n_rounds": (_POSITIVE_INT, 2),
-            "alpha_ce": (_NONNEGATIVE, 1e-3),
+            "n_rounds": (_POSITIVE_INT, None),
+            "alpha_ce": (_NONNEGATIVE, None),
             "alpha_cost": (v.AnyOf(_NONNEGATIVE, v.Choice("auto")), None),
             "l2": (_NONNEGATIVE, None),
             "learning_rate": (v.Interval("real", 0.0, None, closed="neither"), None),
