@@ -82,9 +82,12 @@ def _floats(text: str | None, name: str) -> list[float] | None:
     if text is None:
         return None
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise CLIError(f"{name} must be comma-separated numbers, got {text!r}.") from None
+    if not values:
+        raise CLIError(f"{name} is empty; give comma-separated numbers, e.g. 0.25,0.5.")
+    return values
 
 
 def _cmd_fit(args: argparse.Namespace) -> None:
@@ -107,6 +110,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         "calibration_split": args.calibration_split,
         "grid": args.grid,
     }
+    flags = {key: f"--{key.replace('_', '-')}" for key in (*certified, "random_state")}
+    for key, flag in {**flags, "verbose": "-q/--quiet"}.items():
+        if key in options:  # every fit argument has its own flag
+            raise CLIError(f"--option {key}=...: use {flag} instead.")
     policy = eeopt.fit(
         data,
         method=args.method,
@@ -262,6 +269,8 @@ def _cmd_report(args: argparse.Namespace) -> None:
     from eeopt.report import write_report
 
     sources.check_output_folder(args.output, "-o/--output")
+    if args.delta is not None and not 0 < args.delta < 1:  # before the comparison runs
+        raise CLIError(f"--delta must lie in (0, 1), got {args.delta:g}.")
     methods = _methods(args.methods)
     val, test = _pair(args)
     table = eeopt.compare(val, test, methods, **_compare_options(args, val))

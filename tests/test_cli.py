@@ -375,6 +375,15 @@ def test_fit_certifies_a_target_and_prints_the_statement(npz, tmp_path, capsys):
     assert round(float(grid_policy.thresholds_[0]) * 10, 9) in range(11)
     code, _, err = _run([*argv, "--grid", "1", "-o", tmp_path / "h.json"], capsys)
     assert code == 2 and "grid" in err
+    code, _, err = _run([*argv, "--option", "bound=wsr", "-o", tmp_path / "i.json"], capsys)
+    assert code == 2 and "use --bound instead" in err
+    code, _, err = _run(["report", npz, "--delta", "-1", "-o", tmp_path / "r"], capsys)
+    assert code == 2 and "--delta must lie in (0, 1)" in err
+
+
+def test_an_empty_number_list_is_named(npz, capsys):
+    code, _, err = _run(["compare", npz, "--methods", "maxprob", "--budgets", ""], capsys)
+    assert code == 2 and "--budgets is empty" in err
 
 
 def test_compare_re_splits_with_splits_and_cost_fractions(npz, tmp_path, capsys):
