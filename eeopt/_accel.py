@@ -47,8 +47,3 @@ def _compile_all() -> None:
 def jit(fn: Callable) -> Callable:
     """Compile ``fn`` with numba on first use if numba is installed; else return it as is."""
     return _Kernel(fn) if HAVE_NUMBA else fn
-
-
-def python_function(fn: Callable) -> Callable:
-    """The plain-Python version of a :func:`jit` kernel."""
-    return getattr(fn, "py_func", fn)

@@ -403,7 +403,7 @@ class PerExitSweep:
     def done(self) -> bool:
         return bool(self.cursor[1] == 2)
 
-    def run(self, max_level: float, capacity: int, kernel=advance):
+    def run(self, max_level: float, capacity: int):
         """Record up to ``capacity`` more policies: ``(levels, alphas, counts, n_correct)``."""
         n_exits = self.exit_count.shape[0]
         out_level = np.empty(capacity)
@@ -411,7 +411,7 @@ class PerExitSweep:
         out_count = np.empty((capacity, n_exits), dtype=np.int32)
         out_correct = np.empty(capacity, dtype=np.int64)
         self.cursor[0] = 0
-        kernel(
+        advance(
             float(max_level), self.scores, self.wrong, self.order, self.group_of,
             self.group_start, self.n_groups, self.cells, self.trees, self.n_leaves,
             self.min_samples, self.exit_of, self.chosen, self.alpha, self.next_level,
