@@ -465,6 +465,8 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
     each setting's mean loss only (:func:`eeopt.risk.certify_means`)."""
     mean_only = target.bound in risk.MEAN_BOUNDS
     if not mean_only:
+        if isinstance(random_state, np.random.Generator):  # one order: the test's = certify's
+            random_state = int(random_state.integers(2**63 - 1))
         permutation = risk.sample_order(data.n_samples, random_state)
     kept = []
     for _, block in _loss_blocks(path, order, data, target):

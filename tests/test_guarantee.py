@@ -179,6 +179,20 @@ def test_guarantee_is_saved_and_the_fit_repeats(tmp_path):
     np.testing.assert_array_equal(again.thresholds_, policy.thresholds_)
 
 
+def test_wsr_stops_and_certifies_under_one_sample_order_with_a_generator():
+    """With a Generator as random_state the lazy test and the certificate take the same
+    sample order: the tested prefix ends with the one setting that was not certified."""
+    data = _data(n=300, seed=11)
+    for seed in range(4):
+        policy = _fit(
+            data, tolerance=0.04, delta=0.1, bound="wsr", random_state=np.random.default_rng(seed)
+        )
+        record = policy.guarantee_
+        tested = len(record["upper_bounds"])
+        assert record["n_certified"] == tested - 1
+        assert record["upper_bounds"][-1] > 0.04 >= max(record["upper_bounds"][:-1], default=0)
+
+
 def test_conformal_risk_control_bounds_the_mean():
     """CRC's choice from its definition: the running maximum of each sample's gap along the
     path, the bound (n R~_j + 1) / (n + 1), the last setting of the prefix within epsilon,
