@@ -97,9 +97,10 @@ def _read_folder(path: Path, mmap: bool) -> dict[str, np.ndarray]:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("it holds a single array (.npy), not named arrays (.npz)")
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy array (np.load has no `with`)
+            raise ValueError("it holds a single array (.npy), not named arrays (.npz)")
+        with loaded as f:
             return {key: f[key] for key in f.files}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(
@@ -107,7 +108,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             f"np.savez(path, logits=..., labels=..., costs=...) or ExitData.save."
         ) from None
     except ValueError as exc:
-        reason = "it holds Python objects, not plain arrays" if "pickle" in str(exc) else exc
+        reason = exc
+        if "pickle" in str(exc):  # numpy's guess for any file that is neither zip nor .npy
+            with open(path, "rb") as raw:
+                head = raw.read(6)
+            zipped = head.startswith(b"PK") or head == b"\x93NUMPY"
+            reason = (
+                "it holds Python objects, not plain arrays"
+                if zipped
+                else "it is neither a zip archive of arrays nor a numpy file"
+            )
         raise ValueError(
             f"path {os.fspath(path)!r} is not a .npz file of arrays ({reason}); write one with "
             f"np.savez(path, logits=..., labels=..., costs=...) or ExitData.save."

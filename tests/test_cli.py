@@ -311,7 +311,8 @@ def test_outputs_are_checked_before_any_work(npz, tmp_path, capsys):
     [
         (["evaluate", "{npz}", "{policy}"], "eeopt evaluate POLICY DATA"),
         (["evaluate", "{binary}", "{npz}"], "not a policy file"),
-        (["fit", "{garbage}", "--method", "maxprob"], "not a .npz file of arrays"),
+        (["fit", "{garbage}", "--method", "maxprob"], "neither a zip archive"),
+        (["fit", "{single}", "--method", "maxprob"], "a single array (.npy)"),
         (["fit", "{objects}", "--method", "maxprob"], "Python objects"),
         (["compare", "{npz}", "--n-budgets", "-3"], "--n-budgets: must be a whole number >= 1"),
         (["compare", "{npz}", "--n-budgets", "0"], "--n-budgets: must be a whole number >= 1"),
@@ -327,12 +328,16 @@ def test_confusing_inputs_get_one_clear_line(npz, tmp_path, argv, needle, capsys
     np.savez(objects, probs=np.array([{"a": 1}], dtype=object))
     binary = tmp_path / "binary.json"
     binary.write_bytes(garbage.read_bytes())
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros((3, 2, 2)))
+    single = single.rename(tmp_path / "single.npz")  # a .npy renamed
     files = {
         "{npz}": npz,
         "{policy}": policy,
         "{garbage}": garbage,
         "{objects}": objects,
         "{binary}": binary,
+        "{single}": single,
     }
     argv = [str(files.get(a, a)) for a in argv]
     code, _, err = _run(argv, capsys)
