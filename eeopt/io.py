@@ -425,7 +425,13 @@ def _wide(columns, pred_prefix, conf_prefix, label_column, where):
             f"{pred_prefix}<k> columns {[n for _, n in preds]}; give one confidence per exit."
         )
     pred = np.column_stack([_as_int(columns[n], n, where) for _, n in preds])
-    conf = np.column_stack([columns[n] for _, n in confs]).astype(np.float64) if confs else None
+    conf = (
+        np.column_stack([_numeric(columns[n], n, where, "a confidence") for _, n in confs]).astype(
+            np.float64
+        )
+        if confs
+        else None
+    )
     labels = columns.get(label_column)
     return pred, conf, None if labels is None else _as_int(labels, label_column, where)
 
@@ -463,7 +469,7 @@ def _long(columns, sample_column, exit_column, pred_column, conf_column, label_c
     conf = None
     if conf_column in columns:
         conf = np.empty((n, k))
-        conf[row, col] = columns[conf_column]
+        conf[row, col] = _numeric(columns[conf_column], conf_column, where, "a confidence")
     labels = None
     if label_column in columns:
         values = _as_int(columns[label_column], label_column, where)
@@ -474,9 +480,15 @@ def _long(columns, sample_column, exit_column, pred_column, conf_column, label_c
     return pred, conf, labels
 
 
-def _as_int(values: np.ndarray, name: str, where: str) -> np.ndarray:
+def _numeric(values: np.ndarray, name: str, where: str, what: str) -> np.ndarray:
+    """The column as numbers, or an error naming the first field that is not one."""
     values = np.asarray(values)
     if not np.issubdtype(values.dtype, np.number):
         bad = next(x for x in values.tolist() if not _is_number(str(x)))
-        raise ValueError(f"{where}: column {name!r} holds {bad!r}, not a class index.")
+        raise ValueError(f"{where}: column {name!r} holds {bad!r}, not {what}.")
+    return values
+
+
+def _as_int(values: np.ndarray, name: str, where: str) -> np.ndarray:
+    values = _numeric(values, name, where, "a class index")
     return _class_indices(values, f"column {name!r} of {where}")

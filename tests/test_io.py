@@ -346,6 +346,8 @@ def test_long_table_in_any_row_order(tmp_path):
         ("pred_1,pred_2\n1,2.5\n", "non-integral"),
         ("sample,exit,pred\na,0,1\na,0,2\n", "every sample needs every exit once"),
         ("sample,exit,pred\na,exit2,1\na,exit10,2\n", "must hold exit numbers"),
+        ("pred_1,conf_1\n1,\n", "holds '', not a confidence"),
+        ("sample,exit,pred,conf\na,0,1,high\n", "holds 'high', not a confidence"),
         ("pred_1,conf_1\n1,1.5\n", "confidence must lie in"),
         ("", "empty"),
     ],
