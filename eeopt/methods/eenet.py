@@ -1312,13 +1312,17 @@ class Selected:
     thresholds: np.ndarray
 
 
-def calibrate(candidate: Candidate, data: ExitData, budget: float) -> tuple[Selected, float]:
+def calibrate(
+    candidate: Candidate, data: ExitData, budget: float, scores: np.ndarray | None = None
+) -> tuple[Selected, float]:
     """Quantile thresholds for the candidate on all of ``data`` at the budget, and its accuracy
-    there (the criterion that picks among candidates and restarts)."""
+    there (the criterion that picks among candidates and restarts). ``scores``: the
+    candidate's scores of ``data``, when already computed (one budget path scores once)."""
     fractions = np.clip(candidate.fractions, 0.0, None)
     fractions = fractions / fractions.sum()
     counts, tilt = budget_counts(fractions, data.costs, budget, data.n_samples)
-    scores = data_scores(data, candidate.coefs, candidate.intercepts)
+    if scores is None:
+        scores = data_scores(data, candidate.coefs, candidate.intercepts)
     thresholds = thresholds_from_counts(scores, counts)
     exits = engine.first_exit(scores, thresholds)
     accuracy = float(engine.at_exit(data.correct, exits).mean())
@@ -1453,10 +1457,16 @@ def budget_path(
     distribution calibrated to each of ``budgets`` (quantile thresholds for each), so that the
     path costs one fit rather than one per budget."""
     selected, fitted = _train(data, settings, budget)
+    candidate = selected.candidate
+    scores = data_scores(data, candidate.coefs, candidate.intercepts)  # once for the path
     path = []
     for b in budgets:
-        calibrated, _ = calibrate(selected.candidate, data, float(b))
-        info = {**fitted, "calibrated_fractions": (calibrated.counts / data.n_samples).tolist()}
+        calibrated, _ = calibrate(candidate, data, float(b), scores)
+        info = {
+            **fitted,
+            "tilt": calibrated.tilt,  # this budget's, not the training budget's
+            "calibrated_fractions": (calibrated.counts / data.n_samples).tolist(),
+        }
         path.append((_policy(method, data, calibrated), info))
     return path
 
