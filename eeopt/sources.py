@@ -83,6 +83,10 @@ def load_pair(
             test, "test", costs=costs, input=input
         )
     path = Path(spec)
+    if path.suffix == ".pth" and path.exists():  # both splits from one read of the file
+        from eeopt import io
+
+        return io.load_msdnet_cache(path, costs=_costs(costs))
     if path.suffix == ".pth" or (not path.exists() and spec in shipped_names()):
         return load(spec, "val", costs=costs, input=input), load(
             spec, "test", costs=costs, input=input
