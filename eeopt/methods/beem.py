@@ -418,7 +418,7 @@ class BeemPolicy(Policy):
         reset: str = "paper",
     ) -> None:
         super().__init__(method, thresholds, costs, n_classes, fit_info, fit_params)
-        self.weights_ = np.asarray(weights, dtype=np.float64)
+        self.weights_ = np.array(weights, dtype=np.float64)  # its own copy (shared per fit)
         self.reset = reset
 
     def compute_scores(self, data: ExitData) -> np.ndarray:
@@ -449,15 +449,16 @@ def weights_for(method: str, data: ExitData, weights: np.ndarray | None) -> np.n
     return accuracy_weights(data.correct)
 
 
-def _policy(data: ExitData, method: str, settings: dict, thresholds: np.ndarray) -> BeemPolicy:
-    weights = weights_for(method, data, settings["weights"])
+# The weights are computed once per fit (BEEM-A's are an O(N K) mean) and passed along.
+def _policy(
+    data: ExitData, method: str, settings: dict, thresholds: np.ndarray, weights: np.ndarray
+) -> BeemPolicy:
     return BeemPolicy(
         method, thresholds, data.costs, data.n_classes, weights=weights, reset=settings["reset"]
     )
 
 
-def _scores(data: ExitData, method: str, settings: dict) -> np.ndarray:
-    weights = weights_for(method, data, settings["weights"])
+def _scores(data: ExitData, settings: dict, weights: np.ndarray) -> np.ndarray:
     return beem_scores(data.predictions, data.maxprob, weights, settings["reset"])
 
 
@@ -470,23 +471,24 @@ def build_beem(
 ) -> tuple[BeemPolicy, dict]:
     """A direct setting: thresholds ``alpha=``, or the rule at an error ``level=``."""
     per_exit, min_samples = settings["per_exit"], settings["min_samples"]
+    weights = weights_for(method, data, settings["weights"])
     if name == "level":
         mode = "per-exit" if per_exit else "global"
         thresholds = exit_error_thresholds(
-            _scores(data, method, settings),
+            _scores(data, settings, weights),
             data.correct,
             value,
             min_samples=min_samples,
             thresholds=mode,
         )
-        policy = _policy(data, method, settings, thresholds)
+        policy = _policy(data, method, settings, thresholds, weights)
         return policy, {"level": value, "weights": policy.weights_.tolist()}
     if not per_exit and np.unique(value[:-1]).size > 1:
         raise ValueError(
             "per_exit=False shares one alpha across the early exits; pass a single number as "
             "alpha=, or per_exit=True."
         )
-    policy = _policy(data, method, settings, value)
+    policy = _policy(data, method, settings, value, weights)
     return policy, {"weights": policy.weights_.tolist()}
 
 
@@ -505,8 +507,9 @@ def beem_candidates(
     needs only the levels up to the final exit's error rate."""
     p = _final_error(data)
     max_level = p if target is not None and target.kind == "accuracy" else 1.0
+    weights = weights_for(method, data, settings["weights"])
     sweep = level_sweep(
-        _scores(data, method, settings),
+        _scores(data, settings, weights),
         data.correct,
         data.costs,
         min_samples=settings["min_samples"],
@@ -516,7 +519,7 @@ def beem_candidates(
     )
 
     def make(i: int) -> tuple[BeemPolicy, dict]:
-        policy = _policy(data, method, settings, sweep.thresholds[i].copy())
+        policy = _policy(data, method, settings, sweep.thresholds[i].copy(), weights)
         level = float(sweep.parameters[i])
         return policy, {"level": level, "final_error": p, "weights": policy.weights_.tolist()}
 
