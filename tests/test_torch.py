@@ -194,6 +194,11 @@ def test_verbose_and_progress_that_disagree_are_an_error(digits, policies):
         et.run_early_exit(model, policies["maxprob"], [test[0]], verbose=True, progress=False)
     with pytest.raises(TypeError, match="verbose must be True or False"):
         et.collect_logits(model, loader(test, 128), verbose="yes")
+    # an explicit verbose equal to the default still disagrees with progress
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="disagree"):
+        et.collect_logits(model, loader(test, 128), verbose=True, progress=False)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="disagree"):
+        et.run_early_exit(model, policies["maxprob"], [test[0]], verbose=False, progress=True)
 
 
 # -- run_early_exit equals the policy on the collected outputs ---------------------------

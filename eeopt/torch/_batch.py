@@ -38,21 +38,22 @@ def resolve_verbose(verbose: Any, progress: Any, default: bool, function: str) -
     """``verbose``, or the deprecated ``progress`` with a DeprecationWarning naming ``verbose``.
 
     eeopt.torch called its progress-bar switch ``progress=`` where the rest of eeopt says
-    ``verbose=``; the old name works for one release. Both given with different values is an
-    error (``verbose`` equal to its default counts as not given).
+    ``verbose=``; the old name works for one release. ``verbose=None`` (the signatures'
+    default) means "not given": then ``progress``, or ``default``. Both given with different
+    values is an error.
     """
     for name, value in (("verbose", verbose), ("progress", progress)):
-        if value is not DEPRECATED and not isinstance(value, (bool, np.bool_)):
+        if value not in (DEPRECATED, None) and not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {value!r}.")
     if progress is DEPRECATED:
-        return bool(verbose)
+        return default if verbose is None else bool(verbose)
     warnings.warn(
         f"{function}(progress=...) is deprecated and will be removed in the next release; "
         f"use verbose=, as everywhere else in eeopt.",
         DeprecationWarning,
         stacklevel=3,
     )
-    if bool(verbose) != default and bool(verbose) != bool(progress):
+    if verbose is not None and bool(verbose) != bool(progress):
         raise ValueError(
             f"{function} got verbose={verbose!r} and progress={progress!r}, which disagree; "
             f"pass verbose= only (progress= is its deprecated name)."

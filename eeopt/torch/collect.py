@@ -26,7 +26,7 @@ def collect_logits(
     model: nn.Module,
     loader: Iterable,
     device: Any = None,
-    verbose: bool = True,
+    verbose: bool | None = None,
     costs: Any = None,
     *,
     metadata: dict | None = None,
@@ -44,8 +44,8 @@ def collect_logits(
         are kept when every batch has them.
     device : str or torch.device, optional
         Where to run; the model is moved there. Default: where the model's weights are.
-    verbose : bool, default=True
-        Draw a progress bar on stderr.
+    verbose : bool, optional
+        Draw a progress bar on stderr; default True.
     costs : array-like of shape (n_exits,), optional
         Cumulative cost per exit (say ``measure_exit_costs(...).seconds``); default
         ``[1, ..., n_exits]``.

@@ -123,7 +123,7 @@ def run_early_exit(
     policy: Policy | str | os.PathLike,
     loader: Iterable,
     device: Any = None,
-    verbose: bool = False,
+    verbose: bool | None = None,
     refill: bool = False,
     *,
     exit_rule: str = "auto",
@@ -143,8 +143,8 @@ def run_early_exit(
         batch size, the last batch may be smaller.
     device : str or torch.device, optional
         Where to run; the model is moved there. Default: where the model's weights are.
-    verbose : bool, default=False
-        Draw a progress bar on stderr.
+    verbose : bool, optional
+        Draw a progress bar on stderr; default False.
     refill : bool, default=False
         Throughput mode. False: each loader batch runs through the stages on its own, its
         samples leaving as they exit, so later stages see ever smaller batches (the lowest
