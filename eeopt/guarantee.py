@@ -447,14 +447,18 @@ def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Ce
 def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certification:
     """Conformal risk control of the ordered path, its losses computed until the first
     setting that fails: CRC's bound of the running maximum never falls along the path."""
-    blocks, carry, bound = [], None, (data.n_samples + 1) * target.epsilon - loss_bound
+    sums, carry, bound = [], None, (data.n_samples + 1) * target.epsilon - loss_bound
     for _, block in _loss_blocks(path, order, data, target):
-        blocks.append(block)
-        running = np.maximum.accumulate(block if carry is None else np.vstack([carry, block]))
-        carry = running[-1:]
-        if running.sum(axis=1).max() > bound:
+        if carry is not None:
+            np.maximum(block[0], carry, out=block[0])
+        np.maximum.accumulate(block, axis=0, out=block)  # each sample's running maximum
+        carry = block[-1].copy()
+        sums.append(block.sum(axis=1))
+        if sums[-1][-1] > bound:  # the sums never fall: a later setting cannot pass
             break
-    crc = risk.conformal_risk_control(np.concatenate(blocks), target.epsilon, loss_bound=loss_bound)
+    crc = risk.conformal_risk_control_from_sums(
+        np.concatenate(sums), data.n_samples, target.epsilon, loss_bound=loss_bound
+    )
     return _padded(crc, order.shape[0])
 
 

@@ -1214,14 +1214,45 @@ def conformal_risk_control(
             f"losses must be at most loss_bound = {loss_bound:g}; found {arr.max():g}. Pass an "
             f"upper bound of the loss as loss_bound."
         )
+    running_sums = np.maximum.accumulate(arr, axis=0).sum(axis=1)
+    return conformal_risk_control_from_sums(
+        running_sums, arr.shape[1], epsilon, loss_bound=loss_bound
+    )
+
+
+def conformal_risk_control_from_sums(
+    running_sums: Any, n_samples: int, epsilon: float, *, loss_bound: float = 1.0
+) -> Certification:
+    """:func:`conformal_risk_control` from ``sum_n L~_j(n)``, the sum over the calibration
+    samples of each setting's running-maximum loss: for callers that compute the losses a
+    block of settings at a time and need not keep them (:mod:`eeopt.guarantee`).
+
+    Parameters
+    ----------
+    running_sums : array-like of shape (n_settings,)
+        Non-decreasing along the path (sums of running maxima), each at most
+        ``n_samples * loss_bound``.
+    n_samples : int
+    epsilon, loss_bound : float
+        As in :func:`conformal_risk_control`.
+
+    Examples
+    --------
+    >>> conformal_risk_control_from_sums([0, 1, 1], 4, epsilon=0.45).upper_bounds.tolist()
+    [0.2, 0.4, 0.4]
+    """
+    sums = _as_finite(running_sums, "running_sums")
+    n_samples = _check_n_samples(n_samples)
+    loss_bound = _check_real(loss_bound, "loss_bound")
+    if sums.ndim != 1 or (sums.size and np.any(np.diff(sums) < 0)):
+        raise ValueError("running_sums must be a 1-d array that never falls along the path.")
     epsilon = _check_real(epsilon, "epsilon")
     if epsilon > loss_bound:
         raise ValueError(
             f"epsilon must be at most loss_bound = {loss_bound:g} (a mean loss); got {epsilon:g}."
         )
-    n_settings, n_samples = arr.shape
-    running_max = np.maximum.accumulate(arr, axis=0)
-    adjusted = (running_max.sum(axis=1) + loss_bound) / (n_samples + 1)
+    n_settings = sums.shape[0]
+    adjusted = (sums + loss_bound) / (n_samples + 1)
     passed = adjusted <= epsilon
     index = n_settings - 1 if passed.all() else int(np.argmin(passed)) - 1
     return Certification(
@@ -1254,6 +1285,7 @@ __all__ = [
     "certify",
     "certify_means",
     "conformal_risk_control",
+    "conformal_risk_control_from_sums",
     "fixed_sequence",
     "hb_p_value",
     "hb_upper_bound",

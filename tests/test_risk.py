@@ -388,6 +388,11 @@ def test_crc_hand_case_uses_the_running_max():
     assert crc.index == 2 and crc.delta is None and crc.p_values is None
     assert conformal_risk_control(losses, epsilon=0.39).index == 0
     assert conformal_risk_control(losses, epsilon=0.1).index == -1
+    # From the sums of the running maxima (0, 1, 1, 2 by hand): the same certificate.
+    sums = risk.conformal_risk_control_from_sums([0, 1, 1, 2], 4, epsilon=0.45)
+    assert sums.upper_bounds.tolist() == [0.2, 0.4, 0.4, 0.6] and sums.index == 2
+    with pytest.raises(ValueError, match="never falls"):
+        risk.conformal_risk_control_from_sums([1, 0], 4, epsilon=0.45)
 
 
 # -- validation --------------------------------------------------------------------------------
