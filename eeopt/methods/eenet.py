@@ -62,6 +62,7 @@ from eeopt.data import ExitData
 from eeopt.methods.registry import MethodSpec, register
 from eeopt.policy import Policy, decode_floats, encode_floats, param_floats
 from eeopt.quantile import exit_counts, thresholds_from_counts
+from eeopt.scores import softmax
 
 #: Confidence features after the class probabilities: max probability, entropy, vote.
 N_CONFIDENCE_FEATURES = 3
@@ -450,14 +451,6 @@ def assignment_loss(
     return loss, grad
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    # Row-wise, max-shifted: exp never overflows and some entry of each row is exp(0) = 1.
-    out = logits - logits.max(axis=1, keepdims=True)
-    np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
-    return out
-
-
 def relative_costs(costs: np.ndarray) -> np.ndarray:
     """``(c_k - c_0) / (c_{K-1} - c_0)`` in [0, 1] (all zero when every exit costs the same)."""
     span = costs[-1] - costs[0]
@@ -483,7 +476,7 @@ def budget_tilt(
     lo, hi = -np.inf, np.inf
     lam = float(start)
     for _ in range(200):
-        assignment = _softmax(logits - lam * rel_costs)
+        assignment = softmax(logits - lam * rel_costs)
         mean_cost = assignment @ rel_costs
         gap = float(mean_cost.mean()) - target_cost
         if abs(gap) <= 1e-13:
