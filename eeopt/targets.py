@@ -22,6 +22,7 @@ sorted with a stable argsort of their values.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ _MAX_PACKED_EXITS = 256
 _MAX_SWEEP_EXITS = 1 << 15
 #: Integers up to 2^24 are exact in float32.
 _FLOAT32_EXACT = 1 << 24
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 #: Target kinds every method with a candidate path understands.
@@ -115,11 +117,14 @@ class ExitMoves:
         """Exit counts ``(len(indices), n_exits)`` of the given candidates, exact integers.
 
         The candidates asked for (sorted) cut the moves into segments; per block of them, one
-        ``bincount`` over ``(segment, exit)`` adds the moves into each exit and one subtracts
-        those out of it, and a cumulative sum over the segments gives the counts: ``O(E + M K)``
-        in vectorised passes, with temporaries of one block.
+        ``bincount`` over ``(segment, move code)`` counts each segment's moves between every
+        pair of exits when the block is small (a handful of candidates: one pass), or two over
+        ``(segment, exit)`` (the moves into and out of each exit) when it is large; a
+        cumulative sum over the segments gives the counts: ``O(E + M K)`` in vectorised
+        passes, with temporaries of one block.
         """
         n_exits = self.start.shape[0]
+        pairs = n_exits * n_exits
         indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((indices.shape[0], n_exits), dtype=np.int64)
         order = np.argsort(indices, kind="stable")
@@ -129,12 +134,25 @@ class ExitMoves:
             block = order[lo : lo + _COUNT_BLOCK]
             cutoffs = self.ends[indices[block]].astype(np.int64)
             codes = self.codes[done : int(cutoffs[-1])]
-            # Segment of each move: how many of the block's cutoffs it lies at or beyond.
-            segment = np.searchsorted(cutoffs - done, np.arange(codes.shape[0]), side="right")
-            size = (block.shape[0] + 1) * n_exits
-            moved = np.bincount(segment * n_exits + codes // n_exits, minlength=size)
-            moved -= np.bincount(segment * n_exits + codes % n_exits, minlength=size)
-            running = np.cumsum(moved.reshape(-1, n_exits)[:-1], axis=0)
+            # The segment of each move: which of the block's candidates first applies it.
+            segment = (
+                np.repeat(np.arange(block.shape[0]), np.diff(cutoffs, prepend=done))
+                if block.shape[0] > 1
+                else np.zeros(1, dtype=np.int64)  # broadcasts: one segment
+            )
+            if block.shape[0] * pairs <= _PAIR_BINS:
+                keys = codes if block.shape[0] == 1 else segment * pairs + codes
+                by_pair = np.bincount(keys, minlength=block.shape[0] * pairs)
+                by_pair = by_pair.reshape(block.shape[0], n_exits, n_exits)  # [segment, new, old]
+                moved = by_pair.sum(axis=2) - by_pair.sum(axis=1)
+            else:
+                size = block.shape[0] * n_exits
+                segment *= n_exits
+                new = codes // n_exits
+                moved = np.bincount(segment + new, minlength=size)
+                moved -= np.bincount(segment + (codes - new * n_exits), minlength=size)
+                moved = moved.reshape(-1, n_exits)
+            running = np.cumsum(moved, axis=0)
             out[block] = current + running
             current = current + running[-1]
             done = int(cutoffs[-1])
@@ -143,6 +161,8 @@ class ExitMoves:
 
 #: Candidates per block when counts are rebuilt from the moves (bounds the temporaries).
 _COUNT_BLOCK = 1 << 14
+#: Largest ``(segment, move code)`` table counted in one pass (above it, two by exit).
+_PAIR_BINS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -287,8 +307,8 @@ def _order_bits(values: np.ndarray) -> np.ndarray:
 
 
 def _float_from_bits(keys: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_order_bits`, as float64."""
-    bits = keys.astype(np.uint32)
+    """Inverse of :func:`_order_bits`, as float64 (``keys`` is overwritten)."""
+    bits = keys
     flip = (bits >> np.uint32(31)) ^ np.uint32(1)  # 1 for the keys of negative floats
     np.negative(flip, out=flip)
     flip |= np.uint32(0x80000000)
@@ -467,9 +487,10 @@ def _sorted_packed(scores, correct, chunks):
     np.invert(keys, out=keys)  # an ascending sort of the complements is a descending one
     keys.sort()
     np.invert(keys, out=keys)
-    high = (keys >> np.uint64(32)).astype(np.uint32)  # the order bits of the values
-    payload = keys.astype(np.uint32)  # the low half
-    del keys
+    # The two halves as strided views, no copies: the order bits of the values and the payload.
+    halves = keys.view(np.uint32).reshape(-1, 2)
+    high, payload = (halves[:, 1], halves[:, 0]) if _LITTLE_ENDIAN else halves.T
+    del keys, halves
     boundary = np.empty(high.shape[0], dtype=bool)
     np.not_equal(high[1:], high[:-1], out=boundary[:-1])
     boundary[-1] = True

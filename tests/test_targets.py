@@ -103,6 +103,28 @@ def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
     np.testing.assert_array_equal(whole.exit_counts([0, 5, -1]), reversed_order)
 
 
+@pytest.mark.parametrize("pair_bins", [0, 1 << 30])
+def test_exit_counts_of_every_candidate_both_ways(monkeypatch, pair_bins):
+    """Counts are rebuilt from the moves by (segment, move code) for small blocks and by
+    (segment, exit) for large ones; both give the per-sample loop's counts for every
+    candidate, in any order and with repeats, across several blocks."""
+    import eeopt.targets as targets
+
+    rng = np.random.default_rng(5)
+    n_samples, n_exits = 200, 5
+    scores = rng.random((n_samples, n_exits)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.3] = 0.5  # ties: several moves per candidate
+    correct = rng.random((n_samples, n_exits)) < 0.5
+    sweep = threshold_sweep(scores, correct, np.arange(1.0, n_exits + 1))
+    monkeypatch.setattr(targets, "_PAIR_BINS", pair_bins)
+    monkeypatch.setattr(targets, "_COUNT_BLOCK", 37)
+    indices = rng.permutation(np.r_[np.arange(len(sweep)), np.arange(0, len(sweep), 3)])
+    for row, i in zip(sweep.exit_counts(indices), indices, strict=True):
+        thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
+        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+        np.testing.assert_array_equal(row, np.bincount(exits, minlength=n_exits))
+
+
 def test_sweep_with_more_exits_than_a_16_bit_move_code():
     """Above 256 exits a move code (new * n_exits + old) needs 32 bits; the counts and mean
     costs still equal a per-sample loop's."""
