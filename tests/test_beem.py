@@ -70,6 +70,24 @@ def test_scores_match_the_per_sample_reference(predictions, reset, draw):
     np.testing.assert_array_equal(got, np.array(expected).reshape(shape))
 
 
+@pytest.mark.parametrize("block", [1, 12, 1 << 15])
+@pytest.mark.parametrize("reset", ["paper", "zero"])
+def test_scores_do_not_depend_on_the_row_blocks(monkeypatch, block, reset):
+    """Scores are accumulated in blocks of rows; any block size gives the per-sample loop's
+    floats, including a last block that is not full."""
+    import eeopt.methods.beem as beem
+
+    rng = np.random.default_rng(2)
+    predictions = rng.integers(0, 2, (53, 5))
+    confidence = rng.random((53, 5)).astype(np.float32)
+    weights = rng.random(5) + 0.1
+    monkeypatch.setattr(beem, "_SCORE_BLOCK", block)
+    expected = [
+        ref_beem_scores(p, c, weights, reset) for p, c in zip(predictions, confidence, strict=True)
+    ]
+    np.testing.assert_array_equal(beem_scores(predictions, confidence, weights, reset), expected)
+
+
 def test_zero_reset_drops_the_disagreeing_vote():
     preds = np.array([[1, 1, 2, 2]])
     conf = np.array([[0.5, 0.5, 0.5, 0.5]])
