@@ -409,7 +409,7 @@ def _test(
     if (
         target.bound in risk.MEAN_BOUNDS
         and fixed
-        and (not target.positive_part or path.recount is not None)
+        and (not target.positive_part or path.sweep.counts_lost)
     ):
         # The path was built on these very samples: its exact counts give every mean.
         means = _exact_means(path, order, data, target)
@@ -428,9 +428,8 @@ def _exact_means(path: Candidates, order: np.ndarray, data: ExitData, target: Ce
     sweep = path.sweep
     if target.risk == "cost":
         return sweep.exact_mean_costs(order)
-    if target.positive_part:  # 1[exit wrong and final right] = 1 - 1[exit right or final wrong]
-        fine = path.recount(data.correct | ~data.correct[:, -1:])
-        return (sweep.n_samples - fine[order]) / sweep.n_samples
+    if target.positive_part:  # 1[exit wrong and final right], counted by the same sweep
+        return sweep.n_lost()[order] / sweep.n_samples
     return (sweep.n_samples - sweep.n_correct[order]) / sweep.n_samples
 
 

@@ -38,8 +38,8 @@ _CHUNK_ELEMENTS = 1 << 19
 _BLOCK_MOVES = 1 << 22
 #: The packed payload holds an exit index in 8 bits.
 _MAX_PACKED_EXITS = 256
-#: A move's payload ``(new * n_exits + old) << 2 | change`` is a uint32.
-_MAX_SWEEP_EXITS = 1 << 15
+#: A move's payload ``(new * n_exits + old) << 3 | flags`` is a uint32.
+_MAX_SWEEP_EXITS = 1 << 14
 #: Integers up to 2^24 are exact in float32.
 _FLOAT32_EXACT = 1 << 24
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -107,11 +107,15 @@ class ExitMoves:
         Moves applied by each candidate (candidate i applies ``codes[:ends[i]]``).
     start : ndarray of shape (n_exits,), int64
         Exit counts of the first candidate.
+    flags : ndarray of shape (n_moves,), uint8, or None
+        Per move, ``final_right << 2 | (change + 1)``: whether the moving sample's last exit
+        is right, and its change in correctness (-1, 0 or 1), where the sweep keeps them.
     """
 
     codes: np.ndarray
     ends: np.ndarray
     start: np.ndarray
+    flags: np.ndarray | None = field(default=None, kw_only=True)
 
     def counts(self, indices: np.ndarray) -> np.ndarray:
         """Exit counts ``(len(indices), n_exits)`` of the given candidates, exact integers.
@@ -245,6 +249,32 @@ class Sweep:
         exact = self.exact_mean_costs(close)
         return close[exact == exact.min()]
 
+    def n_lost(self) -> np.ndarray:
+        """Samples that the last exit gets right and each candidate's exit gets wrong,
+        ``(n_candidates,)`` int64: the sum of the accuracy gap's positive part
+        ``1[exit wrong and final right]``, counted along the same sorted moves as
+        ``n_correct`` (no second sweep).
+
+        Raises
+        ------
+        ValueError
+            The sweep does not keep its move flags (only :func:`threshold_sweep` does).
+        """
+        flags = self.moves.flags if isinstance(self.moves, ExitMoves) else None
+        if flags is None:
+            raise ValueError("n_lost needs the move flags that threshold_sweep keeps.")
+        n = self.parameters.shape[0]
+        out = np.zeros(n, dtype=np.int64)  # the first candidate: every sample at the last exit
+        if n > 1:
+            # A move changes the count by -change when the sample's last exit is right.
+            out[1:] = _cumulative(_LOST_CHANGE[flags], self.moves.ends[1:n] - 1, np.int64, 0)
+        return out
+
+    @property
+    def counts_lost(self) -> bool:
+        """True when :meth:`n_lost` is available (a threshold sweep)."""
+        return isinstance(self.moves, ExitMoves) and self.moves.flags is not None
+
     def head(self, n: int) -> Sweep:
         """The first ``n`` candidates (the exit moves are kept: their indices do not change)."""
         return Sweep(
@@ -323,24 +353,26 @@ def _moves(values: np.ndarray, correct: np.ndarray):
     exit's column is contiguous. A sample's records are the exits where its running maximum
     score rises. When tau falls to a record's value the sample moves from the exit of its
     next record (or the last exit), ``old``, to the record's exit, ``new``; the payload
-    packs that as ``(new * n_exits + old) << 2 | (change + 1)``, ``change`` being the change
-    in correctness (-1, 0 or 1). ``values`` may be any ordered representation of the scores
-    (floats, or their order-preserving bits).
+    packs that as ``(new * n_exits + old) << 3 | flags``, the flags being
+    ``final_right << 2 | (change + 1)``: whether the sample's last exit is right, and the
+    change in correctness (-1, 0 or 1). ``values`` may be any ordered representation of the
+    scores (floats, or their order-preserving bits).
     """
     n_exits = values.shape[0]
     run = values[0].copy()  # the running max, i.e. the value of the latest record
-    # What the payload knows at the latest record: (its exit * n_exits) << 2 and its
-    # correctness + 1; adding (k << 2) and subtracting the correctness at k completes it.
-    latest = correct[0].astype(np.uint32) + np.uint32(1)
+    # What the payload knows at the latest record: (its exit * n_exits) << 3, the final bit
+    # and its correctness + 1; adding (k << 3) and subtracting the correctness at k completes it.
+    final_bit = correct[-1].astype(np.uint32) << np.uint32(2)
+    latest = final_bit + correct[0] + np.uint32(1)
     for k in range(1, n_exits - 1):
         column = values[k]
         found = np.flatnonzero(column > run)
         right = correct[k][found]
-        yield run[found], latest[found] + np.uint32(k << 2) - right
+        yield run[found], latest[found] + np.uint32(k << 3) - right
         run[found] = column[found]
-        latest[found] = np.uint32((k * n_exits) << 2) + right + np.uint32(1)
+        latest[found] = np.uint32((k * n_exits) << 3) + final_bit[found] + right + np.uint32(1)
     # Every sample's latest record moves it from the last exit.
-    yield run, latest + np.uint32((n_exits - 1) << 2) - correct[-1]
+    yield run, latest + np.uint32((n_exits - 1) << 3) - correct[-1]
 
 
 def _transposed(array: np.ndarray, chunk: slice) -> np.ndarray:
@@ -383,19 +415,21 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         ``mean_costs`` are running sums (equal to the engine's figure to rounding);
         ``exit_counts`` gives the exact counts. Time ``O(NK + E log E)`` for ``E`` moves
         (one per sample and rise of its running maximum); besides the result (about 26 bytes
-        per candidate, 2 per move), the work needs about 14 bytes per move and a few MB.
+        per candidate, 3 per move), the work needs about 14 bytes per move and a few MB.
     """
     n_samples, n_exits = scores.shape
     if n_exits > _MAX_SWEEP_EXITS:
         raise ValueError(
-            f"threshold_sweep packs a move between two exits in 30 bits: at most "
+            f"threshold_sweep packs a move between two exits in 29 bits: at most "
             f"{_MAX_SWEEP_EXITS} exits, got {n_exits}."
         )
     base_correct = int(np.count_nonzero(correct[:, -1]))
     start = np.zeros(n_exits, dtype=np.int64)
     start[-1] = n_samples
     if n_exits == 1:
-        moves = ExitMoves(np.empty(0, np.uint16), np.zeros(1, np.int64), start)
+        moves = ExitMoves(
+            np.empty(0, np.uint16), np.zeros(1, np.int64), start, flags=np.empty(0, np.uint8)
+        )
         return Sweep(
             np.array([np.inf]),
             np.array([costs[0]]),
@@ -420,15 +454,14 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
     parameters[1:] = parameters_of(ends)
     del parameters_of
     # new * n_exits + old: 16 bits up to 256 exits
-    codes = (payload >> np.uint32(2)).astype(np.uint16 if n_exits <= 256 else np.uint32)
-    payload &= np.uint32(3)
-    change_plus_one = payload.astype(np.uint8)
+    codes = (payload >> np.uint32(3)).astype(np.uint16 if n_exits <= 256 else np.uint32)
+    payload &= np.uint32(7)
+    flags = payload.astype(np.uint8)
     del payload
     n_correct = np.empty(n_candidates, dtype=np.int64)
     n_correct[0] = base_correct
-    n_correct[1:] = _cumulative(change_plus_one, ends, np.int64, base_correct)
-    n_correct[1:] -= ends + 1  # the payload held change + 1
-    del change_plus_one
+    n_correct[1:] = _cumulative(flags & np.uint8(3), ends, np.int64, base_correct)
+    n_correct[1:] -= ends + 1  # the flags held change + 1
     step = costs[:, None].astype(np.float64) - costs[None, :]  # step[new, old]
     mean_costs = np.empty(n_candidates)
     mean_costs[0] = costs[-1]
@@ -443,7 +476,7 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         mean_costs=mean_costs,
         n_correct=n_correct,
         n_samples=n_samples,
-        moves=ExitMoves(codes, move_ends, start),
+        moves=ExitMoves(codes, move_ends, start, flags=flags),
         costs=costs,
     )
 
@@ -578,11 +611,6 @@ class Candidates:
     shared_scores : bool
         True when every candidate's policy computes the same scores and differs only in its
         thresholds (a threshold or level sweep): one score computation serves the whole path.
-    recount : callable, optional
-        ``recount(hits) -> (n_candidates,)`` for a boolean ``(n_samples, n_exits)`` matrix:
-        how many samples leave at an exit where ``hits`` is True, for every candidate on the
-        fitting samples (``hits=correct`` gives ``n_correct``). A threshold sweep does it in
-        one more sweep; certified targets use it for losses other than the error.
 
     Examples
     --------
@@ -598,7 +626,6 @@ class Candidates:
     sweep: Sweep
     make_policy: Callable[[int], tuple[Any, dict]] = field(repr=False)
     shared_scores: bool = True
-    recount: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.sweep)
@@ -634,6 +661,9 @@ def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
     previous_best = np.r_[-np.inf, best_so_far[:-1]]
     return order[accuracies[order] > previous_best]
 
+
+#: A move's change in ``1[exit wrong and final right]`` from its flags (see :func:`_moves`).
+_LOST_CHANGE = np.array([(1 - (f & 3)) * (f >> 2) for f in range(8)], dtype=np.int8)
 
 #: Relative slack within which two running-sum costs are compared exactly.
 _COST_SLACK = 1e-9

@@ -62,6 +62,28 @@ def test_exit_counts_are_those_of_the_exit_rule(scores, data):
 
 
 @given(
+    st.sampled_from([np.float32, np.float64, np.int64]).flatmap(_scores),
+    st.data(),
+)
+def test_n_lost_counts_the_positive_part_of_the_gap(scores, data):
+    """n_lost()[i] is the number of samples whose exit under threshold parameters[i] errs
+    while the last exit is right (a per-sample loop), for every candidate, in both sorts."""
+    n_samples, n_exits = scores.shape
+    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+    sweep = threshold_sweep(scores, correct, np.arange(1.0, n_exits + 1))
+    assert sweep.counts_lost
+    expected = []
+    for threshold in sweep.parameters:
+        thresholds = [float(threshold)] * (n_exits - 1) + [-np.inf]
+        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+        expected.append(sum(not correct[j, e] and correct[j, -1] for j, e in enumerate(exits)))
+    lost = sweep.n_lost()
+    assert lost.dtype == np.int64
+    np.testing.assert_array_equal(lost, expected)
+    np.testing.assert_array_equal(sweep.head(2).n_lost(), expected[:2])
+
+
+@given(
     st.sampled_from([np.float32, np.float64]).flatmap(_scores),
     st.data(),
 )

@@ -62,10 +62,7 @@ def threshold_candidates(
             "threshold": threshold
         }
 
-    def recount(hits: np.ndarray) -> np.ndarray:
-        return threshold_sweep(scores, hits, data.costs).n_correct
-
-    return Candidates(method, "threshold", sweep, make, recount=recount)
+    return Candidates(method, "threshold", sweep, make)
 
 
 def _per_exit_candidates(data: ExitData, method: str, scores: np.ndarray) -> Candidates:
@@ -126,10 +123,7 @@ def patience_candidates(
     def make(i: int) -> tuple[ScorePolicy, dict]:
         return build_patience(data, method, settings, "patience", int(parameters[i]))
 
-    def recount(hits: np.ndarray) -> np.ndarray:
-        return threshold_sweep(data.patience, hits, data.costs).n_correct[: len(parameters)]
-
-    return Candidates("patience", "patience", sweep, make, recount=recount)
+    return Candidates("patience", "patience", sweep, make)
 
 
 register(
