@@ -251,7 +251,7 @@ def ref_quantile_assignment(scores: np.ndarray, counts: list[int]) -> list[int]:
 # --- Risk (certified targets) ---
 
 
-def ref_wsr_p_value(losses, epsilon: float, delta: float, max_bet: float = 0.75) -> float:
+def ref_wsr_p_value(losses, epsilon: float, delta: float, max_bet: float = 1.0) -> float:
     """Waudby-Smith-Ramdas betting p-value of H: mean > epsilon for losses in [0, 1], one sample
     at a time in the given order: 1 / (the largest capital reached), at most 1."""
     x = [float(value) for value in losses]
@@ -263,7 +263,7 @@ def ref_wsr_p_value(losses, epsilon: float, delta: float, max_bet: float = 0.75)
         bet = math.sqrt(2 * math.log(1 / delta) / (n * variance_before))
         if epsilon < 1:
             bet = min(bet, max_bet / (1 - epsilon))
-        capital *= 1 + bet * (epsilon - value)
+        capital *= max(0.0, 1 + bet * (epsilon - value))  # a factor is never below 0
         best = max(best, capital)
         total += value
         mean_t = (0.5 + total) / (t + 1)

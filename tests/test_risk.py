@@ -108,11 +108,15 @@ def test_wsr_p_value_matches_the_per_sample_loop(x, epsilon, delta):
 
 
 def test_wsr_hand_case():
-    # Two zero losses, epsilon 0.5, delta 0.1: both plug-in bets exceed the cap
-    # 0.75 / (1 - 0.5) = 1.5, so each factor is 1 + 1.5 * 0.5 and p = 1 / 1.75^2.
-    assert wsr_p_value([0.0, 0.0], 0.5, 0.1) == pytest.approx(1 / 1.75**2, rel=1e-14)
-    # A loss of 1 right away: capital 1 - 1.5 * 0.5 = 0.25 < 1; the maximum stays K_0 = 1.
+    # Two zero losses, epsilon 0.5, delta 0.1: both plug-in bets (3.03 and 3.84) exceed the
+    # cap 1 / (1 - 0.5) = 2, so each factor is 1 + 2 * 0.5 and p = 1 / 2^2.
+    assert wsr_p_value([0.0, 0.0], 0.5, 0.1) == pytest.approx(1 / 4, rel=1e-14)
+    # A loss of 1 right away: capital 1 - 2 * 0.5 = 0, ruined; the maximum stays K_0 = 1, and
+    # later zero losses cannot bring it back.
     assert wsr_p_value([1.0], 0.5, 0.1) == 1.0
+    assert wsr_p_value([1.0, 0.0, 0.0], 0.5, 0.1) == 1.0
+    # The same ruin inside the upper bound's root finding: finite, and a bound of the mean.
+    assert 0.0 < wsr_upper_bound([1.0, 0.0, 0.0, 0.0], 0.1) <= 1.0
 
 
 def test_wsr_rows_are_independent_settings():
@@ -626,4 +630,4 @@ def test_guarantees_page_examples_run():
 
 def test_module_constants():
     assert risk.BOUNDS == ("binomial", "hb", "wsr") and risk.MEAN_BOUNDS == ("binomial", "hb")
-    assert 0 < risk.WSR_MAX_BET < 1
+    assert 0 < risk.WSR_MAX_BET <= 1  # above 1 a loss of 1 would make the capital negative
