@@ -747,8 +747,8 @@ def wsr_p_value(
 
     Examples
     --------
-    >>> round(float(wsr_p_value([0.0, 0.0], 0.5, 0.1)), 6)  # 1 / (1 + 1.5 * 0.5) ** 2
-    0.326531
+    >>> round(float(wsr_p_value([0.0, 0.0], 0.5, 0.1)), 6)  # 1 / (1 + 2 * 0.5) ** 2
+    0.25
     """
     x01, loss_range, one_setting = _wsr_args(losses, loss_range)
     eps01 = _unit_epsilon(_check_epsilon(epsilon, loss_range), loss_range)
@@ -773,7 +773,7 @@ def wsr_upper_bound(
     Examples
     --------
     >>> round(float(wsr_upper_bound(np.zeros(100), 0.1)), 4)
-    0.0304
+    0.0233
     """
     x01, loss_range, one_setting = _wsr_args(losses, loss_range)
     ucb = _from_unit(_wsr_ucb(x01, _check_delta(delta)), loss_range)
