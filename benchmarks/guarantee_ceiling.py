@@ -30,24 +30,19 @@ violation frequency (held-out gap above epsilon).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import special, stats
 
 import eeopt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_guarantee import pooled  # noqa: E402  (the same pooled samples)
+
 GRID = np.linspace(1.0, 0.0, 1001)
-
-
-def pooled(name: str) -> eeopt.ExitData:
-    val, test = eeopt.datasets.load_both(name)
-    return eeopt.ExitData(
-        np.concatenate([val.probs, test.probs]),
-        np.concatenate([val.labels, test.labels]),
-        val.costs,
-        input="probs",
-    )
 
 
 def grid_outcomes(data: eeopt.ExitData):
