@@ -37,9 +37,7 @@ def load(spec: str, split: str, *, costs: str | None = None, input: str = "auto"
     cache's ``split`` ("val" or "test")."""
     path = Path(spec)
     if path.suffix == ".pth":
-        from eeopt import io
-
-        val, test = io.load_msdnet_cache(path, costs=_costs(costs))
+        val, test = _msdnet_pair(path, spec, costs)
         return val if split == "val" else test
     if path.is_dir() or path.suffix == ".npz":
         if not path.exists():
@@ -83,11 +81,9 @@ def load_pair(
             test, "test", costs=costs, input=input
         )
     path = Path(spec)
-    if path.suffix == ".pth" and path.exists():  # both splits from one read of the file
-        from eeopt import io
-
-        return io.load_msdnet_cache(path, costs=_costs(costs))
-    if path.suffix == ".pth" or (not path.exists() and spec in shipped_names()):
+    if path.suffix == ".pth":  # both splits from one read of the file
+        return _msdnet_pair(path, spec, costs)
+    if not path.exists() and spec in shipped_names():
         return load(spec, "val", costs=costs, input=input), load(
             spec, "test", costs=costs, input=input
         )
@@ -95,6 +91,15 @@ def load_pair(
     order = np.random.default_rng(random_state).permutation(data.n_samples)
     half = data.n_samples // 2
     return data.subset(order[:half]), data.subset(order[half:])
+
+
+def _msdnet_pair(path: Path, spec: str, costs: str | None) -> tuple[ExitData, ExitData]:
+    """Both splits of an MSDNet ``.pth`` cache."""
+    if not path.exists():
+        raise SourceError(f"DATA {spec!r} does not exist.")
+    from eeopt import io
+
+    return io.load_msdnet_cache(path, costs=_costs(costs))
 
 
 def note_missing_costs(data: ExitData, spec: str) -> None:

@@ -132,6 +132,8 @@ def test_report_writes_a_self_contained_page(npz, tmp_path, capsys):
     ("argv", "needle"),
     [
         (["fit", "missing.npz", "--method", "maxprob"], "does not exist"),
+        (["fit", "missing.pth", "--method", "maxprob"], "does not exist"),
+        (["compare", "missing.pth"], "does not exist"),
         (["fit", "missing", "--method", "maxprob"], "neither a file nor a shipped dataset"),
         (["fit", "{npz}", "--method", "nope"], "invalid choice: 'nope'"),
         (["fit", "{npz}", "--method", "maxprob", "--budget", "99"], "budget"),
