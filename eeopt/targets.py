@@ -260,14 +260,14 @@ class Sweep:
         ValueError
             The sweep does not keep its move flags (only :func:`threshold_sweep` does).
         """
-        flags = self.moves.flags if isinstance(self.moves, ExitMoves) else None
-        if flags is None:
+        if not self.counts_lost:
             raise ValueError("n_lost needs the move flags that threshold_sweep keeps.")
         n = self.parameters.shape[0]
         out = np.zeros(n, dtype=np.int64)  # the first candidate: every sample at the last exit
         if n > 1:
             # A move changes the count by -change when the sample's last exit is right.
-            out[1:] = _cumulative(_LOST_CHANGE[flags], self.moves.ends[1:n] - 1, np.int64, 0)
+            changes = _LOST_CHANGE[self.moves.flags]
+            out[1:] = _cumulative(changes, self.moves.ends[1:n] - 1, np.int64, 0)
         return out
 
     @property
