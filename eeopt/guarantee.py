@@ -257,7 +257,7 @@ def certified_fit(
     if target.grid is not None:
         order, grid_of = _grid_order(path, target)
     cert = _test(path, order, test_data, target, random_state, fixed=split is None)
-    certified = order[: cert.index + 1]
+    certified = _head(order, cert.index + 1)
     if certified.size == 0:
         policy, info = _fallback(path, target, cert)
     else:
@@ -350,14 +350,15 @@ def _risk_means(path: Candidates, data: ExitData, target: Certified) -> np.ndarr
     return 1.0 - sweep.accuracies
 
 
-def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) -> np.ndarray:
+def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) -> np.ndarray | None:
     """The order in which the path is tested: fixed by the family where the path is fixed
-    (conservative to aggressive; cheapest first for a budget), else Pareto testing's: the
+    (conservative to aggressive, None: the path's own order, which a path of millions of
+    settings need not spell out; cheapest first for a budget), else Pareto testing's: the
     non-dominated candidates on the path samples, by increasing estimated risk."""
     n = len(path)
     if not pareto:
         if target.risk != "cost":
-            return np.arange(n)
+            return None
         # Fixed families get cheaper along the path; the cost is tested cheapest first.
         return np.arange(n)[::-1].copy()
     costs = path.mean_costs
@@ -396,41 +397,77 @@ def _losses(path: Candidates, indices: np.ndarray, data: ExitData, target: Certi
 
 def _test(
     path: Candidates,
-    order: np.ndarray,
+    order: np.ndarray | None,
     data: ExitData,
     target: Certified,
     random_state: Any,
     fixed: bool,
 ) -> risk.Certification:
-    """Fixed-sequence testing (or CRC) of the ordered path on ``data``."""
+    """Fixed-sequence testing (or CRC) of the ordered path on ``data`` (``order`` None: the
+    path's own order)."""
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
-        return _crc_lazily(path, order, data, target, loss_range[1])
+        return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1])
     if (
         target.bound in risk.MEAN_BOUNDS
         and fixed
         and (not target.positive_part or path.sweep.counts_lost)
     ):
         # The path was built on these very samples: its exact counts give every mean.
-        means = _exact_means(path, order, data, target)
-        return risk.certify_means(
-            means,
-            data.n_samples,
+        blocks = _exact_mean_blocks(path, order, target)
+        return _certify_means_lazily(blocks, len(path), data.n_samples, target, loss_range)
+    return _certify_lazily(path, _head(order, len(path)), data, target, loss_range, random_state)
+
+
+def _head(order: np.ndarray | None, n: int) -> np.ndarray:
+    """The first ``n`` settings of a testing order (None: the path's own)."""
+    return np.arange(n) if order is None else order[:n]
+
+
+def _exact_mean_blocks(path: Candidates, order: np.ndarray | None, target: Certified):
+    """Each setting's mean loss from the path's exact counts, in doubling blocks along the
+    testing order: a test that stops early never counts the rest (millions of settings)."""
+    sweep = path.sweep
+    if target.risk == "cost":  # a budget: tested cheapest first, exact costs of every setting
+        yield sweep.exact_mean_costs(order)
+        return
+    if order is not None:  # a grid's few settings
+        lost = sweep.n_lost()[order] if target.positive_part else None
+        n_wrong = lost if target.positive_part else sweep.n_samples - sweep.n_correct[order]
+        yield n_wrong / sweep.n_samples
+        return
+    start, stop = 0, min(len(path), _FIRST_MEANS)
+    while start < stop:
+        if target.positive_part:  # 1[exit wrong and final right], counted by the same sweep
+            n_wrong = sweep.n_lost(stop)[start:]
+        else:
+            n_wrong = sweep.n_samples - sweep.n_correct[start:stop]
+        yield n_wrong / sweep.n_samples
+        start, stop = stop, min(len(path), 4 * stop)
+
+
+#: Settings whose mean losses the first block of :func:`_exact_mean_blocks` holds.
+_FIRST_MEANS = 1 << 16
+
+
+def _certify_means_lazily(blocks, n_settings, n_samples, target, loss_range) -> risk.Certification:
+    """:func:`eeopt.risk.certify_means` of the means that ``blocks`` yields in testing order,
+    growing the tested prefix until the test stops inside it (the same certificate as from
+    every mean at once)."""
+    kept = []
+    for block in blocks:
+        kept.append(block)
+        cert = risk.certify_means(
+            np.concatenate(kept) if len(kept) > 1 else kept[0],
+            n_samples,
             target.epsilon,
             target.delta,
             bound=target.bound,
             loss_range=loss_range,
         )
-    return _certify_lazily(path, order, data, target, loss_range, random_state)
-
-
-def _exact_means(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
-    sweep = path.sweep
-    if target.risk == "cost":
-        return sweep.exact_mean_costs(order)
-    if target.positive_part:  # 1[exit wrong and final right], counted by the same sweep
-        return sweep.n_lost()[order] / sweep.n_samples
-    return (sweep.n_samples - sweep.n_correct[order]) / sweep.n_samples
+        if cert.index < cert.n_settings - 1:  # the test stopped inside this prefix
+            break
+    return _padded(cert, n_settings)
 
 
 def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
@@ -466,26 +503,14 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
     at the first non-rejection (the losses after it are never needed); then the certificate,
     with the upper bound of every tested setting, from the tested prefix. Mean-only bounds keep
     each setting's mean loss only (:func:`eeopt.risk.certify_means`)."""
-    mean_only = target.bound in risk.MEAN_BOUNDS
-    if not mean_only:
-        if isinstance(random_state, np.random.Generator):  # one order: the test's = certify's
-            random_state = int(random_state.integers(2**63 - 1))
-        permutation = risk.sample_order(data.n_samples, random_state)
+    if target.bound in risk.MEAN_BOUNDS:
+        blocks = (block.mean(axis=1) for _, block in _loss_blocks(path, order, data, target))
+        return _certify_means_lazily(blocks, order.shape[0], data.n_samples, target, loss_range)
+    if isinstance(random_state, np.random.Generator):  # one order: the test's = certify's
+        random_state = int(random_state.integers(2**63 - 1))
+    permutation = risk.sample_order(data.n_samples, random_state)
     kept = []
     for _, block in _loss_blocks(path, order, data, target):
-        if mean_only:
-            kept.append(block.mean(axis=1))
-            cert = risk.certify_means(
-                np.concatenate(kept),
-                data.n_samples,
-                target.epsilon,
-                target.delta,
-                bound=target.bound,
-                loss_range=loss_range,
-            )
-            if cert.index < cert.n_settings - 1:  # the test stopped inside this prefix
-                return _padded(cert, order.shape[0])
-            continue
         p = risk.wsr_p_value(
             block[:, permutation], target.epsilon, target.delta, loss_range=loss_range
         )
@@ -494,8 +519,6 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
         if failed.size:
             kept[-1] = block[: failed[0] + 1]
             break
-    if mean_only:  # every setting of the path certified
-        return _padded(cert, order.shape[0])
     cert = risk.certify(
         np.concatenate(kept),
         target.epsilon,
@@ -592,7 +615,7 @@ def _record(cert, target, path, order, certified, split, path_data, test_data, g
             + (", path built on a separate split" if split is not None else "")
             + ")."
         )
-    tested = order[: cert.n_tested]
+    tested = _head(order, cert.n_tested)
     parameters = path.parameters[tested] if grid_of is None else [grid_of[int(i)] for i in tested]
     record = {
         "statement": statement,

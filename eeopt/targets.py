@@ -14,10 +14,14 @@ accumulating the cost and correctness changes they cause: no grid, nothing misse
 The records are found chunk by chunk over the samples (a few MB at a time: no ``(N, K)``
 temporary), and each becomes one *move*: the sample goes from exit ``old`` to exit ``new``
 when ``tau`` reaches the record's value. For float32 scores (and integer scores below 2^24)
-a move is one uint64 key, the order-preserving bits of its value above its payload
-``(new, old, change in correctness)``, and one ``np.sort`` of the keys replaces an argsort
-(measured 4x faster on AVX-512 machines, and without an index array); float64 scores are
-sorted with a stable argsort of their values.
+a move is one uint64 key, the complemented order-preserving bits of its value above its
+payload ``(new, old, final exit right, change in correctness)``, and one ``np.sort`` of the
+keys replaces an argsort (measured 4x faster on AVX-512 machines, and without an index
+array); float64 scores are sorted with a stable argsort of their values.
+
+With numba installed (``pip install eeopt[fast]``), finding the records and accumulating the
+sorted moves are two compiled kernels, one pass each, instead of some thirty vectorised
+passes; the results are the same bit for bit (the tests run both).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from eeopt import engine
+from eeopt._accel import HAVE_NUMBA, jit
 from eeopt.exceptions import BudgetUnreachableError
 
 #: Score elements per chunk of samples while finding records (a few MB, cache-resident).
@@ -43,6 +48,8 @@ _MAX_SWEEP_EXITS = 1 << 14
 #: Integers up to 2^24 are exact in float32.
 _FLOAT32_EXACT = 1 << 24
 _LITTLE_ENDIAN = sys.byteorder == "little"
+#: Sweep float32 scores with the compiled kernels (numba installed) rather than numpy passes.
+_KERNELS = HAVE_NUMBA
 
 
 #: Target kinds every method with a candidate path understands.
@@ -102,7 +109,7 @@ class ExitMoves:
     ----------
     codes : ndarray of shape (n_moves,), uint16 (uint32 above 256 exits)
         ``new * n_exits + old`` for a sample moving from exit ``old`` to exit ``new``, in
-        sweep order.
+        sweep order (a strided view of the sorted keys for packed scores).
     ends : ndarray of shape (n_candidates,), int
         Moves applied by each candidate (candidate i applies ``codes[:ends[i]]``).
     start : ndarray of shape (n_exits,), int64
@@ -122,7 +129,8 @@ class ExitMoves:
 
         The candidates asked for (sorted) cut the moves into segments; per block of them, one
         ``bincount`` over ``(segment, move code)`` counts each segment's moves between every
-        pair of exits when the block is small (a handful of candidates: one pass), or two over
+        pair of exits when the block is small (a handful of candidates: one pass; one
+        candidate: in pieces of the moves), or two over
         ``(segment, exit)`` (the moves into and out of each exit) when it is large; a
         cumulative sum over the segments gives the counts: ``O(E + M K)`` in vectorised
         passes, with temporaries of one block.
@@ -138,24 +146,26 @@ class ExitMoves:
             block = order[lo : lo + _COUNT_BLOCK]
             cutoffs = self.ends[indices[block]].astype(np.int64)
             codes = self.codes[done : int(cutoffs[-1])]
-            # The segment of each move: which of the block's candidates first applies it.
-            segment = (
-                np.repeat(np.arange(block.shape[0]), np.diff(cutoffs, prepend=done))
-                if block.shape[0] > 1
-                else np.zeros(1, dtype=np.int64)  # broadcasts: one segment
-            )
-            if block.shape[0] * pairs <= _PAIR_BINS:
-                keys = codes if block.shape[0] == 1 else segment * pairs + codes
-                by_pair = np.bincount(keys, minlength=block.shape[0] * pairs)
-                by_pair = by_pair.reshape(block.shape[0], n_exits, n_exits)  # [segment, new, old]
-                moved = by_pair.sum(axis=2) - by_pair.sum(axis=1)
+            if block.shape[0] == 1:  # one segment: in pieces, no full-length intp temporary
+                by_pair = np.zeros(pairs, dtype=np.int64)
+                for at in range(0, codes.shape[0], _BLOCK_MOVES):
+                    by_pair += np.bincount(codes[at : at + _BLOCK_MOVES], minlength=pairs)
+                by_pair = by_pair.reshape(n_exits, n_exits)  # [new, old]
+                moved = (by_pair.sum(axis=1) - by_pair.sum(axis=0))[None]
             else:
-                size = block.shape[0] * n_exits
-                segment *= n_exits
-                new = codes // n_exits
-                moved = np.bincount(segment + new, minlength=size)
-                moved -= np.bincount(segment + (codes - new * n_exits), minlength=size)
-                moved = moved.reshape(-1, n_exits)
+                # The segment of each move: which of the block's candidates first applies it.
+                segment = np.repeat(np.arange(block.shape[0]), np.diff(cutoffs, prepend=done))
+                if block.shape[0] * pairs <= _PAIR_BINS:
+                    by_pair = np.bincount(segment * pairs + codes, minlength=block.shape[0] * pairs)
+                    by_pair = by_pair.reshape(block.shape[0], n_exits, n_exits)  # [seg, new, old]
+                    moved = by_pair.sum(axis=2) - by_pair.sum(axis=1)
+                else:
+                    size = block.shape[0] * n_exits
+                    segment *= n_exits
+                    new = codes // n_exits
+                    moved = np.bincount(segment + new, minlength=size)
+                    moved -= np.bincount(segment + (codes - new * n_exits), minlength=size)
+                    moved = moved.reshape(-1, n_exits)
             running = np.cumsum(moved, axis=0)
             out[block] = current + running
             current = current + running[-1]
@@ -249,11 +259,11 @@ class Sweep:
         exact = self.exact_mean_costs(close)
         return close[exact == exact.min()]
 
-    def n_lost(self) -> np.ndarray:
+    def n_lost(self, stop: int | None = None) -> np.ndarray:
         """Samples that the last exit gets right and each candidate's exit gets wrong,
-        ``(n_candidates,)`` int64: the sum of the accuracy gap's positive part
-        ``1[exit wrong and final right]``, counted along the same sorted moves as
-        ``n_correct`` (no second sweep).
+        ``(n_candidates,)`` int64 (the first ``stop`` candidates if given): the sum of the
+        accuracy gap's positive part ``1[exit wrong and final right]``, counted along the
+        same sorted moves as ``n_correct`` (no second sweep).
 
         Raises
         ------
@@ -262,12 +272,15 @@ class Sweep:
         """
         if not self.counts_lost:
             raise ValueError("n_lost needs the move flags that threshold_sweep keeps.")
-        n = self.parameters.shape[0]
-        out = np.zeros(n, dtype=np.int64)  # the first candidate: every sample at the last exit
-        if n > 1:
-            # A move changes the count by -change when the sample's last exit is right.
-            changes = _LOST_CHANGE[self.moves.flags]
-            out[1:] = _cumulative(changes, self.moves.ends[1:n] - 1, np.int64, 0)
+        n = self.parameters.shape[0] if stop is None else min(stop, self.parameters.shape[0])
+        out = np.empty(n, dtype=np.int64)
+        out[:1] = 0  # the first candidate: every sample at the last exit
+        # A move changes the count by -change when the sample's last exit is right.
+        if _KERNELS:
+            _running_sums(self.moves.flags, self.moves.ends[1:n], _LOST_CHANGE, 0, out[1:])
+        elif n > 1:
+            ends = self.moves.ends[1:n] - 1
+            out[1:] = _cumulative(self.moves.flags, ends, np.int64, 0, lookup=_LOST_CHANGE)
         return out
 
     @property
@@ -346,33 +359,34 @@ def _float_from_bits(keys: np.ndarray) -> np.ndarray:
     return bits.view(np.float32).astype(np.float64)
 
 
-def _moves(values: np.ndarray, correct: np.ndarray):
+def _moves(values: np.ndarray, correct: np.ndarray, shift: int):
     """Yield the moves of a chunk of samples exit by exit: ``(value, payload)`` arrays.
 
     ``values`` and ``correct`` are the chunk transposed, ``(n_exits, n_rows)``, so that each
     exit's column is contiguous. A sample's records are the exits where its running maximum
     score rises. When tau falls to a record's value the sample moves from the exit of its
     next record (or the last exit), ``old``, to the record's exit, ``new``; the payload
-    packs that as ``(new * n_exits + old) << 3 | flags``, the flags being
+    packs that as ``(new * n_exits + old) << shift | flags``, the flags being
     ``final_right << 2 | (change + 1)``: whether the sample's last exit is right, and the
     change in correctness (-1, 0 or 1). ``values`` may be any ordered representation of the
     scores (floats, or their order-preserving bits).
     """
     n_exits = values.shape[0]
     run = values[0].copy()  # the running max, i.e. the value of the latest record
-    # What the payload knows at the latest record: (its exit * n_exits) << 3, the final bit
-    # and its correctness + 1; adding (k << 3) and subtracting the correctness at k completes it.
+    # What the payload knows at the latest record: (its exit * n_exits) << shift, the final
+    # bit and its correctness + 1; adding k << shift and subtracting the correctness at k
+    # completes it.
     final_bit = correct[-1].astype(np.uint32) << np.uint32(2)
     latest = final_bit + correct[0] + np.uint32(1)
     for k in range(1, n_exits - 1):
         column = values[k]
         found = np.flatnonzero(column > run)
         right = correct[k][found]
-        yield run[found], latest[found] + np.uint32(k << 3) - right
+        yield run[found], latest[found] + np.uint32(k << shift) - right
         run[found] = column[found]
-        latest[found] = np.uint32((k * n_exits) << 3) + final_bit[found] + right + np.uint32(1)
+        latest[found] = np.uint32((k * n_exits) << shift) + final_bit[found] + right + np.uint32(1)
     # Every sample's latest record moves it from the last exit.
-    yield run, latest + np.uint32((n_exits - 1) << 3) - correct[-1]
+    yield run, latest + np.uint32((n_exits - 1) << shift) - correct[-1]
 
 
 def _transposed(array: np.ndarray, chunk: slice) -> np.ndarray:
@@ -414,8 +428,10 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         in decreasing order: the threshold equal to that value and the outcome it gives.
         ``mean_costs`` are running sums (equal to the engine's figure to rounding);
         ``exit_counts`` gives the exact counts. Time ``O(NK + E log E)`` for ``E`` moves
-        (one per sample and rise of its running maximum); besides the result (about 26 bytes
-        per candidate, 3 per move), the work needs about 14 bytes per move and a few MB.
+        (one per sample and rise of its running maximum). The result takes 32 bytes per
+        candidate and, for packed scores, 8 per move (the sorted keys, whose payload
+        ``exit_counts`` reads through views; 3 per move otherwise); the work needs a few MB
+        more (numba installed) or about 12 bytes per move (numpy passes).
     """
     n_samples, n_exits = scores.shape
     if n_exits > _MAX_SWEEP_EXITS:
@@ -441,36 +457,44 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
     packed = _packable(scores)
     rows = max(1, _CHUNK_ELEMENTS // n_exits)
     chunks = [slice(lo, min(lo + rows, n_samples)) for lo in range(0, n_samples, rows)]
-    if packed is not None:
-        boundary, parameters_of, payload = _sorted_packed(packed, correct, chunks)
-    else:
-        boundary, parameters_of, payload = _sorted_generic(scores, correct, chunks)
-    # Ties: a threshold equal to a value applies every move with that value at once.
-    ends = np.flatnonzero(boundary)
-    del boundary
-    n_candidates = ends.shape[0] + 1
-    parameters = np.empty(n_candidates)
-    parameters[0] = np.inf
-    parameters[1:] = parameters_of(ends)
-    del parameters_of
-    # new * n_exits + old: 16 bits up to 256 exits
-    codes = (payload >> np.uint32(3)).astype(np.uint16 if n_exits <= 256 else np.uint32)
-    payload &= np.uint32(7)
-    flags = payload.astype(np.uint8)
-    del payload
-    n_correct = np.empty(n_candidates, dtype=np.int64)
-    n_correct[0] = base_correct
-    n_correct[1:] = _cumulative(flags & np.uint8(3), ends, np.int64, base_correct)
-    n_correct[1:] -= ends + 1  # the flags held change + 1
     step = costs[:, None].astype(np.float64) - costs[None, :]  # step[new, old]
-    mean_costs = np.empty(n_candidates)
-    mean_costs[0] = costs[-1]
     total = n_samples * float(costs[-1])
-    mean_costs[1:] = _cumulative(codes, ends, np.float64, total, lookup=step.ravel())
-    mean_costs[1:] /= n_samples
-    move_ends = np.empty(n_candidates, dtype=np.int32 if codes.shape[0] < 2**31 else np.int64)
-    move_ends[0] = 0
-    move_ends[1:] = ends + 1
+    if packed is not None:
+        keys = _sorted_keys(packed, correct, chunks)
+        codes, flags = _payload_views(keys)  # strided views: the sweep keeps the keys
+    if packed is not None and _KERNELS:
+        parameters, n_correct, mean_costs, move_ends = _sweep_runs(
+            keys, step.ravel(), total, base_correct
+        )
+        mean_costs /= n_samples
+        mean_costs[0] = costs[-1]
+    else:
+        if packed is not None:
+            boundary, parameters_of = _packed_runs(keys)
+        else:
+            boundary, parameters_of, payload = _sorted_generic(scores, correct, chunks)
+            codes = (payload >> np.uint32(3)).astype(np.uint16 if n_exits <= 256 else np.uint32)
+            payload &= np.uint32(7)
+            flags = payload.astype(np.uint8)
+            del payload
+        # Ties: a threshold equal to a value applies every move with that value at once.
+        ends = np.flatnonzero(boundary)
+        del boundary
+        n_candidates = ends.shape[0] + 1
+        parameters = np.empty(n_candidates)
+        parameters[0] = np.inf
+        parameters[1:] = parameters_of(ends)
+        del parameters_of
+        n_correct = np.empty(n_candidates, dtype=np.int64)
+        n_correct[0] = base_correct
+        n_correct[1:] = _cumulative(flags, ends, np.int64, base_correct, lookup=_CHANGE)
+        mean_costs = np.empty(n_candidates)
+        mean_costs[0] = costs[-1]
+        mean_costs[1:] = _cumulative(codes, ends, np.float64, total, lookup=step.ravel())
+        mean_costs[1:] /= n_samples
+        move_ends = np.empty(n_candidates, dtype=np.int64)
+        move_ends[0] = 0
+        move_ends[1:] = ends + 1
     return Sweep(
         parameters=parameters,
         mean_costs=mean_costs,
@@ -486,6 +510,9 @@ def _cumulative(values, ends, dtype, initial, lookup=None) -> np.ndarray:
     block by block; the additions are sequential, so the result does not depend on the
     block size."""
     out = np.empty(ends.shape[0], dtype=dtype)
+    if _KERNELS and lookup is not None:
+        _running_sums(values, ends + 1, lookup.astype(dtype, copy=False), dtype(initial), out)
+        return out
     carry = dtype(initial)
     done, first = 0, 0
     while done < values.shape[0]:
@@ -503,35 +530,156 @@ def _cumulative(values, ends, dtype, initial, lookup=None) -> np.ndarray:
     return out
 
 
-def _sorted_packed(scores, correct, chunks):
-    """The moves as uint64 keys, ``order bits of the value << 32 | payload``, sorted by
-    decreasing value. Returns where each run of equal values ends (bool), a function giving
-    the values at given positions (float64), and the payloads (uint32) in that order."""
+def _sorted_keys(scores, correct, chunks) -> np.ndarray:
+    """The moves as uint64 keys, ``complemented order bits of the value << 32 | payload``
+    with the payload ``(new * n_exits + old) << 16 | flags`` (:func:`_moves`), sorted
+    ascending, i.e. by decreasing value (the complement saves inverting the keys around the
+    sort)."""
     keys = _Buffer(np.uint64)
+    n_exits = scores.shape[1]
     for chunk in chunks:
-        bits = _order_bits(_transposed(scores, chunk))
-        for value, payload in _moves(bits, _transposed(correct, chunk)):
-            key = keys.extend(value.shape[0])
-            np.left_shift(value, 32, out=key, dtype=np.uint64)
-            key |= payload
+        if _KERNELS:
+            rows = np.ascontiguousarray(scores[chunk])
+            free = keys.reserve(rows.shape[0] * (n_exits - 1))
+            keys.size += _packed_move_keys(rows.view(np.uint32), correct[chunk], free)
+        else:
+            bits = _order_bits(_transposed(scores, chunk))
+            for value, payload in _moves(bits, _transposed(correct, chunk), _PACKED_SHIFT):
+                key = keys.extend(value.shape[0])
+                np.left_shift(np.invert(value, out=value), 32, out=key, dtype=np.uint64)
+                key |= payload
         if chunk is chunks[0]:
             keys.expect(_estimate(keys.size, chunk, scores.shape[0]))
     keys = keys.array()
-    np.invert(keys, out=keys)  # an ascending sort of the complements is a descending one
     keys.sort()
-    np.invert(keys, out=keys)
-    # The two halves as strided views, no copies: the order bits of the values and the payload.
+    return keys
+
+
+def _payload_views(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The move codes (uint16) and flags (uint8) of the sorted keys, as strided views."""
+    words = keys.view(np.uint16).reshape(-1, 4)
+    octets = keys.view(np.uint8).reshape(-1, 8)
+    return (words[:, 1], octets[:, 0]) if _LITTLE_ENDIAN else (words[:, 2], octets[:, 7])
+
+
+def _packed_runs(keys):
+    """From the sorted keys: where each run of equal values ends (bool), and a function
+    giving the values at given positions (float64)."""
+    # The high half as a strided view, no copy: the complemented order bits.
     halves = keys.view(np.uint32).reshape(-1, 2)
-    high, payload = (halves[:, 1], halves[:, 0]) if _LITTLE_ENDIAN else halves.T
+    high = halves[:, 1] if _LITTLE_ENDIAN else halves[:, 0]
     del keys, halves
     boundary = np.empty(high.shape[0], dtype=bool)
     np.not_equal(high[1:], high[:-1], out=boundary[:-1])
     boundary[-1] = True
 
     def parameters_of(ends):
-        return _float_from_bits(high[ends])
+        return _float_from_bits(np.invert(high[ends]))
 
-    return boundary, parameters_of, payload
+    return boundary, parameters_of
+
+
+# -- compiled kernels (numba, :mod:`eeopt._accel`) for the packed sweep ----------------------
+# The same keys and runs as the numpy passes above, each in one pass over the data: finding
+# the records row by row and accumulating the sorted moves. Without numba the numpy passes
+# run (the kernels as Python would be far slower); the tests run both.
+
+_SIGN = np.uint32(0x80000000)
+_LOW_BITS = np.uint64(0xFFFFFFFF)
+#: The packed keys' payload: ``(new * n_exits + old) << 16 | flags`` (code and flags then
+#: sit in their own 16 and 8 bits of the key, readable as views).
+_PACKED_SHIFT = 16
+
+
+@jit
+def _complement_order(bits):
+    """The complement of :func:`_order_bits` of one float32's bits (-0.0 as +0.0): smaller
+    for larger values."""
+    if bits == _SIGN:  # -0.0
+        return np.uint32(0x7FFFFFFF)
+    if bits >= _SIGN:  # negative: the order bits are ~bits, their complement the bits
+        return np.uint32(bits)
+    return np.uint32(~bits & np.uint32(0x7FFFFFFF))
+
+
+@jit
+def _packed_move_keys(bits, correct, out):
+    """Write the keys of :func:`_sorted_keys` for rows of float32 score bits
+    ``(n_rows, n_exits)`` uint32 and ``correct`` (bool) into ``out``, in any order; return
+    how many (at most ``n_rows * (n_exits - 1)``)."""
+    n_rows, n_exits = bits.shape
+    last = n_exits - 1
+    shift, code_shift = np.uint64(32), np.uint64(_PACKED_SHIFT)
+    written = 0
+    for i in range(n_rows):
+        final_bit = np.uint64(4) if correct[i, last] else np.uint64(0)
+        run = _complement_order(bits[i, 0])  # the latest record, complemented
+        run_exit = np.uint64(0)
+        run_right = np.uint64(1) if correct[i, 0] else np.uint64(0)
+        for k in range(1, last):
+            value = _complement_order(bits[i, k])
+            if value < run:  # a new record: the previous one moves the sample from k
+                right = np.uint64(1) if correct[i, k] else np.uint64(0)
+                code = run_exit * np.uint64(n_exits) + np.uint64(k)
+                flags = final_bit | (run_right + np.uint64(1) - right)
+                out[written] = (np.uint64(run) << shift) | (code << code_shift) | flags
+                written += 1
+                run, run_exit, run_right = value, np.uint64(k), right
+        right = final_bit >> np.uint64(2)
+        code = run_exit * np.uint64(n_exits) + np.uint64(last)
+        flags = final_bit | (run_right + np.uint64(1) - right)
+        out[written] = (np.uint64(run) << shift) | (code << code_shift) | flags
+        written += 1
+    return written
+
+
+@jit
+def _running_sums(values, stops, lookup, initial, out):
+    """:func:`_cumulative` with a lookup, in one pass: ``out[r]`` is ``initial`` plus
+    ``lookup[values[i]]`` summed over ``i < stops[r]``, added in sequence."""
+    total, at = initial, 0
+    for r in range(stops.shape[0]):
+        while at < stops[r]:
+            total += lookup[values[at]]
+            at += 1
+        out[r] = total
+
+
+@jit
+def _sweep_runs(keys, step, total, base_correct):
+    """The candidates of the sorted keys: ``(parameters, n_correct, total_costs,
+    move_ends)``, +inf first; ``total_costs`` are the running sums of ``step[code]`` from
+    ``total`` (the numpy path's additions, in the same order)."""
+    n_moves = keys.shape[0]
+    shift = np.uint64(32)
+    n_runs = 1
+    for i in range(n_moves):
+        if i == n_moves - 1 or (keys[i] >> shift) != (keys[i + 1] >> shift):
+            n_runs += 1
+    parameters = np.empty(n_runs, np.float64)
+    n_correct = np.empty(n_runs, np.int64)
+    costs = np.empty(n_runs, np.float64)
+    ends = np.empty(n_runs, np.int64)
+    word = np.empty(1, np.uint32)
+    as_float = word.view(np.float32)  # reads a word's bits as a float32
+    parameters[0], n_correct[0], costs[0], ends[0] = np.inf, base_correct, total, 0
+    correct, cost, run = base_correct, total, 1
+    for i in range(n_moves):
+        key = keys[i]
+        correct += np.int64(key & np.uint64(3)) - 1
+        cost += step[(key >> np.uint64(_PACKED_SHIFT)) & np.uint64(0xFFFF)]
+        high = key >> shift
+        if i == n_moves - 1 or high != (keys[i + 1] >> shift):
+            order = np.uint32(~high & _LOW_BITS)  # the order bits of the value
+            word[0] = order ^ _SIGN if order >= _SIGN else ~order
+            parameters[run], n_correct[run], costs[run], ends[run] = (
+                as_float[0],
+                correct,
+                cost,
+                i + 1,
+            )
+            run += 1
+    return parameters, n_correct, costs, ends
 
 
 def _sorted_generic(scores, correct, chunks):
@@ -540,7 +688,7 @@ def _sorted_generic(scores, correct, chunks):
     values, payloads = _Buffer(scores.dtype), _Buffer(np.uint32)
     for chunk in chunks:
         values_t = _transposed(scores, chunk) + 0  # + 0 turns -0.0 into +0.0
-        for value, payload in _moves(values_t, _transposed(correct, chunk)):
+        for value, payload in _moves(values_t, _transposed(correct, chunk), 3):
             values.extend(value.shape[0])[:] = value
             payloads.extend(value.shape[0])[:] = payload
         if chunk is chunks[0]:
@@ -581,13 +729,18 @@ class _Buffer:
             grown[: self.size] = self.data[: self.size]
             self.data = grown
 
-    def extend(self, count: int) -> np.ndarray:
+    def reserve(self, count: int) -> np.ndarray:
+        """Room for at least ``count`` more items, to fill and then add to ``size``."""
         if self.size + count > self.data.shape[0]:
             grown = np.empty(max(self.data.shape[0] * 5 // 4, self.size + count), self.data.dtype)
             grown[: self.size] = self.data[: self.size]
             self.data = grown
+        return self.data[self.size : self.size + count]
+
+    def extend(self, count: int) -> np.ndarray:
+        slots = self.reserve(count)
         self.size += count
-        return self.data[self.size - count : self.size]
+        return slots
 
     def array(self) -> np.ndarray:
         return self.data[: self.size]
@@ -662,8 +815,10 @@ def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
     return order[accuracies[order] > previous_best]
 
 
+#: A move's change in correctness from its flags (see :func:`_moves`).
+_CHANGE = np.array([(f & 3) - 1 for f in range(8)], dtype=np.int64)
 #: A move's change in ``1[exit wrong and final right]`` from its flags (see :func:`_moves`).
-_LOST_CHANGE = np.array([(1 - (f & 3)) * (f >> 2) for f in range(8)], dtype=np.int8)
+_LOST_CHANGE = np.array([(1 - (f & 3)) * (f >> 2) for f in range(8)], dtype=np.int64)
 
 #: Relative slack within which two running-sum costs are compared exactly.
 _COST_SLACK = 1e-9
@@ -700,9 +855,9 @@ def _select_for_budget(sweep: Sweep, budget: float) -> int:
     exact_costs = sweep.exact_costs  # mean_costs are the engine's figures already
     feasible = sweep.mean_costs <= (budget if exact_costs else budget + slack)
     while feasible.any():
-        indices = np.flatnonzero(feasible)
-        best = sweep.n_correct[indices].max()
-        tied = indices[sweep.n_correct[indices] == best]
+        # Masked reductions: no index array of the (possibly millions of) feasible candidates.
+        best = np.max(sweep.n_correct, where=feasible, initial=np.iinfo(np.int64).min)
+        tied = np.flatnonzero((sweep.n_correct == best) & feasible)
         close = tied[sweep.mean_costs[tied] <= sweep.mean_costs[tied].min() + slack]
         close_costs = sweep.exact_mean_costs(close)
         within = close_costs <= budget

@@ -24,7 +24,18 @@ def _fit(data, method="maxprob", random_state=0, **options):
 
 
 # -- the wiring ---------------------------------------------------------------------------------
-def test_fixed_path_certificate_matches_certify_on_a_reference_loss_matrix():
+@pytest.mark.parametrize("first_means, kernels", [(1 << 16, False), (3, False), (3, True)])
+def test_fixed_path_certificate_matches_certify_on_a_reference_loss_matrix(
+    monkeypatch, first_means, kernels
+):
+    """The same certificate as risk.certify of a loss matrix built sample by sample, whether
+    the exact means are counted at once or in growing prefixes (three settings first), with
+    the numpy passes or the sweep's kernels."""
+    import eeopt.guarantee
+    import eeopt.targets
+
+    monkeypatch.setattr(eeopt.guarantee, "_FIRST_MEANS", first_means)
+    monkeypatch.setattr(eeopt.targets, "_KERNELS", kernels)
     data = _data(n=400, seed=3)
     policy = _fit(data, tolerance=0.03, delta=0.1)
     path = eeopt.candidates(data, method="maxprob")

@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -5,8 +7,21 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from reference import ref_exit, ref_threshold_sweep
 
+import eeopt.targets as targets
 from eeopt import engine
 from eeopt.targets import threshold_sweep
+
+
+@contextlib.contextmanager
+def kernels_as(flag):
+    """Sweep float32 scores with the compiled kernels (run as Python without numba) or with
+    the numpy passes (hypothesis tests cannot take monkeypatch)."""
+    saved, targets._KERNELS = targets._KERNELS, flag
+    try:
+        yield
+    finally:
+        targets._KERNELS = saved
+
 
 # Few distinct values (ties, -0.0 beside +0.0, negatives) in each dtype the sweep packs or not.
 _VALUES = [0.0, -0.0, 0.25, 0.5, 1.0, -1.0]
@@ -19,68 +34,74 @@ def _scores(dtype):
     )
 
 
+@pytest.mark.parametrize("kernels", [False, True])
 @given(
     st.sampled_from([np.float32, np.float64, np.int64]).flatmap(_scores),
     st.data(),
 )
-def test_sweep_matches_the_previous_implementation(scores, data):
+def test_sweep_matches_the_previous_implementation(kernels, scores, data):
     """The same candidates and correct counts bit for bit as the dense argsort sweep it
     replaced (float32 and small integers take the packed-key sort, float64 the argsort)."""
-    n_samples, n_exits = scores.shape
-    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
-    costs = np.cumsum(data.draw(arrays(np.float64, n_exits, elements=st.floats(0.1, 5))))
-    sweep = threshold_sweep(scores, correct, costs)
-    parameters, mean_costs, n_correct = ref_threshold_sweep(scores, correct, costs)
-    np.testing.assert_array_equal(sweep.parameters, parameters)
-    np.testing.assert_array_equal(sweep.n_correct, n_correct)
-    assert sweep.n_correct.dtype == np.int64
-    np.testing.assert_allclose(sweep.mean_costs, mean_costs, rtol=1e-12)
+    with kernels_as(kernels):
+        n_samples, n_exits = scores.shape
+        correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+        costs = np.cumsum(data.draw(arrays(np.float64, n_exits, elements=st.floats(0.1, 5))))
+        sweep = threshold_sweep(scores, correct, costs)
+        parameters, mean_costs, n_correct = ref_threshold_sweep(scores, correct, costs)
+        np.testing.assert_array_equal(sweep.parameters, parameters)
+        np.testing.assert_array_equal(sweep.n_correct, n_correct)
+        assert sweep.n_correct.dtype == np.int64
+        np.testing.assert_allclose(sweep.mean_costs, mean_costs, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kernels", [False, True])
 @given(
     st.sampled_from([np.float32, np.float64]).flatmap(_scores),
     st.data(),
 )
-def test_exit_counts_are_those_of_the_exit_rule(scores, data):
+def test_exit_counts_are_those_of_the_exit_rule(kernels, scores, data):
     """exit_counts(i) equals a per-sample loop's exit counts at threshold parameters[i], and
     the engine's mean cost of those counts is the sweep's mean cost up to rounding."""
-    n_samples, n_exits = scores.shape
-    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
-    costs = np.cumsum(np.arange(1.0, n_exits + 1))
-    sweep = threshold_sweep(scores, correct, costs)
-    n = sweep.parameters.shape[0]
-    indices = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=6)), dtype=np.int64)
-    counts = sweep.exit_counts(indices)
-    assert counts.shape == (indices.shape[0], n_exits) and counts.dtype == np.int64
-    for row, i in zip(counts, indices, strict=True):
-        thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
-        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
-        np.testing.assert_array_equal(row, np.bincount(exits, minlength=n_exits))
-    if indices.size:
-        exact = engine.mean_cost_from_counts(counts, costs)
-        np.testing.assert_allclose(exact, sweep.mean_costs[indices], rtol=1e-12)
+    with kernels_as(kernels):
+        n_samples, n_exits = scores.shape
+        correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+        costs = np.cumsum(np.arange(1.0, n_exits + 1))
+        sweep = threshold_sweep(scores, correct, costs)
+        n = sweep.parameters.shape[0]
+        indices = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=6)), dtype=np.int64)
+        counts = sweep.exit_counts(indices)
+        assert counts.shape == (indices.shape[0], n_exits) and counts.dtype == np.int64
+        for row, i in zip(counts, indices, strict=True):
+            thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
+            exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+            np.testing.assert_array_equal(row, np.bincount(exits, minlength=n_exits))
+        if indices.size:
+            exact = engine.mean_cost_from_counts(counts, costs)
+            np.testing.assert_allclose(exact, sweep.mean_costs[indices], rtol=1e-12)
 
 
+@pytest.mark.parametrize("kernels", [False, True])
 @given(
     st.sampled_from([np.float32, np.float64, np.int64]).flatmap(_scores),
     st.data(),
 )
-def test_n_lost_counts_the_positive_part_of_the_gap(scores, data):
+def test_n_lost_counts_the_positive_part_of_the_gap(kernels, scores, data):
     """n_lost()[i] is the number of samples whose exit under threshold parameters[i] errs
     while the last exit is right (a per-sample loop), for every candidate, in both sorts."""
-    n_samples, n_exits = scores.shape
-    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
-    sweep = threshold_sweep(scores, correct, np.arange(1.0, n_exits + 1))
-    assert sweep.counts_lost
-    expected = []
-    for threshold in sweep.parameters:
-        thresholds = [float(threshold)] * (n_exits - 1) + [-np.inf]
-        exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
-        expected.append(sum(not correct[j, e] and correct[j, -1] for j, e in enumerate(exits)))
-    lost = sweep.n_lost()
-    assert lost.dtype == np.int64
-    np.testing.assert_array_equal(lost, expected)
-    np.testing.assert_array_equal(sweep.head(2).n_lost(), expected[:2])
+    with kernels_as(kernels):
+        n_samples, n_exits = scores.shape
+        correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+        sweep = threshold_sweep(scores, correct, np.arange(1.0, n_exits + 1))
+        assert sweep.counts_lost
+        expected = []
+        for threshold in sweep.parameters:
+            thresholds = [float(threshold)] * (n_exits - 1) + [-np.inf]
+            exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
+            expected.append(sum(not correct[j, e] and correct[j, -1] for j, e in enumerate(exits)))
+        lost = sweep.n_lost()
+        assert lost.dtype == np.int64
+        np.testing.assert_array_equal(lost, expected)
+        np.testing.assert_array_equal(sweep.head(2).n_lost(), expected[:2])
 
 
 @given(
@@ -140,11 +161,14 @@ def test_exit_counts_of_every_candidate_both_ways(monkeypatch, pair_bins):
     sweep = threshold_sweep(scores, correct, np.arange(1.0, n_exits + 1))
     monkeypatch.setattr(targets, "_PAIR_BINS", pair_bins)
     monkeypatch.setattr(targets, "_COUNT_BLOCK", 37)
+    monkeypatch.setattr(targets, "_BLOCK_MOVES", 7)  # one candidate's moves in pieces
     indices = rng.permutation(np.r_[np.arange(len(sweep)), np.arange(0, len(sweep), 3)])
     for row, i in zip(sweep.exit_counts(indices), indices, strict=True):
         thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
         exits = [ref_exit(list(scores[j]), thresholds) for j in range(n_samples)]
-        np.testing.assert_array_equal(row, np.bincount(exits, minlength=n_exits))
+        expected = np.bincount(exits, minlength=n_exits)
+        np.testing.assert_array_equal(row, expected)
+        np.testing.assert_array_equal(sweep.exit_counts([i])[0], expected)
 
 
 def test_sweep_with_more_exits_than_a_16_bit_move_code():
@@ -171,3 +195,36 @@ def test_exit_counts_rejects_bad_indices():
         sweep.exit_counts([5])
     with pytest.raises(TypeError, match="indices"):
         sweep.exit_counts([0.5])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_kernels_sweep_bit_for_bit_as_the_numpy_passes(dtype):
+    """The compiled kernels (here as Python unless numba is installed) give the numpy passes'
+    candidates, costs (the same additions in the same order), counts and lost counts bit for
+    bit, with ties, -0.0 beside +0.0, infinities and negatives, across several chunks."""
+    rng = np.random.default_rng(11)
+    n_samples, n_exits = 700, 6
+    values = np.array([0.0, -0.0, 0.25, 0.5, 1.0, -1.0, np.inf, -np.inf])
+    if dtype == np.int32:
+        values = np.arange(-3, 5)
+    scores = rng.choice(values, size=(n_samples, n_exits)).astype(dtype)
+    scores[: n_samples // 2] = rng.random((n_samples // 2, n_exits)).astype(dtype)
+    correct = rng.random((n_samples, n_exits)) < 0.6
+    costs = np.cumsum(rng.random(n_exits) + 0.1)
+    sweeps = []
+    for flag in (False, True):
+        with kernels_as(flag):
+            targets._CHUNK_ELEMENTS, saved = 600, targets._CHUNK_ELEMENTS  # several chunks
+            try:
+                sweep = threshold_sweep(scores, correct, costs)
+                everything = np.arange(len(sweep))
+                sweeps.append((sweep, sweep.exit_counts(everything), sweep.n_lost()))
+                np.testing.assert_array_equal(sweep.n_lost(40), sweeps[-1][2][:40])
+            finally:
+                targets._CHUNK_ELEMENTS = saved
+    (numpy, numpy_counts, numpy_lost), (kernel, kernel_counts, kernel_lost) = sweeps
+    for name in ("parameters", "mean_costs", "n_correct"):
+        np.testing.assert_array_equal(getattr(kernel, name), getattr(numpy, name), err_msg=name)
+    np.testing.assert_array_equal(kernel.moves.ends, numpy.moves.ends)
+    np.testing.assert_array_equal(kernel_counts, numpy_counts)
+    np.testing.assert_array_equal(kernel_lost, numpy_lost)
