@@ -22,7 +22,6 @@ second.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -404,7 +403,12 @@ def _test(
     fixed: bool,
 ) -> risk.Certification:
     """Fixed-sequence testing (or CRC) of the ordered path on ``data`` (``order`` None: the
-    path's own order)."""
+    path's own order).
+
+    The certificate is that of the tested prefix of the path (its ``n_settings``): the test
+    stops at the first setting it keeps, and a path of millions of settings is not spelled
+    out beyond it.
+    """
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
         return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1])
@@ -415,7 +419,7 @@ def _test(
     ):
         # The path was built on these very samples: its exact counts give every mean.
         blocks = _exact_mean_blocks(path, order, target)
-        return _certify_means_lazily(blocks, len(path), data.n_samples, target, loss_range)
+        return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
     return _certify_lazily(path, _head(order, len(path)), data, target, loss_range, random_state)
 
 
@@ -450,24 +454,26 @@ def _exact_mean_blocks(path: Candidates, order: np.ndarray | None, target: Certi
 _FIRST_MEANS = 1 << 16
 
 
-def _certify_means_lazily(blocks, n_settings, n_samples, target, loss_range) -> risk.Certification:
+def _certify_means_lazily(blocks, n_samples, target, loss_range) -> risk.Certification:
     """:func:`eeopt.risk.certify_means` of the means that ``blocks`` yields in testing order,
-    growing the tested prefix until the test stops inside it (the same certificate as from
-    every mean at once)."""
+    up to the first setting the test keeps: the p-values of each block find it, and the
+    certificate (with every tested setting's upper bound) is made once, of that prefix."""
+    p_value = risk.binomial_p_value if target.bound == "binomial" else risk.hb_p_value
     kept = []
     for block in blocks:
-        kept.append(block)
-        cert = risk.certify_means(
-            np.concatenate(kept) if len(kept) > 1 else kept[0],
-            n_samples,
-            target.epsilon,
-            target.delta,
-            bound=target.bound,
-            loss_range=loss_range,
-        )
-        if cert.index < cert.n_settings - 1:  # the test stopped inside this prefix
+        p = p_value(block, n_samples, target.epsilon, loss_range=loss_range)
+        failed = np.flatnonzero(~(p <= target.delta))
+        kept.append(block[: failed[0] + 1] if failed.size else block)
+        if failed.size:
             break
-    return _padded(cert, n_settings)
+    return risk.certify_means(
+        np.concatenate(kept) if len(kept) > 1 else kept[0],
+        n_samples,
+        target.epsilon,
+        target.delta,
+        bound=target.bound,
+        loss_range=loss_range,
+    )
 
 
 def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
@@ -495,7 +501,7 @@ def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certificat
     crc = risk.conformal_risk_control_from_sums(
         np.concatenate(sums), data.n_samples, target.epsilon, loss_bound=loss_bound
     )
-    return _padded(crc, order.shape[0])
+    return crc
 
 
 def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk.Certification:
@@ -505,7 +511,7 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
     each setting's mean loss only (:func:`eeopt.risk.certify_means`)."""
     if target.bound in risk.MEAN_BOUNDS:
         blocks = (block.mean(axis=1) for _, block in _loss_blocks(path, order, data, target))
-        return _certify_means_lazily(blocks, order.shape[0], data.n_samples, target, loss_range)
+        return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
     if isinstance(random_state, np.random.Generator):  # one order: the test's = certify's
         random_state = int(random_state.integers(2**63 - 1))
     permutation = risk.sample_order(data.n_samples, random_state)
@@ -527,20 +533,7 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
         loss_range=loss_range,
         random_state=random_state,
     )
-    return _padded(cert, order.shape[0])
-
-
-def _padded(cert: risk.Certification, n_settings: int) -> risk.Certification:
-    """``cert`` of a tested prefix, stated for the whole path (untested settings NaN)."""
-    if cert.n_settings == n_settings:
-        return cert
-    pad = np.full(n_settings - cert.n_settings, np.nan)
-    return dataclasses.replace(
-        cert,
-        n_settings=n_settings,
-        p_values=None if cert.p_values is None else np.concatenate([cert.p_values, pad]),
-        upper_bounds=np.concatenate([cert.upper_bounds, pad]),
-    )
+    return cert
 
 
 def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Certified, same: bool):
