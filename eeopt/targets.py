@@ -463,8 +463,13 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         keys = _sorted_keys(packed, correct, chunks)
         codes, flags = _payload_views(keys)  # strided views: the sweep keeps the keys
     if packed is not None and _KERNELS:
-        parameters, n_correct, mean_costs, move_ends = _sweep_runs(
-            keys, step.ravel(), total, base_correct
+        # The outputs are numpy's (and so seen by tracemalloc), filled by the kernel.
+        n_candidates = _count_runs(keys)
+        parameters, mean_costs = np.empty(n_candidates), np.empty(n_candidates)
+        n_correct = np.empty(n_candidates, dtype=np.int64)
+        move_ends = np.empty(n_candidates, dtype=np.int64)
+        _sweep_runs(
+            keys, step.ravel(), total, base_correct, parameters, n_correct, mean_costs, move_ends
         )
         mean_costs /= n_samples
         mean_costs[0] = costs[-1]
@@ -646,20 +651,24 @@ def _running_sums(values, stops, lookup, initial, out):
 
 
 @jit
-def _sweep_runs(keys, step, total, base_correct):
-    """The candidates of the sorted keys: ``(parameters, n_correct, total_costs,
-    move_ends)``, +inf first; ``total_costs`` are the running sums of ``step[code]`` from
-    ``total`` (the numpy path's additions, in the same order)."""
-    n_moves = keys.shape[0]
+def _count_runs(keys):
+    """Runs of equal values in the sorted keys, plus one (the candidates of the sweep)."""
     shift = np.uint64(32)
+    n_moves = keys.shape[0]
     n_runs = 1
     for i in range(n_moves):
         if i == n_moves - 1 or (keys[i] >> shift) != (keys[i + 1] >> shift):
             n_runs += 1
-    parameters = np.empty(n_runs, np.float64)
-    n_correct = np.empty(n_runs, np.int64)
-    costs = np.empty(n_runs, np.float64)
-    ends = np.empty(n_runs, np.int64)
+    return n_runs
+
+
+@jit
+def _sweep_runs(keys, step, total, base_correct, parameters, n_correct, costs, ends):
+    """Fill the candidates of the sorted keys (+inf first): their thresholds, correct
+    counts, running sums of ``step[code]`` from ``total`` (the numpy path's additions, in the
+    same order) and move ends."""
+    n_moves = keys.shape[0]
+    shift = np.uint64(32)
     word = np.empty(1, np.uint32)
     as_float = word.view(np.float32)  # reads a word's bits as a float32
     parameters[0], n_correct[0], costs[0], ends[0] = np.inf, base_correct, total, 0
@@ -672,14 +681,9 @@ def _sweep_runs(keys, step, total, base_correct):
         if i == n_moves - 1 or high != (keys[i + 1] >> shift):
             order = np.uint32(~high & _LOW_BITS)  # the order bits of the value
             word[0] = order ^ _SIGN if order >= _SIGN else ~order
-            parameters[run], n_correct[run], costs[run], ends[run] = (
-                as_float[0],
-                correct,
-                cost,
-                i + 1,
-            )
+            parameters[run] = as_float[0]
+            n_correct[run], costs[run], ends[run] = correct, cost, i + 1
             run += 1
-    return parameters, n_correct, costs, ends
 
 
 def _sorted_generic(scores, correct, chunks):
