@@ -238,8 +238,10 @@ def certified_fit(
 
     Returns
     -------
-    policy, info, guarantee
-        ``guarantee`` is the record stored as ``policy.guarantee_``.
+    policy, info, guarantee, outcome
+        ``guarantee`` is the record stored as ``policy.guarantee_``; ``outcome`` the policy's
+        exit counts and correct count on ``data`` where the path knows them (built on all of
+        ``data`` with its labels), else None.
     """
     if target.risk == "consistency":  # disagreement with the final exit is its "error"
         data = data.replace(labels=data.predictions[:, -1].astype(np.int64))
@@ -257,6 +259,7 @@ def certified_fit(
         order, grid_of = _grid_order(path, target)
     cert = _test(path, order, test_data, target, random_state, fixed=split is None)
     certified = _head(order, cert.index + 1)
+    outcome = None
     if certified.size == 0:
         policy, info = _fallback(path, target, cert)
     else:
@@ -267,8 +270,10 @@ def certified_fit(
             thresholds = v.check_thresholds(grid_of[index], data.n_exits, "grid")
             policy, info = spec.build(data, spec.name, settings, "threshold", thresholds)
             info = {**info, "threshold": grid_of[index]}
+        if split is None and target.risk != "consistency":  # the path's data are these
+            outcome = path.outcome(index)
     record = _record(cert, target, path, order, certified, split, path_data, test_data, grid_of)
-    return policy, info, record
+    return policy, info, record, outcome
 
 
 def _grid_order(path: Candidates, target: Certified) -> tuple[np.ndarray, dict[int, float]]:

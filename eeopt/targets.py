@@ -807,6 +807,14 @@ class Candidates:
         """The fitted policy of candidate ``index``."""
         return self.make_policy(int(index))[0]
 
+    def outcome(self, index: int) -> tuple[np.ndarray, int] | None:
+        """Exit counts ``(n_exits,)`` and correct count of candidate ``index`` on the fitting
+        data, exactly as its policy's ``evaluate`` finds them there; None where the sweep
+        keeps no exit moves."""
+        if self.sweep.moves is None:
+            return None
+        return self.sweep.exit_counts([int(index)])[0], int(self.sweep.n_correct[index])
+
 
 def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats (cheaper or equal and more accurate).

@@ -397,3 +397,30 @@ def test_eenet_budget_certificates_hold_on_held_out_data(n_cal):
             )
         violations += policy.evaluate(test).mean_cost > budget
     assert violations / N_SPLITS <= DELTA + SLACK, violations
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tolerance": 0.03},
+        {"tolerance": 0.3, "risk": "error"},
+        {"tolerance": 0.05, "risk": "consistency"},
+        {"tolerance": 0.03, "grid": 11},
+        {"tolerance": 0.03, "bound": "binomial", "per_exit": True},
+        {"budget": 2.5},
+    ],
+)
+def test_certified_fit_info_is_the_policys_outcome_bit_for_bit(options):
+    """fit_info_ of a certified fit (taken from the path's exact counts where the path was
+    built on all the samples with their labels) equals what evaluate finds, bit for bit."""
+    data = _data(n=500, seed=5)
+    policy = _fit(data, delta=0.1, **options)
+    result = policy.evaluate(data)
+    exits = policy.exit_index(data)
+    correct = sum(
+        int(np.argmax(data.probs[n, exits[n]])) == int(data.labels[n])
+        for n in range(data.n_samples)
+    )
+    assert policy.fit_info_["fit_accuracy"] == correct / data.n_samples == result.accuracy
+    assert policy.fit_info_["fit_mean_cost"] == result.mean_cost
+    assert policy.fit_info_["fit_exit_fractions"] == result.exit_fractions.tolist()

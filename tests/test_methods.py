@@ -200,3 +200,28 @@ def test_exits_in_blocks_of_rows_equal_exits_at_once(method, monkeypatch):
     in_blocks = policy.evaluate(data)
     np.testing.assert_array_equal(in_blocks.exit_index, at_once.exit_index)
     np.testing.assert_array_equal(in_blocks.predictions, at_once.predictions)
+
+
+@pytest.mark.parametrize(
+    "method, per_exit",
+    [(m, False) for m in PATH_METHODS]
+    + [(m, True) for m in PATH_METHODS if "per_exit" in METHODS[m].options],
+)
+@pytest.mark.parametrize("options", [{"budget": 3.2}, {"target": "accuracy", "tolerance": 0.02}])
+def test_fit_info_is_the_fitted_policys_outcome_bit_for_bit(method, per_exit, options):
+    """A path fit records the chosen candidate's outcome from the path's exact counts instead
+    of evaluating the policy again: the same figures as a per-sample loop, bit for bit."""
+    data = _data(n=150, seed=9)
+    extra = {"per_exit": True} if per_exit else {}
+    policy = _fit(data, method, **options, **extra)
+    exits = policy.exit_index(data)  # the exit rule (tested against loops elsewhere)
+    correct = sum(
+        int(np.argmax(data.probs[n, exits[n]])) == int(data.labels[n])
+        for n in range(data.n_samples)
+    )
+    info = policy.fit_info_
+    counts = np.bincount(exits, minlength=data.n_exits)
+    assert info["fit_accuracy"] == correct / data.n_samples
+    assert info["fit_exit_fractions"] == (counts / data.n_samples).tolist()
+    assert info["fit_mean_cost"] == policy.evaluate(data).mean_cost
+    assert info["fit_mean_cost"] == pytest.approx(data.costs[exits].mean(), rel=1e-12)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from eeopt import _validation as v
+from eeopt import engine
 from eeopt.data import ExitData, as_exit_data
 from eeopt.guarantee import certified_fit
 from eeopt.guarantee import resolve as resolve_certified
@@ -226,8 +227,9 @@ class MethodSpec:
 
     def fit_to(
         self, data: ExitData, settings: dict[str, Any], target: Target
-    ) -> tuple[Policy, dict]:
-        """The policy that meets ``target``, and what to record of it."""
+    ) -> tuple[Policy, dict, tuple[np.ndarray, int] | None]:
+        """The policy that meets ``target``, what to record of it, and its outcome on
+        ``data`` where the candidate path knows it (:meth:`Candidates.outcome`)."""
         if self.needs_labels(settings):
             data.require_labels(f"method {self.name!r}")
         info: dict[str, Any] = {}
@@ -239,11 +241,12 @@ class MethodSpec:
         if target.kind == "direct":
             ((name, value),) = target.value.items()
             policy, built = self.build(data, self.name, settings, name, value)
-            return policy, {**info, **built}
+            return policy, {**info, **built}, None
         if self.candidates is not None:
             path = self.candidates(data, self.name, settings, target)
-            return path.make_policy(select(path, target))
-        return self.solve_budget(data, self.name, settings, target.value)
+            index = select(path, target)
+            return *path.make_policy(index), path.outcome(index)
+        return *self.solve_budget(data, self.name, settings, target.value), None
 
 
 METHODS: dict[str, MethodSpec] = {}
@@ -394,12 +397,12 @@ def fit(
     )
     settings = spec.check_settings(data, options, verbose=verbose, random_state=random_state)
     if certified is not None:
-        policy, info, record = certified_fit(spec, data, settings, certified, random_state)
+        policy, info, record, outcome = certified_fit(spec, data, settings, certified, random_state)
         policy.guarantee_ = record
-        return record_fit(policy, data, settings, certified, info, random_state)
+        return record_fit(policy, data, settings, certified, info, random_state, outcome)
     target = spec.resolve_target(data, options)
-    policy, info = spec.fit_to(data, settings, target)
-    return record_fit(policy, data, settings, target, info)
+    policy, info, outcome = spec.fit_to(data, settings, target)
+    return record_fit(policy, data, settings, target, info, outcome=outcome)
 
 
 def candidates(
@@ -454,16 +457,25 @@ def record_fit(
     target: Any,
     info: dict,
     random_state: Any = None,
+    outcome: tuple[np.ndarray, int] | None = None,
 ) -> Policy:
     """Store how the policy was fitted (``fit_info_``, ``fit_params_``) and what it gives on
-    the fitting data."""
-    result = policy.evaluate(data)
+    the fitting data: from ``outcome`` (its exit counts and correct count there, which a
+    candidate path knows exactly) or else by evaluating it."""
+    if outcome is None:
+        result = policy.evaluate(data)
+        accuracy, mean_cost, fractions = result.accuracy, result.mean_cost, result.exit_fractions
+    else:  # evaluate's figures, from the same counts
+        counts, n_correct = outcome
+        accuracy = None if data.labels is None else n_correct / data.n_samples
+        mean_cost = float(engine.mean_cost_from_counts(counts, data.costs))
+        fractions = counts / data.n_samples
     described = target.describe() if isinstance(target, Target) else {"target": "certified"}
     policy.fit_info_ = {**described, **info, "n_fit_samples": data.n_samples}
-    if result.accuracy is not None:
-        policy.fit_info_["fit_accuracy"] = result.accuracy
-    policy.fit_info_["fit_mean_cost"] = result.mean_cost
-    policy.fit_info_["fit_exit_fractions"] = result.exit_fractions.tolist()
+    if accuracy is not None:
+        policy.fit_info_["fit_accuracy"] = accuracy
+    policy.fit_info_["fit_mean_cost"] = mean_cost
+    policy.fit_info_["fit_exit_fractions"] = fractions.tolist()
     params = {"method": policy.method}
     for name, value in settings.items():
         if name == "verbose":
