@@ -628,9 +628,10 @@ def _record(cert, target, path, order, certified, split, path_data, test_data, g
         "n_path": int(path_data.n_samples) if split is not None else int(test_data.n_samples),
         "calibration_split": split,
         "parameter": path.parameter,
-        "tested_parameters": [float(x) for x in parameters],
-        "tested_mean_costs": [float(x) for x in path.mean_costs[tested]],
-        "upper_bounds": [float(x) for x in cert.upper_bounds[: cert.n_tested]],
+        # Python floats (tolist: millions of tested settings at token scale)
+        "tested_parameters": np.asarray(parameters, dtype=np.float64).tolist(),
+        "tested_mean_costs": path.mean_costs[tested].astype(np.float64).tolist(),
+        "upper_bounds": cert.upper_bounds[: cert.n_tested].astype(np.float64).tolist(),
         "n_certified": int(certified.shape[0]),
         "smallest_certifiable_epsilon": float(cert.smallest_certifiable_epsilon),
     }

@@ -467,7 +467,7 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         n_candidates = _count_runs(keys)
         parameters, mean_costs = np.empty(n_candidates), np.empty(n_candidates)
         n_correct = np.empty(n_candidates, dtype=np.int64)
-        move_ends = np.empty(n_candidates, dtype=np.int64)
+        move_ends = np.empty(n_candidates, dtype=_ends_dtype(keys.shape[0]))
         _sweep_runs(
             keys, step.ravel(), total, base_correct, parameters, n_correct, mean_costs, move_ends
         )
@@ -497,7 +497,7 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         mean_costs[0] = costs[-1]
         mean_costs[1:] = _cumulative(codes, ends, np.float64, total, lookup=step.ravel())
         mean_costs[1:] /= n_samples
-        move_ends = np.empty(n_candidates, dtype=np.int64)
+        move_ends = np.empty(n_candidates, dtype=_ends_dtype(codes.shape[0]))
         move_ends[0] = 0
         move_ends[1:] = ends + 1
     return Sweep(
@@ -508,6 +508,11 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         moves=ExitMoves(codes, move_ends, start, flags=flags),
         costs=costs,
     )
+
+
+def _ends_dtype(n_moves: int):
+    """The candidates' move ends in 4 bytes where the moves are fewer than 2^31."""
+    return np.int32 if n_moves < 2**31 else np.int64
 
 
 def _cumulative(values, ends, dtype, initial, lookup=None) -> np.ndarray:
