@@ -428,7 +428,7 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         in decreasing order: the threshold equal to that value and the outcome it gives.
         ``mean_costs`` are running sums (equal to the engine's figure to rounding);
         ``exit_counts`` gives the exact counts. Time ``O(NK + E log E)`` for ``E`` moves
-        (one per sample and rise of its running maximum). The result takes 32 bytes per
+        (one per sample and rise of its running maximum). The result takes 28 bytes per
         candidate and, for packed scores, 8 per move (the sorted keys, whose payload
         ``exit_counts`` reads through views; 3 per move otherwise); the work needs a few MB
         more (numba installed) or about 12 bytes per move (numpy passes).
