@@ -146,7 +146,10 @@ class ExitMoves:
             block = order[lo : lo + _COUNT_BLOCK]
             cutoffs = self.ends[indices[block]].astype(np.int64)
             codes = self.codes[done : int(cutoffs[-1])]
-            if block.shape[0] == 1:  # one segment: in pieces, no full-length intp temporary
+            if block.shape[0] == 1 and _KERNELS:  # one segment, one compiled pass
+                moved = np.zeros((1, n_exits), dtype=np.int64)
+                _count_moves(codes, n_exits, moved[0])
+            elif block.shape[0] == 1:  # one segment: in pieces, no full-length intp temporary
                 by_pair = np.zeros(pairs, dtype=np.int64)
                 for at in range(0, codes.shape[0], _BLOCK_MOVES):
                     by_pair += np.bincount(codes[at : at + _BLOCK_MOVES], minlength=pairs)
@@ -653,6 +656,15 @@ def _running_sums(values, stops, lookup, initial, out):
             total += lookup[values[at]]
             at += 1
         out[r] = total
+
+
+@jit
+def _count_moves(codes, n_exits, moved):
+    """Add to ``moved[k]`` the moves into exit k and subtract those out of it."""
+    for i in range(codes.shape[0]):
+        code = np.int64(codes[i])
+        moved[code // n_exits] += 1
+        moved[code % n_exits] -= 1
 
 
 @jit

@@ -146,8 +146,8 @@ def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
     np.testing.assert_array_equal(whole.exit_counts([0, 5, -1]), reversed_order)
 
 
-@pytest.mark.parametrize("pair_bins", [0, 1 << 30])
-def test_exit_counts_of_every_candidate_both_ways(monkeypatch, pair_bins):
+@pytest.mark.parametrize("pair_bins, kernels", [(0, False), (1 << 30, False), (0, True)])
+def test_exit_counts_of_every_candidate_both_ways(monkeypatch, pair_bins, kernels):
     """Counts are rebuilt from the moves by (segment, move code) for small blocks and by
     (segment, exit) for large ones; both give the per-sample loop's counts for every
     candidate, in any order and with repeats, across several blocks."""
@@ -162,6 +162,7 @@ def test_exit_counts_of_every_candidate_both_ways(monkeypatch, pair_bins):
     monkeypatch.setattr(targets, "_PAIR_BINS", pair_bins)
     monkeypatch.setattr(targets, "_COUNT_BLOCK", 37)
     monkeypatch.setattr(targets, "_BLOCK_MOVES", 7)  # one candidate's moves in pieces
+    monkeypatch.setattr(targets, "_KERNELS", kernels)  # or in one compiled pass
     indices = rng.permutation(np.r_[np.arange(len(sweep)), np.arange(0, len(sweep), 3)])
     for row, i in zip(sweep.exit_counts(indices), indices, strict=True):
         thresholds = [float(sweep.parameters[i])] * (n_exits - 1) + [-np.inf]
