@@ -35,3 +35,9 @@ def make_multi_exit(
 @pytest.fixture
 def multi_exit():
     return make_multi_exit()
+
+
+def budget_at(costs, share):
+    """The budget ``share`` of the way from the first exit's cost to the last's, clipped to
+    ``costs[-1]`` (``costs[0] + 1.0 * (costs[-1] - costs[0])`` can round one ulp above it)."""
+    return float(min(costs[-1], costs[0] + share * (costs[-1] - costs[0])))

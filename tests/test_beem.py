@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import make_multi_exit
+from conftest import budget_at, make_multi_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -318,7 +318,7 @@ def test_budget_is_never_exceeded_and_no_level_within_it_is_more_accurate(seed, 
     rng = np.random.default_rng(seed)
     costs = np.cumsum(rng.uniform(0.1, 1.0, 4))
     data = make_tied_data(n=int(rng.integers(6, 20)), n_exits=4, seed=seed, costs=costs)
-    budget = float(costs[0] + share * (costs[-1] - costs[0]))
+    budget = budget_at(costs, share)
     policy = eeopt.fit(data, method="beem-a", budget=budget, per_exit=mode == "per-exit")
     result = policy.evaluate(data)
     assert result.mean_cost <= budget

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_multi_exit
+from conftest import budget_at, make_multi_exit
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from reference import ref_eenet_losses, ref_eenet_targets, ref_utility_scores
@@ -295,7 +295,7 @@ def test_lp_fast_path_matches_cvxpy(seed, n_exits, share):
     n = 40
     scores = rng.random((n, n_exits))
     costs = np.cumsum(rng.uniform(0.1, 1.0, n_exits))
-    budget = costs[0] + share * (costs[-1] - costs[0])
+    budget = budget_at(costs, share)
     x, value = lp_exit_assignment(scores, costs, budget)
     x_ref, value_ref = lp_exit_assignment_cvxpy(scores, costs, budget)
     assert value == pytest.approx(value_ref, rel=1e-6, abs=1e-6)
@@ -342,7 +342,7 @@ def test_calibrated_counts_meet_the_budget_within_one_step(raw, steps, share, n_
     fractions = raw / raw.sum()
     n_exits = fractions.size
     costs = 1.0 + np.cumsum(np.r_[0.0, steps[: n_exits - 1]])
-    budget = costs[0] + share * (costs[-1] - costs[0])
+    budget = budget_at(costs, share)
     counts, _ = budget_counts(fractions, costs, budget, n_samples)
     assert counts.sum() == n_samples and (counts >= 0).all()
     cost = engine.mean_cost_from_counts(counts, costs)
@@ -388,7 +388,7 @@ def test_calibration_tilts_towards_cheap_exits_when_over_budget():
 def test_budget_is_met_on_the_fitting_data(seed, n_exits, share, distribution):
     rng = np.random.default_rng(seed)
     costs = np.cumsum(rng.uniform(0.2, 2.0, n_exits))
-    budget = costs[0] + share * (costs[-1] - costs[0])
+    budget = budget_at(costs, share)
     data = _data(n=int(rng.integers(20, 150)), n_exits=n_exits, n_classes=3, seed=seed, costs=costs)
     policy = eeopt.fit(
         data,

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_multi_exit
+from conftest import budget_at, make_multi_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import ref_evaluate
@@ -76,7 +76,7 @@ def test_budget_is_never_exceeded_and_nothing_on_the_path_within_it_is_more_accu
     rng = np.random.default_rng(seed)
     costs = np.cumsum(rng.uniform(0.1, 1.0, 4))
     data = _data(n=int(rng.integers(10, 60)), seed=seed, costs=costs)
-    budget = float(costs[0] + share * (costs[-1] - costs[0]))
+    budget = budget_at(costs, share)
     try:
         policy = _fit(data, method, budget=budget)
     except eeopt.BudgetUnreachableError as exc:

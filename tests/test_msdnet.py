@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import make_multi_exit
+from conftest import budget_at, make_multi_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -29,7 +29,7 @@ def test_direct_q_uses_quantile_thresholds_of_the_geometric_distribution():
 def test_budget_is_met_with_the_largest_feasible_q(seed, share):
     logits, labels = make_multi_exit(n=200, n_exits=5, seed=seed)
     costs = np.array([1.0, 2.0, 3.5, 5.0, 8.0])
-    budget = costs[0] + share * (costs[-1] - costs[0])
+    budget = budget_at(costs, share)
     data = eeopt.ExitData.from_logits(logits, labels, costs)
     policy = eeopt.fit(data, method="msdnet", budget=budget)
     result = policy.evaluate(data)
@@ -82,7 +82,7 @@ def test_solver_gives_the_q_of_a_bisection_that_realises_every_step(scores, shar
     costs = np.arange(1.0, n_exits + 1) ** 1.5
     if equal_costs:  # equal neighbouring costs: moving samples between them costs nothing
         costs[1] = costs[0]
-    budget = float(costs[0] + share * (costs[-1] - costs[0]))
+    budget = budget_at(costs, share)
     q = solve_q(scores, costs, budget)
     assert q == ref_solve_q(scores, costs, budget)
     q2, thresholds = _solve(scores, costs, budget)
@@ -96,5 +96,5 @@ def test_solver_matches_on_a_larger_tied_set():
     scores = rng.choice(np.linspace(0, 1, 40), size=(3000, 6)).astype(np.float32)
     costs = np.cumsum(rng.uniform(0.5, 2.0, 6))
     for share in (0.05, 0.3, 0.77):
-        budget = float(costs[0] + share * (costs[-1] - costs[0]))
+        budget = budget_at(costs, share)
         assert solve_q(scores, costs, budget) == ref_solve_q(scores, costs, budget)
