@@ -279,11 +279,7 @@ class Sweep:
         out = np.empty(n, dtype=np.int64)
         out[:1] = 0  # the first candidate: every sample at the last exit
         # A move changes the count by -change when the sample's last exit is right.
-        if _KERNELS:
-            _running_sums(self.moves.flags, self.moves.ends[1:n], _LOST_CHANGE, 0, out[1:])
-        elif n > 1:
-            ends = self.moves.ends[1:n] - 1
-            out[1:] = _cumulative(self.moves.flags, ends, np.int64, 0, lookup=_LOST_CHANGE)
+        out[1:] = _cumulative(self.moves.flags, self.moves.ends[1:n], _LOST_CHANGE, np.int64(0))
         return out
 
     @property
@@ -493,16 +489,17 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         parameters[0] = np.inf
         parameters[1:] = parameters_of(ends)
         del parameters_of
-        n_correct = np.empty(n_candidates, dtype=np.int64)
-        n_correct[0] = base_correct
-        n_correct[1:] = _cumulative(flags, ends, np.int64, base_correct, lookup=_CHANGE)
-        mean_costs = np.empty(n_candidates)
-        mean_costs[0] = costs[-1]
-        mean_costs[1:] = _cumulative(codes, ends, np.float64, total, lookup=step.ravel())
-        mean_costs[1:] /= n_samples
         move_ends = np.empty(n_candidates, dtype=_ends_dtype(codes.shape[0]))
         move_ends[0] = 0
         move_ends[1:] = ends + 1
+        del ends
+        n_correct = np.empty(n_candidates, dtype=np.int64)
+        n_correct[0] = base_correct
+        n_correct[1:] = _cumulative(flags, move_ends[1:], _CHANGE, np.int64(base_correct))
+        mean_costs = np.empty(n_candidates)
+        mean_costs[0] = costs[-1]
+        mean_costs[1:] = _cumulative(codes, move_ends[1:], step.ravel(), np.float64(total))
+        mean_costs[1:] /= n_samples
     return Sweep(
         parameters=parameters,
         mean_costs=mean_costs,
@@ -518,27 +515,29 @@ def _ends_dtype(n_moves: int):
     return np.int32 if n_moves < 2**31 else np.int64
 
 
-def _cumulative(values, ends, dtype, initial, lookup=None) -> np.ndarray:
-    """Running sum of ``values`` (or ``lookup[values]``) from ``initial``, read at ``ends``,
-    block by block; the additions are sequential, so the result does not depend on the
-    block size."""
-    out = np.empty(ends.shape[0], dtype=dtype)
-    if _KERNELS and lookup is not None:
-        _running_sums(values, ends + 1, lookup.astype(dtype, copy=False), dtype(initial), out)
+def _cumulative(values, stops, lookup, initial) -> np.ndarray:
+    """``out[r]``: ``initial`` plus ``lookup[values[i]]`` summed over ``i < stops[r]``
+    (``stops`` non-decreasing, e.g. the candidates' move ends), with the dtype of ``initial``.
+    The additions are sequential, so the result depends neither on the block size nor on
+    the implementation: one compiled pass with numba, else blocks of numpy ``cumsum`` up to
+    the last stop only."""
+    dtype = type(initial)
+    out = np.empty(stops.shape[0], dtype=dtype)
+    lookup = lookup.astype(dtype, copy=False)
+    if _KERNELS:
+        _running_sums(values, stops, lookup, initial, out)
         return out
-    carry = dtype(initial)
-    done, first = 0, 0
-    while done < values.shape[0]:
-        stop = min(done + _BLOCK_MOVES, values.shape[0])
-        if lookup is None:
-            running = np.cumsum(values[done:stop], dtype=dtype)
-            running += carry
-        else:
-            running = lookup[values[done:stop]]
-            running[0] += carry  # then the running sum adds in sequence
-            np.cumsum(running, out=running)
-        last = int(np.searchsorted(ends, stop, side="left"))
-        out[first:last] = running[ends[first:last] - done]
+    at = stops.dtype.type  # searchsorted with a key of another dtype would copy the stops
+    first = int(np.searchsorted(stops, at(0), side="right"))
+    out[:first] = initial  # stops at 0 sum nothing
+    carry, done = initial, 0
+    while first < stops.shape[0]:
+        stop = min(done + _BLOCK_MOVES, int(stops[-1]))
+        running = lookup[values[done:stop]]
+        running[0] += carry  # then the running sum adds in sequence
+        np.cumsum(running, out=running)
+        last = int(np.searchsorted(stops, at(stop), side="right"))
+        out[first:last] = running[stops[first:last] - 1 - done]  # the sum over values[:s]
         carry, done, first = running[-1], stop, last
     return out
 
@@ -648,8 +647,8 @@ def _packed_move_keys(bits, correct, out):
 
 @jit
 def _running_sums(values, stops, lookup, initial, out):
-    """:func:`_cumulative` with a lookup, in one pass: ``out[r]`` is ``initial`` plus
-    ``lookup[values[i]]`` summed over ``i < stops[r]``, added in sequence."""
+    """:func:`_cumulative` in one pass: ``out[r]`` is ``initial`` plus ``lookup[values[i]]``
+    summed over ``i < stops[r]``, added in sequence."""
     total, at = initial, 0
     for r in range(stops.shape[0]):
         while at < stops[r]:

@@ -144,6 +144,8 @@ def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
     np.testing.assert_array_equal(whole.mean_costs, pieces.mean_costs)
     reversed_order = pieces.exit_counts([-1, 5, 0])[::-1]
     np.testing.assert_array_equal(whole.exit_counts([0, 5, -1]), reversed_order)
+    np.testing.assert_array_equal(pieces.n_lost(), whole.n_lost())
+    np.testing.assert_array_equal(pieces.n_lost(50), whole.n_lost()[:50])
 
 
 @pytest.mark.parametrize("pair_bins, kernels", [(0, False), (1 << 30, False), (0, True)])
@@ -229,3 +231,38 @@ def test_kernels_sweep_bit_for_bit_as_the_numpy_passes(dtype):
     np.testing.assert_array_equal(kernel.moves.ends, numpy.moves.ends)
     np.testing.assert_array_equal(kernel_counts, numpy_counts)
     np.testing.assert_array_equal(kernel_lost, numpy_lost)
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+@given(
+    st.lists(st.integers(0, 7), max_size=60),
+    st.lists(st.integers(0, 60), max_size=12),
+    st.integers(1, 9),
+    st.booleans(),
+)
+def test_running_sums_read_at_the_stops(kernels, values, stops, block, floats):
+    """_cumulative(values, stops, lookup, initial)[r] is initial plus lookup[values[i]] over
+    i < stops[r] (a loop), for stops at 0, repeated stops and any block size, reading no
+    further than the last stop."""
+    values = np.array(values, dtype=np.uint8)
+    stops = np.sort(np.minimum(np.array(stops, dtype=np.int64), values.shape[0]))
+    lookup = np.array([0.5, -1.25, 3.0, 0.1, 2.0, -0.3, 7.0, 0.0]) if floats else _TABLE
+    initial = np.float64(2.5) if floats else np.int64(-4)
+    expected = []
+    for stop in stops:
+        total = initial
+        for value in values[:stop]:
+            total = total + lookup[value]  # in sequence, as the sweep adds
+        expected.append(total)
+    saved = targets._BLOCK_MOVES
+    targets._BLOCK_MOVES = block
+    try:
+        with kernels_as(kernels):
+            got = targets._cumulative(values, stops, lookup, initial)
+    finally:
+        targets._BLOCK_MOVES = saved
+    assert got.dtype == type(initial)
+    np.testing.assert_array_equal(got, np.array(expected, dtype=type(initial)))
+
+
+_TABLE = np.array([3, -1, 0, 2, -5, 1, 4, -2], dtype=np.int64)
