@@ -464,33 +464,38 @@ _FIRST_MEANS = 1 << 16
 
 def _certify_means_lazily(blocks, n_samples, target, loss_range) -> risk.Certification:
     """:func:`eeopt.risk.certify_means` of the means that ``blocks`` yields in testing order,
-    up to the first setting the test keeps: the p-values of each block find it, and the
-    certificate (with every tested setting's upper bound) is made once, of that prefix."""
+    up to the first setting the test keeps, made once of that prefix (with every tested
+    setting's upper bound)."""
     p_value = risk.binomial_p_value if target.bound == "binomial" else risk.hb_p_value
-    kept = []
-    for block in blocks:
-        p = p_value(block, n_samples, target.epsilon, loss_range=loss_range)
-        failed = np.flatnonzero(~(p <= target.delta))
-        kept.append(block[: failed[0] + 1] if failed.size else block)
-        if failed.size:
-            break
+
+    def p_values_of(means: np.ndarray) -> np.ndarray:
+        return p_value(means, n_samples, target.epsilon, loss_range=loss_range)
+
+    means = _up_to_first_kept(blocks, p_values_of, target.delta)
     return risk.certify_means(
-        np.concatenate(kept) if len(kept) > 1 else kept[0],
-        n_samples,
-        target.epsilon,
-        target.delta,
-        bound=target.bound,
-        loss_range=loss_range,
+        means, n_samples, target.epsilon, target.delta, bound=target.bound, loss_range=loss_range
     )
 
 
+def _up_to_first_kept(blocks, p_values_of, delta: float) -> np.ndarray:
+    """The settings (rows) that ``blocks`` yields in testing order, up to and including the
+    first whose p-value is above ``delta``: all that fixed-sequence testing looks at."""
+    kept = []
+    for block in blocks:
+        failed = np.flatnonzero(~(np.atleast_1d(p_values_of(block)) <= delta))
+        kept.append(block[: failed[0] + 1] if failed.size else block)
+        if failed.size:
+            break
+    return np.concatenate(kept) if len(kept) > 1 else kept[0]
+
+
 def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
-    """The losses of the ordered path in doubling blocks ``(start, block)``: a test that
-    stops early never computes the rest (a path has up to n (K - 1) settings)."""
+    """The losses of the ordered path in doubling blocks of settings: a test that stops early
+    never computes the rest (a path has up to n (K - 1) settings)."""
     start, size = 0, 64
     while start < order.shape[0]:
         stop = min(order.shape[0], start + size)
-        yield start, _losses(path, order[start:stop], data, target)
+        yield _losses(path, order[start:stop], data, target)
         start, size = stop, 2 * size
 
 
@@ -498,7 +503,7 @@ def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certificat
     """Conformal risk control of the ordered path, its losses computed until the first
     setting that fails: CRC's bound of the running maximum never falls along the path."""
     sums, carry, bound = [], None, (data.n_samples + 1) * target.epsilon - loss_bound
-    for _, block in _loss_blocks(path, order, data, target):
+    for block in _loss_blocks(path, order, data, target):
         if carry is not None:
             np.maximum(block[0], carry, out=block[0])
         np.maximum.accumulate(block, axis=0, out=block)  # each sample's running maximum
@@ -506,10 +511,9 @@ def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certificat
         sums.append(block.sum(axis=1))
         if sums[-1][-1] > bound:  # the sums never fall: a later setting cannot pass
             break
-    crc = risk.conformal_risk_control_from_sums(
+    return risk.conformal_risk_control_from_sums(
         np.concatenate(sums), data.n_samples, target.epsilon, loss_bound=loss_bound
     )
-    return crc
 
 
 def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk.Certification:
@@ -518,30 +522,26 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
     with the upper bound of every tested setting, from the tested prefix. Mean-only bounds keep
     each setting's mean loss only (:func:`eeopt.risk.certify_means`)."""
     if target.bound in risk.MEAN_BOUNDS:
-        blocks = (block.mean(axis=1) for _, block in _loss_blocks(path, order, data, target))
+        blocks = (block.mean(axis=1) for block in _loss_blocks(path, order, data, target))
         return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
     if isinstance(random_state, np.random.Generator):  # one order: the test's = certify's
         random_state = int(random_state.integers(2**63 - 1))
     permutation = risk.sample_order(data.n_samples, random_state)
-    kept = []
-    for _, block in _loss_blocks(path, order, data, target):
-        p = risk.wsr_p_value(
+    losses = _up_to_first_kept(
+        _loss_blocks(path, order, data, target),
+        lambda block: risk.wsr_p_value(
             block[:, permutation], target.epsilon, target.delta, loss_range=loss_range
-        )
-        kept.append(block)
-        failed = np.flatnonzero(~(np.atleast_1d(p) <= target.delta))
-        if failed.size:
-            kept[-1] = block[: failed[0] + 1]
-            break
-    cert = risk.certify(
-        np.concatenate(kept),
+        ),
+        target.delta,
+    )
+    return risk.certify(
+        losses,
         target.epsilon,
         target.delta,
         bound="wsr",
         loss_range=loss_range,
         random_state=random_state,
     )
-    return cert
 
 
 def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Certified, same: bool):
