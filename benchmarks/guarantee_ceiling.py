@@ -38,6 +38,7 @@ import numpy as np
 from scipy import special, stats
 
 import eeopt
+from eeopt import engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_guarantee import pooled  # noqa: E402  (the same pooled samples)
@@ -48,12 +49,15 @@ GRID = np.linspace(1.0, 0.0, 1001)
 def grid_outcomes(data: eeopt.ExitData):
     """Per grid threshold and sample: the cost, ``1[only the exit errs]``,
     ``1[only the final exit errs]``; each ``(n_grid, n_samples)``."""
-    confidence = data.maxprob[:, :-1]
-    fires = confidence[None, :, :] >= GRID[:, None, None]
-    exits = np.where(fires.any(axis=2), fires.argmax(axis=2), data.n_exits - 1)
-    rows = np.arange(data.n_samples)[None, :]
-    exit_wrong = data.predictions[rows, exits] != data.labels[None, :]
-    final_wrong = (data.predictions[:, -1] != data.labels)[None, :]
+    # eeopt's exit rule, one shared threshold per grid value (the last exit takes the rest).
+    exits = np.stack(
+        [
+            engine.first_exit(data.maxprob, np.r_[np.full(data.n_exits - 1, tau), -np.inf])
+            for tau in GRID
+        ]
+    )
+    exit_wrong = ~np.stack([engine.at_exit(data.correct, row) for row in exits])
+    final_wrong = ~data.correct[:, -1][None, :]
     return data.costs[exits], exit_wrong & ~final_wrong, ~exit_wrong & final_wrong
 
 
