@@ -240,9 +240,10 @@ def certified_fit(
     -------
     policy, info, guarantee, outcome
         ``guarantee`` is the record stored as ``policy.guarantee_``; ``outcome`` the policy's
-        exit counts and correct count on ``data`` where the path knows them (built on all of
-        ``data`` with its labels), else None.
+        exit counts and correct count on ``data`` where the path knows them (built on
+        ``data`` itself, all of it, with its labels), else None.
     """
+    labelled = data
     if target.risk == "consistency":  # disagreement with the final exit is its "error"
         data = data.replace(labels=data.predictions[:, -1].astype(np.int64))
     split = _split_share(spec, settings, target)
@@ -270,7 +271,7 @@ def certified_fit(
             thresholds = v.check_thresholds(grid_of[index], data.n_exits, "grid")
             policy, info = spec.build(data, spec.name, settings, "threshold", thresholds)
             info = {**info, "threshold": grid_of[index]}
-        if split is None and target.risk != "consistency":  # the path's data are these
+        if path_data is labelled:  # the path's counts are the policy's on these samples
             outcome = path.outcome(index)
     record = _record(cert, target, path, order, certified, split, path_data, test_data, grid_of)
     return policy, info, record, outcome

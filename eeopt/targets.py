@@ -821,15 +821,26 @@ class Candidates:
 
     def policy(self, index: int):
         """The fitted policy of candidate ``index``."""
-        return self.make_policy(int(index))[0]
+        return self.make_policy(self._index(index))[0]
 
     def outcome(self, index: int) -> tuple[np.ndarray, int] | None:
         """Exit counts ``(n_exits,)`` and correct count of candidate ``index`` on the fitting
         data, exactly as its policy's ``evaluate`` finds them there; None where the sweep
         keeps no exit moves."""
+        index = self._index(index)
         if self.sweep.moves is None:
             return None
-        return self.sweep.exit_counts([int(index)])[0], int(self.sweep.n_correct[index])
+        return self.sweep.exit_counts([index])[0], int(self.sweep.n_correct[index])
+
+    def _index(self, index: Any) -> int:
+        """A candidate's index as a non-negative int (negative ones count from the end)."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an integer (a setting of the path), got {index!r}.")
+        if not -len(self) <= index < len(self):
+            raise ValueError(
+                f"index must be in [-{len(self)}, {len(self)}) (the path's settings), got {index}."
+            )
+        return int(index) % len(self)
 
 
 def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:

@@ -225,3 +225,22 @@ def test_fit_info_is_the_fitted_policys_outcome_bit_for_bit(method, per_exit, op
     assert info["fit_exit_fractions"] == (counts / data.n_samples).tolist()
     assert info["fit_mean_cost"] == policy.evaluate(data).mean_cost
     assert info["fit_mean_cost"] == pytest.approx(data.costs[exits].mean(), rel=1e-12)
+
+
+def test_path_settings_are_named_by_integer_indices():
+    """A path's setting is an integer index (negative from the end); a float or an index off
+    the path is an error naming it, never a silently truncated setting."""
+    data = _data(n=60, seed=2)
+    path = eeopt.candidates(data, method="maxprob")
+    last_counts, last_correct = path.outcome(len(path) - 1)
+    counts, correct = path.outcome(-1)
+    np.testing.assert_array_equal(counts, last_counts)
+    assert correct == last_correct
+    np.testing.assert_array_equal(
+        path.policy(np.int64(-1)).thresholds_, path.policy(len(path) - 1).thresholds_
+    )
+    for bad, error in [(2.7, TypeError), (True, TypeError), (len(path), ValueError)]:
+        with pytest.raises(error, match="index"):
+            path.policy(bad)
+        with pytest.raises(error, match="index"):
+            path.outcome(bad)
