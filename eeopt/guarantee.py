@@ -483,11 +483,19 @@ def _up_to_first_kept(blocks, p_values_of, delta: float) -> np.ndarray:
     first whose p-value is above ``delta``: all that fixed-sequence testing looks at."""
     kept = []
     for block in blocks:
-        failed = np.flatnonzero(~(np.atleast_1d(p_values_of(block)) <= delta))
-        kept.append(block[: failed[0] + 1] if failed.size else block)
-        if failed.size:
-            break
+        # p-values in pieces: a block can be millions of settings past the first kept one.
+        for lo in range(0, max(len(block), 1), _P_VALUE_ROWS):
+            piece = block[lo : lo + _P_VALUE_ROWS]
+            failed = np.flatnonzero(~(np.atleast_1d(p_values_of(piece)) <= delta))
+            if failed.size:
+                kept.append(block[: lo + failed[0] + 1])
+                return np.concatenate(kept) if len(kept) > 1 else kept[0]
+        kept.append(block)
     return np.concatenate(kept) if len(kept) > 1 else kept[0]
+
+
+#: Settings whose p-values :func:`_up_to_first_kept` computes at a time.
+_P_VALUE_ROWS = 1 << 16
 
 
 def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):

@@ -70,7 +70,11 @@ def thresholds_from_counts(scores: np.ndarray, counts: np.ndarray) -> np.ndarray
 
 
 def quantile_assignment(
-    scores: np.ndarray, counts: np.ndarray, by_exit: bool = False
+    scores: np.ndarray,
+    counts: np.ndarray,
+    by_exit: bool = False,
+    exit_of: np.ndarray | None = None,
+    stay_max: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Section 6's thresholds for given counts, and the exit counts they realise.
 
@@ -88,6 +92,12 @@ def quantile_assignment(
         ``scores`` is transposed, one exit per row: the gathers of the samples still in then
         read one contiguous row instead of a strided column (worth it when the same scores
         are assigned many times, as in MSDNet's solver).
+    exit_of : ndarray of shape (n_samples,), int, optional
+        Filled in place with each sample's exit.
+    stay_max : ndarray of shape (n_exits,), float, optional
+        Filled in place: at each early exit, the largest score of the samples that reach it
+        and stay (``-inf`` if none; a skipped exit, asked for 0 samples, counts everyone that
+        reaches it; ``-inf`` after the samples run out).
 
     Returns
     -------
@@ -98,11 +108,18 @@ def quantile_assignment(
     thresholds = np.full(n_exits, np.inf)
     thresholds[-1] = -np.inf
     realised = np.zeros(n_exits, dtype=np.int64)
+    if exit_of is not None:
+        exit_of[:] = n_exits - 1
+    if stay_max is not None:
+        stay_max[:] = -np.inf
     remaining = None  # all samples, until the first exit that lets some out
     for k in range(n_exits - 1):
-        if counts[k] == 0:
-            continue
         column = scores[k] if by_exit else scores[:, k]
+        if counts[k] == 0:
+            if stay_max is not None:
+                reach = column if remaining is None else column[remaining]
+                stay_max[k] = reach.max(initial=-np.inf)
+            continue
         candidates = column if remaining is None else column[remaining]
         if candidates.size == 0:
             break
@@ -112,7 +129,13 @@ def quantile_assignment(
             position = candidates.size - counts[k]
             tau = np.partition(candidates, position)[position]
         thresholds[k] = tau
-        stay = np.flatnonzero(candidates < tau)
+        below = candidates < tau
+        if stay_max is not None:
+            stay_max[k] = candidates.max(where=below, initial=-np.inf)
+        if exit_of is not None:
+            leave = np.flatnonzero(~below)
+            exit_of[leave if remaining is None else remaining[leave]] = k
+        stay = np.flatnonzero(below)
         realised[k] = candidates.size - stay.size
         remaining = stay if remaining is None else remaining[stay]
     realised[-1] = n_samples if remaining is None else remaining.size

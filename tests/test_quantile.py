@@ -127,3 +127,28 @@ def test_assignment_reports_the_counts_the_exit_rule_realises(scores, data):
     np.testing.assert_array_equal(by_exit[1], realised)
     exits = ref_quantile_assignment(scores, list(counts))
     np.testing.assert_array_equal(realised, np.bincount(exits, minlength=scores.shape[1]))
+
+
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: arrays(
+            np.float64,
+            st.tuples(st.integers(1, 40), st.just(k)),
+            elements=st.sampled_from([-0.0, 0.0, 0.25, 0.5, 1.0]),
+        )
+    ),
+    st.data(),
+)
+def test_assignment_fills_each_samples_exit_and_the_largest_score_that_stays(scores, data):
+    """exit_of is the per-sample assignment of the reference; stay_max the largest score at
+    exit k among the samples that reach it and stay (a per-sample loop)."""
+    n, n_exits = scores.shape
+    drawn = st.lists(st.integers(0, n + 1), min_size=n_exits, max_size=n_exits)
+    counts = np.array(data.draw(drawn))
+    exit_of, stay_max = np.full(n, 99, dtype=np.int8), np.full(n_exits, 7.0)
+    quantile_assignment(scores, counts, exit_of=exit_of, stay_max=stay_max)
+    expected = np.array(ref_quantile_assignment(scores, list(counts)))
+    np.testing.assert_array_equal(exit_of, expected)
+    for k in range(n_exits - 1):
+        staying = [scores[i, k] for i in range(n) if expected[i] > k]
+        assert stay_max[k] == (max(staying) if staying else -np.inf)
