@@ -23,6 +23,7 @@ second.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,13 +259,16 @@ def certified_fit(
     grid_of = None
     if target.grid is not None:
         order, grid_of = _grid_order(path, target)
-    cert = _test(path, order, test_data, target, random_state, fixed=split is None)
+    same_rule = None  # where the path is one global threshold: the rule's path on test_data
+    if split is not None:
+        same_rule = _same_rule(spec, settings, path, test_data, target)
+    cert = _test(path, order, test_data, target, random_state, split is None, same_rule)
     certified = _head(order, cert.index + 1)
     outcome = None
     if certified.size == 0:
         policy, info = _fallback(path, target, cert)
     else:
-        index = int(_choose(path, certified, data, target, same=split is None))
+        index = int(_choose(path, certified, data, target, split is None, same_rule))
         if grid_of is None:
             policy, info = path.make_policy(index)
         else:  # the grid's threshold that was tested (same decisions here), as a direct setting
@@ -349,6 +353,8 @@ def _risk_means(path: Candidates, data: ExitData, target: Certified) -> np.ndarr
     sweep = path.sweep
     if target.risk == "cost":
         return sweep.mean_costs
+    if target.positive_part and sweep.counts_lost:  # the loss tested, not the gap it bounds
+        return sweep.n_lost() / sweep.n_samples
     if target.risk == "accuracy-gap":
         final_correct = np.count_nonzero(data.correct[:, -1])
         return (final_correct - sweep.n_correct) / sweep.n_samples
@@ -407,26 +413,66 @@ def _test(
     target: Certified,
     random_state: Any,
     fixed: bool,
+    same_rule: tuple[Candidates, Callable] | None = None,
 ) -> risk.Certification:
     """Fixed-sequence testing (or CRC) of the ordered path on ``data`` (``order`` None: the
     path's own order).
 
     The certificate is that of the tested prefix of the path (its ``n_settings``): the test
     stops at the first setting it keeps, and a path of millions of settings is not spelled
-    out beyond it.
+    out beyond it. ``same_rule``: the same rule's path on ``data`` and the map from this
+    path's settings to its (:func:`_same_rule`), which gives every mean exactly.
     """
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
         return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1])
-    if (
-        target.bound in risk.MEAN_BOUNDS
-        and fixed
-        and (not target.positive_part or path.sweep.counts_lost)
-    ):
+    if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
         # The path was built on these very samples: its exact counts give every mean.
         blocks = _exact_mean_blocks(path, order, target)
         return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
+    if target.bound in risk.MEAN_BOUNDS and same_rule is not None:
+        other, mapped = same_rule
+        head = _head(order, len(path))
+        blocks = (
+            _exact_means(other, mapped(head[lo : lo + _FIRST_MEANS]), target)
+            for lo in range(0, head.shape[0], _FIRST_MEANS)
+        )
+        return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
     return _certify_lazily(path, _head(order, len(path)), data, target, loss_range, random_state)
+
+
+def _counts_risk(path: Candidates, target: Certified) -> bool:
+    """Whether the path's sweep counts the target's loss (the positive part needs its flags)."""
+    return not target.positive_part or path.sweep.counts_lost
+
+
+def _same_rule(spec: Any, settings: dict, path: Candidates, data: ExitData, target: Certified):
+    """For a path of one global threshold, the same rule's path on other samples ``data``
+    and ``mapped(indices)``: the setting of that path that decides every sample of ``data``
+    as each given setting of ``path`` does (a threshold decides as the last candidate of
+    ``data`` at least as high: no score of ``data`` lies in between). One threshold sweep of
+    ``data`` instead of an evaluation per setting; None for other paths."""
+    if path.parameter != "threshold" or data.labels is None or spec.candidates is None:
+        return None
+    other = spec.candidates(data, spec.name, settings, None)
+    if not (other.parameter == "threshold" and _counts_risk(other, target)):
+        return None
+    decreasing = -other.parameters
+
+    def mapped(indices: np.ndarray) -> np.ndarray:
+        return np.searchsorted(decreasing, -path.parameters[indices], side="right") - 1
+
+    return other, mapped
+
+
+def _exact_means(path: Candidates, indices: np.ndarray, target: Certified) -> np.ndarray:
+    """The mean loss of given settings of a path on its own samples, from its exact counts."""
+    sweep = path.sweep
+    if target.risk == "cost":
+        return sweep.exact_mean_costs(indices)
+    if target.positive_part:
+        return sweep.n_lost()[indices] / sweep.n_samples
+    return (sweep.n_samples - sweep.n_correct[indices]) / sweep.n_samples
 
 
 def _head(order: np.ndarray | None, n: int) -> np.ndarray:
@@ -553,9 +599,18 @@ def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk
     )
 
 
-def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Certified, same: bool):
+def _choose(
+    path: Candidates,
+    certified: np.ndarray,
+    data: ExitData,
+    target: Certified,
+    same: bool,
+    same_rule: tuple[Candidates, Callable] | None = None,
+):
     """Among the certified settings (all certified at once), the cheapest for a risk target,
-    the most accurate for a budget, on all the samples."""
+    the most accurate for a budget, on all the samples: the path's own outcomes where it was
+    built on all of them (``same``), else its outcomes on its samples added to those of
+    ``same_rule``'s path on the others, else an evaluation of each setting."""
     if same:  # the path's exact outcomes on these samples; exact costs only near the best
         sweep = path.sweep
         pool = certified
@@ -563,13 +618,20 @@ def _choose(path: Candidates, certified: np.ndarray, data: ExitData, target: Cer
             pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
         pool = sweep.cheapest(pool)
         return pool[np.argmax(sweep.n_correct[pool])]
-    results = [path.policy(int(i)).evaluate(data) for i in certified]
-    costs = np.array([r.mean_cost for r in results])
-    correct = (
-        np.array([np.count_nonzero(r.predictions == data.labels) for r in results])
-        if data.labels is not None
-        else np.zeros(certified.shape[0])
-    )
+    if same_rule is not None:  # exit counts add up over the two parts of the samples
+        other, mapped = same_rule
+        on_other = mapped(certified)
+        counts = path.sweep.exit_counts(certified) + other.sweep.exit_counts(on_other)
+        costs = engine.mean_cost_from_counts(counts, data.costs)
+        correct = path.sweep.n_correct[certified] + other.sweep.n_correct[on_other]
+    else:
+        results = [path.policy(int(i)).evaluate(data) for i in certified]
+        costs = np.array([r.mean_cost for r in results])
+        correct = (
+            np.array([np.count_nonzero(r.predictions == data.labels) for r in results])
+            if data.labels is not None
+            else np.zeros(certified.shape[0])
+        )
     if target.risk == "cost":
         best = np.lexsort((costs, -correct))[0]
     else:

@@ -11,7 +11,7 @@ from reference import ref_evaluate, ref_exit
 from scipy import stats
 
 import eeopt
-from eeopt import risk
+from eeopt import guarantee, risk
 
 
 def _data(n=600, seed=0, n_exits=4):
@@ -424,3 +424,57 @@ def test_certified_fit_info_is_the_policys_outcome_bit_for_bit(options):
     assert policy.fit_info_["fit_accuracy"] == correct / data.n_samples == result.accuracy
     assert policy.fit_info_["fit_mean_cost"] == result.mean_cost
     assert policy.fit_info_["fit_exit_fractions"] == result.exit_fractions.tolist()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tolerance": 0.03, "bound": "hb"},  # accuracy gap, through its positive part
+        {"tolerance": 0.03, "bound": "binomial"},
+        {"tolerance": 0.08, "risk": "consistency"},
+        {"tolerance": 0.2, "risk": "error"},
+        {"budget": 2.5},
+    ],
+)
+@pytest.mark.parametrize("levels", [None, 7])
+def test_a_split_threshold_path_is_tested_through_the_test_samples_own_sweep(
+    monkeypatch, options, levels
+):
+    """With calibration_split=, a global threshold's means on the test samples (and the
+    choice among the certified on all of them) come from those samples' threshold sweep: the
+    same certificate as evaluating every tested setting, the same policy. Scores with few
+    distinct values put path thresholds between the test samples' values."""
+    data = _data(n=900, seed=11)
+    if levels is not None:
+        probs = np.round(data.probs * levels) / levels + 1e-3
+        data = eeopt.ExitData(probs / probs.sum(-1, keepdims=True), data.labels, costs=data.costs)
+    used = []
+    real = guarantee._same_rule
+    monkeypatch.setattr(guarantee, "_same_rule", lambda *args: used.append(real(*args)) or used[-1])
+    fast = _fit(data, method="margin", delta=0.1, calibration_split=0.5, **options)
+    assert used and None not in used  # the test samples' own sweep
+    monkeypatch.setattr(guarantee, "_same_rule", lambda *args: None)
+    slow = _fit(data, method="margin", delta=0.1, calibration_split=0.5, **options)
+    a, b = fast.guarantee_, slow.guarantee_
+    assert a["n_certified"] == b["n_certified"] > 0
+    assert a["tested_parameters"] == b["tested_parameters"]
+    if "budget" in options:  # exact means against numpy's pairwise sums: equal to rounding
+        np.testing.assert_allclose(a["upper_bounds"], b["upper_bounds"], rtol=1e-12)
+    else:
+        assert a["upper_bounds"] == b["upper_bounds"]
+    np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
+    assert fast.fit_info_ == slow.fit_info_
+
+
+def test_pareto_testing_orders_a_positive_part_by_its_own_estimate():
+    """The accuracy gap under "hb" is tested through 1[exit wrong and final right]: Pareto
+    testing orders the settings by that loss on the path samples (ordering by the gap put
+    first settings whose gap is negative but whose positive part is not small, and on the
+    token data nothing was certified)."""
+    data = _data(n=900, seed=11)
+    policy = _fit(data, method="maxprob", tolerance=0.03, delta=0.1, calibration_split=0.5)
+    path_data, _ = guarantee._split(data, 0.5, 0)
+    path = eeopt.candidates(path_data, "maxprob")
+    lost = path.sweep.n_lost()
+    first = policy.guarantee_["tested_parameters"][0]
+    assert lost[path.parameters == first][0] == lost.min()

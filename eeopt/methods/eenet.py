@@ -488,7 +488,8 @@ def budget_tilt(
             hi = lam
         # A flat slope (every sample's assignment saturated on one exit) gives no Newton step:
         # bisect instead.
-        step = lam - gap / slope if slope != 0 else np.nan
+        with np.errstate(over="ignore"):  # a near-flat slope: the step is inf, bisected below
+            step = lam - gap / slope if slope != 0 else np.nan
         if not lo < step < hi:  # also inf and NaN
             if np.isfinite(lo) and np.isfinite(hi):
                 step = 0.5 * (lo + hi)
