@@ -262,13 +262,15 @@ def certified_fit(
     same_rule = None  # where the path is one global threshold: the rule's path on test_data
     if split is not None:
         same_rule = _same_rule(spec, settings, path, test_data, target)
-    cert = _test(path, order, test_data, target, random_state, split is None, same_rule)
+    tally: dict = {}  # the outcomes on test_data of the settings evaluated one by one
+    cert = _test(path, order, test_data, target, random_state, split is None, same_rule, tally)
     certified = _head(order, cert.index + 1)
     outcome = None
     if certified.size == 0:
         policy, info = _fallback(path, target, cert)
     else:
-        index = int(_choose(path, certified, data, target, split is None, same_rule))
+        on_test = None if split is None else _outcomes_on_test(certified, same_rule, tally)
+        index = int(_choose(path, certified, data, target, split is None, on_test))
         if grid_of is None:
             policy, info = path.make_policy(index)
         else:  # the grid's threshold that was tested (same decisions here), as a direct setting
@@ -382,21 +384,29 @@ def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) ->
     return keep[np.lexsort((-costs[keep], risks[keep]))]
 
 
-def _losses(path: Candidates, indices: np.ndarray, data: ExitData, target: Certified) -> np.ndarray:
+def _losses(
+    path: Candidates,
+    indices: np.ndarray,
+    data: ExitData,
+    target: Certified,
+    tally: dict | None = None,
+) -> np.ndarray:
     """Per-sample losses ``(len(indices), n_samples)`` of candidates on ``data`` (a path whose
-    candidates score alike computes the scores once)."""
+    candidates score alike computes the scores once); ``tally[i]`` gets candidate i's exit
+    counts and correct count on ``data``."""
     out = np.empty((indices.shape[0], data.n_samples))
     final_wrong = ~data.correct[:, -1] if target.risk == "accuracy-gap" else None
-    scores = None
-    for row, i in enumerate(indices):
-        policy = path.policy(int(i))
-        if scores is None or not path.shared_scores:
-            scores = policy.compute_scores(data)
-        exits = engine.first_exit(scores, policy.thresholds_)
+    for row, exits in enumerate(_exits_of(path, indices, data)):
+        right = (
+            None if data.labels is None else engine.at_exit(data.predictions, exits) == data.labels
+        )
+        if tally is not None:
+            n_right = 0 if right is None else int(np.count_nonzero(right))
+            tally[int(indices[row])] = (np.bincount(exits, minlength=data.n_exits), n_right)
         if target.risk == "cost":
             out[row] = data.costs[exits]
             continue
-        wrong = engine.at_exit(data.predictions, exits) != data.labels
+        wrong = ~right
         if final_wrong is None:
             out[row] = wrong
         elif target.positive_part:
@@ -404,6 +414,17 @@ def _losses(path: Candidates, indices: np.ndarray, data: ExitData, target: Certi
         else:
             out[row] = wrong.astype(np.float64) - final_wrong
     return out
+
+
+def _exits_of(path: Candidates, indices: np.ndarray, data: ExitData):
+    """Each given candidate's exit per sample of ``data``, in turn (a path whose candidates
+    score alike computes the scores once)."""
+    scores = None
+    for i in indices:
+        policy = path.policy(int(i))
+        if scores is None or not path.shared_scores:
+            scores = policy.compute_scores(data)
+        yield engine.first_exit(scores, policy.thresholds_)
 
 
 def _test(
@@ -414,9 +435,10 @@ def _test(
     random_state: Any,
     fixed: bool,
     same_rule: tuple[Candidates, Callable] | None = None,
+    tally: dict | None = None,
 ) -> risk.Certification:
     """Fixed-sequence testing (or CRC) of the ordered path on ``data`` (``order`` None: the
-    path's own order).
+    path's own order). Settings evaluated one by one leave their outcome in ``tally``.
 
     The certificate is that of the tested prefix of the path (its ``n_settings``): the test
     stops at the first setting it keeps, and a path of millions of settings is not spelled
@@ -425,7 +447,7 @@ def _test(
     """
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
-        return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1])
+        return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
         # The path was built on these very samples: its exact counts give every mean.
         blocks = _exact_mean_blocks(path, order, target)
@@ -438,7 +460,8 @@ def _test(
             for lo in range(0, head.shape[0], _FIRST_MEANS)
         )
         return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
-    return _certify_lazily(path, _head(order, len(path)), data, target, loss_range, random_state)
+    head = _head(order, len(path))
+    return _certify_lazily(path, head, data, target, loss_range, random_state, tally)
 
 
 def _counts_risk(path: Candidates, target: Certified) -> bool:
@@ -463,6 +486,20 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, data: ExitData, targ
         return np.searchsorted(decreasing, -path.parameters[indices], side="right") - 1
 
     return other, mapped
+
+
+def _outcomes_on_test(certified: np.ndarray, same_rule, tally: dict):
+    """``(exit counts, correct counts)`` of the certified settings on the test samples, from
+    the same rule's path there or from the settings' evaluations during the test; None if
+    neither has them all."""
+    if same_rule is not None:
+        other, mapped = same_rule
+        on_other = mapped(certified)
+        return other.sweep.exit_counts(on_other), other.sweep.n_correct[on_other]
+    if not all(int(i) in tally for i in certified):
+        return None
+    counts = np.array([tally[int(i)][0] for i in certified])
+    return counts, np.array([tally[int(i)][1] for i in certified], dtype=np.int64)
 
 
 def _exact_means(path: Candidates, indices: np.ndarray, target: Certified) -> np.ndarray:
@@ -544,21 +581,21 @@ def _up_to_first_kept(blocks, p_values_of, delta: float) -> np.ndarray:
 _P_VALUE_ROWS = 1 << 16
 
 
-def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified):
+def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified, tally):
     """The losses of the ordered path in doubling blocks of settings: a test that stops early
     never computes the rest (a path has up to n (K - 1) settings)."""
     start, size = 0, 64
     while start < order.shape[0]:
         stop = min(order.shape[0], start + size)
-        yield _losses(path, order[start:stop], data, target)
+        yield _losses(path, order[start:stop], data, target, tally)
         start, size = stop, 2 * size
 
 
-def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certification:
+def _crc_lazily(path, order, data, target, loss_bound: float, tally=None) -> risk.Certification:
     """Conformal risk control of the ordered path, its losses computed until the first
     setting that fails: CRC's bound of the running maximum never falls along the path."""
     sums, carry, bound = [], None, (data.n_samples + 1) * target.epsilon - loss_bound
-    for block in _loss_blocks(path, order, data, target):
+    for block in _loss_blocks(path, order, data, target, tally):
         if carry is not None:
             np.maximum(block[0], carry, out=block[0])
         np.maximum.accumulate(block, axis=0, out=block)  # each sample's running maximum
@@ -571,19 +608,21 @@ def _crc_lazily(path, order, data, target, loss_bound: float) -> risk.Certificat
     )
 
 
-def _certify_lazily(path, order, data, target, loss_range, random_state) -> risk.Certification:
+def _certify_lazily(
+    path, order, data, target, loss_range, random_state, tally=None
+) -> risk.Certification:
     """Fixed-sequence testing that computes the candidates' losses in doubling blocks and stops
     at the first non-rejection (the losses after it are never needed); then the certificate,
     with the upper bound of every tested setting, from the tested prefix. Mean-only bounds keep
     each setting's mean loss only (:func:`eeopt.risk.certify_means`)."""
     if target.bound in risk.MEAN_BOUNDS:
-        blocks = (block.mean(axis=1) for block in _loss_blocks(path, order, data, target))
+        blocks = (block.mean(axis=1) for block in _loss_blocks(path, order, data, target, tally))
         return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
     if isinstance(random_state, np.random.Generator):  # one order: the test's = certify's
         random_state = int(random_state.integers(2**63 - 1))
     permutation = risk.sample_order(data.n_samples, random_state)
     losses = _up_to_first_kept(
-        _loss_blocks(path, order, data, target),
+        _loss_blocks(path, order, data, target, tally),
         lambda block: risk.wsr_p_value(
             block[:, permutation], target.epsilon, target.delta, loss_range=loss_range
         ),
@@ -605,12 +644,12 @@ def _choose(
     data: ExitData,
     target: Certified,
     same: bool,
-    same_rule: tuple[Candidates, Callable] | None = None,
+    on_test: tuple[np.ndarray, np.ndarray] | None = None,
 ):
     """Among the certified settings (all certified at once), the cheapest for a risk target,
     the most accurate for a budget, on all the samples: the path's own outcomes where it was
-    built on all of them (``same``), else its outcomes on its samples added to those of
-    ``same_rule``'s path on the others, else an evaluation of each setting."""
+    built on all of them (``same``), else its outcomes on its samples added to ``on_test``
+    (the exit counts and correct counts on the others), else an evaluation of each."""
     if same:  # the path's exact outcomes on these samples; exact costs only near the best
         sweep = path.sweep
         pool = certified
@@ -618,20 +657,20 @@ def _choose(
             pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
         pool = sweep.cheapest(pool)
         return pool[np.argmax(sweep.n_correct[pool])]
-    if same_rule is not None:  # exit counts add up over the two parts of the samples
-        other, mapped = same_rule
-        on_other = mapped(certified)
-        counts = path.sweep.exit_counts(certified) + other.sweep.exit_counts(on_other)
+    if on_test is not None:  # exit counts add up over the two parts of the samples
+        counts = path.sweep.exit_counts(certified) + on_test[0]
         costs = engine.mean_cost_from_counts(counts, data.costs)
-        correct = path.sweep.n_correct[certified] + other.sweep.n_correct[on_other]
+        correct = path.sweep.n_correct[certified] + on_test[1]
     else:
-        results = [path.policy(int(i)).evaluate(data) for i in certified]
-        costs = np.array([r.mean_cost for r in results])
-        correct = (
-            np.array([np.count_nonzero(r.predictions == data.labels) for r in results])
-            if data.labels is not None
-            else np.zeros(certified.shape[0])
-        )
+        counts = np.zeros((certified.shape[0], data.n_exits), dtype=np.int64)
+        correct = np.zeros(certified.shape[0], dtype=np.int64)
+        for row, exits in enumerate(_exits_of(path, certified, data)):
+            counts[row] = np.bincount(exits, minlength=data.n_exits)
+            if data.labels is not None:
+                correct[row] = np.count_nonzero(
+                    engine.at_exit(data.predictions, exits) == data.labels
+                )
+        costs = engine.mean_cost_from_counts(counts, data.costs)
     if target.risk == "cost":
         best = np.lexsort((costs, -correct))[0]
     else:

@@ -478,3 +478,41 @@ def test_pareto_testing_orders_a_positive_part_by_its_own_estimate():
     lost = path.sweep.n_lost()
     first = policy.guarantee_["tested_parameters"][0]
     assert lost[path.parameters == first][0] == lost.min()
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("beem-a", {"tolerance": 0.05}),  # a path built on the data: split, evaluated one by one
+        ("maxprob", {"tolerance": 0.05, "per_exit": True}),
+        ("maxprob", {"tolerance": 0.05, "bound": "wsr", "calibration_split": 0.5}),
+        ("msdnet", {"budget": 2.5}),  # a path of budgets
+        ("margin", {"tolerance": 0.05, "risk": "consistency", "calibration_split": 0.5}),
+    ],
+)
+def test_the_choice_among_the_certified_adds_the_outcomes_of_both_parts(
+    monkeypatch, method, options
+):
+    """The cheapest certified setting on all the samples, from the path's exact outcomes on
+    its part and the test part's (from the test itself, or the test samples' sweep): the
+    choice an evaluation of every certified setting on all the samples makes."""
+    data = _data(n=800, seed=13)
+    seen = []
+    real = guarantee._choose
+    monkeypatch.setattr(guarantee, "_choose", lambda *args: seen.append(args) or real(*args))
+    fast = _fit(data, method=method, delta=0.1, **options)
+    path, certified, all_samples, _, _, on_test = seen[-1]
+    assert on_test is not None
+    # The two parts' outcomes add up to each certified setting's evaluation on all samples.
+    counts = path.sweep.exit_counts(certified) + on_test[0]
+    correct = path.sweep.n_correct[certified] + on_test[1]
+    for row, i in enumerate(certified):
+        result = path.policy(int(i)).evaluate(all_samples)
+        np.testing.assert_array_equal(counts[row], np.bincount(result.exit_index, minlength=4))
+        assert correct[row] == np.count_nonzero(result.predictions == all_samples.labels)
+    monkeypatch.setattr(guarantee, "_outcomes_on_test", lambda *args: None)
+    monkeypatch.setattr(guarantee, "_outcomes_on_test", lambda *args: None)
+    slow = _fit(data, method=method, delta=0.1, **options)
+    assert fast.guarantee_["n_certified"] == slow.guarantee_["n_certified"] > 1
+    np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
+    assert fast.fit_info_ == slow.fit_info_
