@@ -447,6 +447,8 @@ def _test(
     """
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
+        if fixed and path.parameter == "threshold":  # running maxima from the sweep's order
+            return _crc_threshold(path, order, data, target, loss_range[1])
         return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
         # The path was built on these very samples: its exact counts give every mean.
@@ -606,6 +608,61 @@ def _crc_lazily(path, order, data, target, loss_bound: float, tally=None) -> ris
     return risk.conformal_risk_control_from_sums(
         np.concatenate(sums), data.n_samples, target.epsilon, loss_bound=loss_bound
     )
+
+
+def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certification:
+    """Conformal risk control of a shared threshold's own path on its own samples, without a
+    per-sample loss per setting.
+
+    Lowering the threshold only moves a sample to earlier exits, at its records (its running
+    maximum score). A 0/1 loss's running maximum along the path is 1 from the first setting
+    at or below the sample's *first lost value*: +inf if it is lost at the last exit, else its
+    highest record whose exit loses it (the accuracy gap's running maximum is that of its
+    positive part: it is 0 at the start). So the sums are counts of those values at or
+    above each threshold, up to the first setting past the bound. A cost, tested cheapest
+    first, only rises along that order: its running maximum is the cost itself, whose sums
+    are the path's exact mean costs.
+    """
+    n, bound = data.n_samples, (data.n_samples + 1) * target.epsilon - loss_bound
+    sweep = path.sweep
+    if target.risk == "cost":  # compared with the bound as their exact values are
+        means = sweep.mean_costs_near(_head(order, len(path)), bound / n)
+        n_tested = min(len(path), int(np.searchsorted(means, bound / n, side="right")) + 1)
+        sums = np.maximum.accumulate(means[:n_tested]) * n
+    else:
+        lost = ~data.correct
+        if target.risk == "accuracy-gap":  # exit wrong and final right: 0 at the last exit
+            lost &= data.correct[:, -1:]
+        values = np.sort(_first_lost_values(data.score(path.method), lost))
+        parameters = sweep.parameters
+        # The settings up to the first whose count exceeds the bound, and that one: a count
+        # of at least c = floor(bound) + 1 is reached at thresholds up to the c-th largest.
+        n_tested = len(path) if bound >= 0 else 1
+        if 0 <= bound < n:
+            threshold = values[n - int(np.floor(bound)) - 1]
+            n_tested = min(len(path), int(np.searchsorted(-parameters, -threshold)) + 1)
+        sums = (n - np.searchsorted(values, parameters[:n_tested], side="left")).astype(float)
+    return risk.conformal_risk_control_from_sums(sums, n, target.epsilon, loss_bound=loss_bound)
+
+
+def _first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    """Per sample, the highest global threshold at which it is lost (``lost[n, exit]``) at
+    its exit: +inf if lost at the last exit, else the highest of its records (running-maximum
+    scores among the early exits) whose exit loses it, else -inf. In blocks of rows."""
+    n_samples, n_exits = scores.shape
+    out = np.full(n_samples, -np.inf)
+    rows = max(1, (1 << 20) // n_exits)
+    for lo in range(0, n_samples, rows):
+        block = np.asarray(scores[lo : lo + rows, : n_exits - 1], dtype=np.float64)
+        if n_exits > 1:
+            record = np.empty(block.shape, dtype=bool)
+            record[:, 0] = True
+            running = np.maximum.accumulate(block, axis=1)
+            np.greater(block[:, 1:], running[:, :-1], out=record[:, 1:])
+            record &= lost[lo : lo + rows, : n_exits - 1]
+            out[lo : lo + rows] = np.max(block, axis=1, where=record, initial=-np.inf)
+    out[lost[:, -1]] = np.inf
+    return out
 
 
 def _certify_lazily(

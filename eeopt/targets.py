@@ -243,6 +243,17 @@ class Sweep:
             return self.mean_costs[np.asarray(indices, dtype=np.int64)]
         return engine.mean_cost_from_counts(self.exit_counts(indices), self.costs)
 
+    def mean_costs_near(self, indices: Any, level: float) -> np.ndarray:
+        """The candidates' mean costs, exact (``policy.evaluate``'s figure) for those within
+        rounding of ``level`` and running sums elsewhere: each compares with ``level`` as its
+        exact cost does, for ``O(len(indices))`` and no ``(len(indices), n_exits)`` table."""
+        indices = np.asarray(indices, dtype=np.int64)
+        costs = self.mean_costs[indices]
+        if not self.exact_costs:
+            close = np.abs(costs - level) <= _COST_SLACK * max(abs(level), 1.0)
+            costs[close] = self.exact_mean_costs(indices[close])
+        return costs
+
     def cheapest(self, indices: Any) -> np.ndarray:
         """The candidates among ``indices`` whose exact mean cost (``policy.evaluate``'s
         figure) is the smallest, in the order given.

@@ -516,3 +516,41 @@ def test_the_choice_among_the_certified_adds_the_outcomes_of_both_parts(
     assert fast.guarantee_["n_certified"] == slow.guarantee_["n_certified"] > 1
     np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
     assert fast.fit_info_ == slow.fit_info_
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tolerance": 0.05},  # the accuracy gap (its running maximum: the positive part's)
+        {"tolerance": 0.0005},  # nothing certified: the first setting already fails
+        {"tolerance": 0.9},  # every setting passes
+        {"tolerance": 0.1, "risk": "consistency"},
+        {"tolerance": 0.3, "risk": "error"},
+        {"budget": 2.6},
+    ],
+)
+@pytest.mark.parametrize("levels", [None, 5])
+def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch, options, levels):
+    """CRC of a shared threshold's own path from each sample's first lost value (or the exact
+    costs): the sums, certificate and policy of the running maxima of per-sample losses."""
+    data = _data(n=700, seed=17)
+    if levels is not None:  # ties between samples and between exits
+        probs = np.round(data.probs * levels) / levels + 1e-3
+        data = eeopt.ExitData(probs / probs.sum(-1, keepdims=True), data.labels, costs=data.costs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # nothing certified: fallback
+        fast = _fit(data, method="entropy", guarantee="expectation", **options)
+        monkeypatch.setattr(
+            guarantee,
+            "_crc_threshold",
+            lambda path, order, data, target, bound: guarantee._crc_lazily(
+                path, guarantee._head(order, len(path)), data, target, bound
+            ),
+        )
+        slow = _fit(data, method="entropy", guarantee="expectation", **options)
+    a, b = fast.guarantee_, slow.guarantee_
+    assert a["n_certified"] == b["n_certified"]
+    tested = min(len(a["upper_bounds"]), len(b["upper_bounds"]))
+    assert tested >= min(a["n_certified"] + 1, len(eeopt.candidates(data, "entropy")))
+    np.testing.assert_allclose(a["upper_bounds"][:tested], b["upper_bounds"][:tested], rtol=1e-12)
+    np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
