@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from reference import ref_exit, ref_threshold_sweep
 
+import eeopt
 import eeopt.targets as targets
 from eeopt import engine
 from eeopt.targets import threshold_sweep
@@ -266,3 +267,18 @@ def test_running_sums_read_at_the_stops(kernels, values, stops, block, floats):
 
 
 _TABLE = np.array([3, -1, 0, 2, -5, 1, 4, -2], dtype=np.int64)
+
+
+def test_mean_costs_near_a_level_are_exact_there():
+    """Running-sum costs elsewhere, the engine's exact figure within rounding of the level:
+    each candidate compares with the level as its evaluation does."""
+    val = eeopt.datasets.load("mnist1d", "val")
+    sweep = eeopt.candidates(val, "maxprob").sweep
+    indices = np.arange(len(sweep))
+    exact = sweep.exact_mean_costs(indices)
+    for i in (1, len(sweep) // 3, len(sweep) - 1):
+        got = sweep.mean_costs_near(indices, float(exact[i]))
+        close = np.abs(sweep.mean_costs - exact[i]) <= 1e-9 * max(abs(exact[i]), 1.0)
+        np.testing.assert_array_equal(got[close], exact[close])
+        np.testing.assert_array_equal(got[~close], sweep.mean_costs[~close])
+        assert np.array_equal(got <= exact[i], exact <= exact[i])
