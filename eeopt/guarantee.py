@@ -447,7 +447,9 @@ def _test(
     """
     loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
-        if fixed and path.parameter == "threshold":  # running maxima from the sweep's order
+        # Running maxima along the whole path (a grid's are over its own settings only), or
+        # of a cost, which only rises along its order.
+        if fixed and path.parameter == "threshold" and (order is None or target.risk == "cost"):
             return _crc_threshold(path, order, data, target, loss_range[1])
         return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
@@ -611,8 +613,8 @@ def _crc_lazily(path, order, data, target, loss_bound: float, tally=None) -> ris
 
 
 def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certification:
-    """Conformal risk control of a shared threshold's own path on its own samples, without a
-    per-sample loss per setting.
+    """Conformal risk control of a shared threshold's own path (or, for a cost, a grid of it)
+    on its own samples, without a per-sample loss per setting.
 
     Lowering the threshold only moves a sample to earlier exits, at its records (its running
     maximum score). A 0/1 loss's running maximum along the path is 1 from the first setting
@@ -634,7 +636,7 @@ def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certifi
         if target.risk == "accuracy-gap":  # exit wrong and final right: 0 at the last exit
             lost &= data.correct[:, -1:]
         values = np.sort(_first_lost_values(data.score(path.method), lost))
-        parameters = sweep.parameters
+        parameters = sweep.parameters  # the path's own order: falling thresholds
         # The settings up to the first whose count exceeds the bound, and that one: a count
         # of at least c = floor(bound) + 1 is reached at thresholds up to the c-th largest.
         n_tested = len(path) if bound >= 0 else 1

@@ -527,6 +527,8 @@ def test_the_choice_among_the_certified_adds_the_outcomes_of_both_parts(
         {"tolerance": 0.1, "risk": "consistency"},
         {"tolerance": 0.3, "risk": "error"},
         {"budget": 2.6},
+        {"tolerance": 0.05, "grid": np.linspace(0.05, 0.95, 15)},  # a grid: some of the path
+        {"budget": 2.6, "grid": np.linspace(0.05, 0.95, 15)},
     ],
 )
 @pytest.mark.parametrize("levels", [None, 5])
@@ -551,6 +553,7 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
     a, b = fast.guarantee_, slow.guarantee_
     assert a["n_certified"] == b["n_certified"]
     tested = min(len(a["upper_bounds"]), len(b["upper_bounds"]))
-    assert tested >= min(a["n_certified"] + 1, len(eeopt.candidates(data, "entropy")))
+    assert a["tested_parameters"][:tested] == b["tested_parameters"][:tested]
+    assert tested >= min(a["n_certified"] + 1, len(b["upper_bounds"]))
     np.testing.assert_allclose(a["upper_bounds"][:tested], b["upper_bounds"][:tested], rtol=1e-12)
     np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
