@@ -269,8 +269,10 @@ def certified_fit(
     if certified.size == 0:
         policy, info = _fallback(path, target, cert)
     else:
-        on_test = None if split is None else _outcomes_on_test(certified, same_rule, tally)
-        index = int(_choose(path, certified, data, target, split is None, on_test))
+        on_test = None
+        if split is not None:
+            on_test = _outcomes_on_test(path, certified, test_data, same_rule, tally)
+        index = int(_choose(path, certified, data, target, on_test))
         if grid_of is None:
             policy, info = path.make_policy(index)
         else:  # the grid's threshold that was tested (same decisions here), as a direct setting
@@ -397,16 +399,13 @@ def _losses(
     out = np.empty((indices.shape[0], data.n_samples))
     final_wrong = ~data.correct[:, -1] if target.risk == "accuracy-gap" else None
     for row, exits in enumerate(_exits_of(path, indices, data)):
-        right = (
-            None if data.labels is None else engine.at_exit(data.predictions, exits) == data.labels
-        )
         if tally is not None:
-            n_right = 0 if right is None else int(np.count_nonzero(right))
-            tally[int(indices[row])] = (np.bincount(exits, minlength=data.n_exits), n_right)
+            right = 0 if data.labels is None else _n_right(data, exits)
+            tally[int(indices[row])] = (np.bincount(exits, minlength=data.n_exits), right)
         if target.risk == "cost":
             out[row] = data.costs[exits]
             continue
-        wrong = ~right
+        wrong = engine.at_exit(data.predictions, exits) != data.labels
         if final_wrong is None:
             out[row] = wrong
         elif target.positive_part:
@@ -492,18 +491,24 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, data: ExitData, targ
     return other, mapped
 
 
-def _outcomes_on_test(certified: np.ndarray, same_rule, tally: dict):
-    """``(exit counts, correct counts)`` of the certified settings on the test samples, from
-    the same rule's path there or from the settings' evaluations during the test; None if
-    neither has them all."""
+def _outcomes_on_test(path, certified: np.ndarray, data: ExitData, same_rule, tally: dict):
+    """``(exit counts, correct counts)`` of the certified settings on the test samples
+    ``data``: from the same rule's path there, else from the settings' evaluations during
+    the test (any setting the test did not evaluate is evaluated here)."""
     if same_rule is not None:
         other, mapped = same_rule
         on_other = mapped(certified)
         return other.sweep.exit_counts(on_other), other.sweep.n_correct[on_other]
-    if not all(int(i) in tally for i in certified):
-        return None
-    counts = np.array([tally[int(i)][0] for i in certified])
-    return counts, np.array([tally[int(i)][1] for i in certified], dtype=np.int64)
+    missing = np.array([i for i in certified.tolist() if i not in tally], dtype=np.int64)
+    for i, exits in zip(missing.tolist(), _exits_of(path, missing, data), strict=True):
+        right = 0 if data.labels is None else _n_right(data, exits)
+        tally[i] = (np.bincount(exits, minlength=data.n_exits), right)
+    counts = np.array([tally[i][0] for i in certified.tolist()])
+    return counts, np.array([tally[i][1] for i in certified.tolist()], dtype=np.int64)
+
+
+def _n_right(data: ExitData, exits: np.ndarray) -> int:
+    return int(np.count_nonzero(engine.at_exit(data.predictions, exits) == data.labels))
 
 
 def _exact_means(path: Candidates, indices: np.ndarray, target: Certified) -> np.ndarray:
@@ -702,34 +707,23 @@ def _choose(
     certified: np.ndarray,
     data: ExitData,
     target: Certified,
-    same: bool,
-    on_test: tuple[np.ndarray, np.ndarray] | None = None,
+    on_test: tuple[np.ndarray, np.ndarray] | None,
 ):
     """Among the certified settings (all certified at once), the cheapest for a risk target,
     the most accurate for a budget, on all the samples: the path's own outcomes where it was
-    built on all of them (``same``), else its outcomes on its samples added to ``on_test``
-    (the exit counts and correct counts on the others), else an evaluation of each."""
-    if same:  # the path's exact outcomes on these samples; exact costs only near the best
+    built on all of them (``on_test`` None), else its outcomes on its samples added to
+    ``on_test`` (the exit counts and correct counts on the others)."""
+    if on_test is None:  # the path's exact outcomes on these samples; exact costs near the best
         sweep = path.sweep
         pool = certified
         if target.risk == "cost":
             pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
         pool = sweep.cheapest(pool)
         return pool[np.argmax(sweep.n_correct[pool])]
-    if on_test is not None:  # exit counts add up over the two parts of the samples
-        counts = path.sweep.exit_counts(certified) + on_test[0]
-        costs = engine.mean_cost_from_counts(counts, data.costs)
-        correct = path.sweep.n_correct[certified] + on_test[1]
-    else:
-        counts = np.zeros((certified.shape[0], data.n_exits), dtype=np.int64)
-        correct = np.zeros(certified.shape[0], dtype=np.int64)
-        for row, exits in enumerate(_exits_of(path, certified, data)):
-            counts[row] = np.bincount(exits, minlength=data.n_exits)
-            if data.labels is not None:
-                correct[row] = np.count_nonzero(
-                    engine.at_exit(data.predictions, exits) == data.labels
-                )
-        costs = engine.mean_cost_from_counts(counts, data.costs)
+    # Exit counts and correct counts add up over the two parts of the samples.
+    counts = path.sweep.exit_counts(certified) + on_test[0]
+    costs = engine.mean_cost_from_counts(counts, data.costs)
+    correct = path.sweep.n_correct[certified] + on_test[1]
     if target.risk == "cost":
         best = np.lexsort((costs, -correct))[0]
     else:
