@@ -41,3 +41,16 @@ def budget_at(costs, share):
     """The budget ``share`` of the way from the first exit's cost to the last's, clipped to
     ``costs[-1]`` (``costs[0] + 1.0 * (costs[-1] - costs[0])`` can round one ulp above it)."""
     return float(min(costs[-1], costs[0] + share * (costs[-1] - costs[0])))
+
+
+def tied_scores(values, dtype=np.float64, max_rows=40):
+    """A hypothesis strategy: score arrays ``(1..max_rows, 2..5)`` drawn from a few values,
+    so that samples and exits tie."""
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    return st.integers(2, 5).flatmap(
+        lambda k: arrays(
+            dtype, st.tuples(st.integers(1, max_rows), st.just(k)), elements=st.sampled_from(values)
+        )
+    )

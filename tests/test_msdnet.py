@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-from conftest import budget_at, make_multi_exit
+from conftest import budget_at, make_multi_exit, tied_scores
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from reference import ref_geometric_fractions, ref_quantile_thresholds, ref_solve_q
 
 import eeopt
@@ -68,13 +67,7 @@ def test_budget_at_the_ends():
 
 @settings(max_examples=60)
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float64,
-            st.tuples(st.integers(1, 40), st.just(k)),
-            elements=st.sampled_from([0.0, 0.1, 0.5, 0.5000001, 0.9, 1.0]),
-        )
-    ),
+    tied_scores([0.0, 0.1, 0.5, 0.5000001, 0.9, 1.0]),
     st.floats(0, 1),
     st.booleans(),
 )
@@ -215,13 +208,7 @@ def test_largest_bucket_is_the_same_compiled_or_not(monkeypatch):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float32,
-            st.tuples(st.integers(1, 60), st.just(k)),
-            elements=st.sampled_from([0.0, 0.1, 0.5, 0.5000001, 0.9, 1.0]),
-        )
-    ),
+    tied_scores([0.0, 0.1, 0.5, 0.5000001, 0.9, 1.0], np.float32, max_rows=60),
     st.floats(0, 1),
 )
 def test_solver_with_every_shortcut_on_gives_the_bisections_q(scores, share):

@@ -1,7 +1,7 @@
 import numpy as np
+from conftest import tied_scores
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 from reference import ref_quantile_assignment, ref_quantile_thresholds
 
 import eeopt
@@ -17,13 +17,7 @@ def _fractions(draw, n_exits):
 
 
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float64,
-            st.tuples(st.integers(1, 40), st.just(k)),
-            elements=st.sampled_from([0.0, 0.1, 0.2, 0.5, 0.9, 1.0]),
-        )
-    ),
+    tied_scores([0.0, 0.1, 0.2, 0.5, 0.9, 1.0]),
     st.data(),
 )
 def test_quantile_thresholds_match_the_reference_with_ties(scores, data):
@@ -52,13 +46,7 @@ def test_counts_floor_and_give_the_rest_to_the_last_exit():
 
 
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float64,
-            st.tuples(st.integers(1, 40), st.just(k)),
-            elements=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
-        )
-    ),
+    tied_scores([0.0, 0.25, 0.5, 1.0]),
     st.data(),
 )
 def test_exit_rule_reproduces_the_per_sample_assignment_with_ties(scores, data):
@@ -70,13 +58,7 @@ def test_exit_rule_reproduces_the_per_sample_assignment_with_ties(scores, data):
 
 
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float64,
-            st.tuples(st.integers(1, 40), st.just(k)),
-            elements=st.sampled_from([0.0, 0.5, 1.0]),
-        )
-    ),
+    tied_scores([0.0, 0.5, 1.0]),
     st.data(),
 )
 def test_ties_only_move_samples_to_earlier_exits(scores, data):
@@ -106,13 +88,7 @@ def test_a_count_larger_than_the_pool_takes_everyone_left():
 
 
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float64,
-            st.tuples(st.integers(1, 40), st.just(k)),
-            elements=st.sampled_from([0.0, 0.25, 0.5, 1.0]),
-        )
-    ),
+    tied_scores([0.0, 0.25, 0.5, 1.0]),
     st.data(),
 )
 def test_assignment_reports_the_counts_the_exit_rule_realises(scores, data):
@@ -130,13 +106,7 @@ def test_assignment_reports_the_counts_the_exit_rule_realises(scores, data):
 
 
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: arrays(
-            np.float64,
-            st.tuples(st.integers(1, 40), st.just(k)),
-            elements=st.sampled_from([-0.0, 0.0, 0.25, 0.5, 1.0]),
-        )
-    ),
+    tied_scores([-0.0, 0.0, 0.25, 0.5, 1.0]),
     st.data(),
 )
 def test_assignment_fills_each_samples_exit_and_the_largest_score_that_stays(scores, data):
