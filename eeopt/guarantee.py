@@ -592,12 +592,18 @@ _P_VALUE_ROWS = 1 << 16
 
 def _loss_blocks(path: Candidates, order: np.ndarray, data: ExitData, target: Certified, tally):
     """The losses of the ordered path in doubling blocks of settings: a test that stops early
-    never computes the rest (a path has up to n (K - 1) settings)."""
+    never computes the rest (a path has up to n (K - 1) settings). A block holds at most
+    ``_LOSS_BLOCK`` losses (at least one setting): memory stays bounded whatever n."""
     start, size = 0, 64
+    largest = max(1, _LOSS_BLOCK // max(data.n_samples, 1))
     while start < order.shape[0]:
-        stop = min(order.shape[0], start + size)
+        stop = min(order.shape[0], start + min(size, largest))
         yield _losses(path, order[start:stop], data, target, tally)
         start, size = stop, 2 * size
+
+
+#: Losses per block of :func:`_loss_blocks` (float64: 128 MB).
+_LOSS_BLOCK = 1 << 24
 
 
 def _crc_lazily(path, order, data, target, loss_bound: float, tally=None) -> risk.Certification:

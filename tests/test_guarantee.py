@@ -560,3 +560,30 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
     assert tested >= min(a["n_certified"] + 1, len(b["upper_bounds"]))
     np.testing.assert_allclose(a["upper_bounds"][:tested], b["upper_bounds"][:tested], rtol=1e-12)
     np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("maxprob", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
+        ("beem-a", {"tolerance": 0.05, "delta": 0.1}),
+        ("maxprob", {"tolerance": 0.05, "guarantee": "expectation", "grid": [0.5, 0.7, 0.9]}),
+    ],
+)
+def test_losses_are_computed_in_blocks_of_bounded_size(monkeypatch, method, options):
+    """Per-sample losses come a bounded number at a time (at least one setting), whatever
+    the number of samples; the certificate does not depend on the block size."""
+    data = _data(n=700, seed=21)
+    before = _fit(data, method=method, **options)
+    sizes = []
+    real = guarantee._losses
+    monkeypatch.setattr(
+        guarantee,
+        "_losses",
+        lambda path, idx, *args: sizes.append(len(idx)) or real(path, idx, *args),
+    )
+    monkeypatch.setattr(guarantee, "_LOSS_BLOCK", 2 * 350)  # two settings of 350 test samples
+    after = _fit(data, method=method, **options)
+    assert sizes and max(sizes) <= max(1, 700 // after.guarantee_["n_calibration"])
+    assert after.guarantee_["upper_bounds"] == before.guarantee_["upper_bounds"]
+    np.testing.assert_array_equal(after.thresholds_, before.thresholds_)
