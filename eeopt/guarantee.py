@@ -32,7 +32,7 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt import engine, risk
 from eeopt.data import ExitData
-from eeopt.targets import Candidates, ExitCountTable, Sweep, non_dominated
+from eeopt.targets import Candidates, ExitCountTable, Sweep, first_lost_values, non_dominated
 
 RISKS = ("accuracy-gap", "consistency", "error")
 GUARANTEES = ("probability", "expectation")
@@ -646,36 +646,25 @@ def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certifi
         lost = ~data.correct
         if target.risk == "accuracy-gap":  # exit wrong and final right: 0 at the last exit
             lost &= data.correct[:, -1:]
-        values = np.sort(_first_lost_values(data.score(path.method), lost))
+        values = first_lost_values(data.score(path.method), lost)
         parameters = sweep.parameters  # the path's own order: falling thresholds
-        # The settings up to the first whose count exceeds the bound, and that one: a count
-        # of at least c = floor(bound) + 1 is reached at thresholds up to the c-th largest.
-        n_tested = len(path) if bound >= 0 else 1
-        if 0 <= bound < n:
-            threshold = values[n - int(np.floor(bound)) - 1]
-            n_tested = min(len(path), int(np.searchsorted(-parameters, -threshold)) + 1)
-        sums = (n - np.searchsorted(values, parameters[:n_tested], side="left")).astype(float)
+        if bound < 0:  # the first setting already fails
+            sums = np.array([np.count_nonzero(values >= parameters[0])], dtype=float)
+        elif bound >= n:  # every setting passes: every count is needed
+            values.sort()
+            sums = (n - np.searchsorted(values, parameters, side="left")).astype(float)
+        else:
+            # A count of at least c = floor(bound) + 1 is reached at the thresholds up to the
+            # c-th largest value: the settings above it pass, counted among the c largest
+            # values alone; the first setting at or below it fails, counted among all.
+            c = int(np.floor(bound)) + 1
+            top = np.sort(np.partition(values, n - c)[n - c :])
+            n_pass = min(len(path), int(np.searchsorted(-parameters, -top[0])))
+            sums = np.empty(min(len(path), n_pass + 1))
+            sums[:n_pass] = c - np.searchsorted(top, parameters[:n_pass], side="left")
+            if n_pass < len(path):
+                sums[n_pass] = np.count_nonzero(values >= parameters[n_pass])
     return risk.conformal_risk_control_from_sums(sums, n, target.epsilon, loss_bound=loss_bound)
-
-
-def _first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
-    """Per sample, the highest global threshold at which it is lost (``lost[n, exit]``) at
-    its exit: +inf if lost at the last exit, else the highest of its records (running-maximum
-    scores among the early exits) whose exit loses it, else -inf. In blocks of rows."""
-    n_samples, n_exits = scores.shape
-    out = np.full(n_samples, -np.inf)
-    rows = max(1, (1 << 20) // n_exits)
-    for lo in range(0, n_samples, rows):
-        block = np.asarray(scores[lo : lo + rows, : n_exits - 1], dtype=np.float64)
-        if n_exits > 1:
-            record = np.empty(block.shape, dtype=bool)
-            record[:, 0] = True
-            running = np.maximum.accumulate(block, axis=1)
-            np.greater(block[:, 1:], running[:, :-1], out=record[:, 1:])
-            record &= lost[lo : lo + rows, : n_exits - 1]
-            out[lo : lo + rows] = np.max(block, axis=1, where=record, initial=-np.inf)
-    out[lost[:, -1]] = np.inf
-    return out
 
 
 def _certify_lazily(

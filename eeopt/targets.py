@@ -713,6 +713,64 @@ def _sweep_runs(keys, step, total, base_correct, parameters, n_correct, costs, e
             run += 1
 
 
+def first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    """Per sample, the highest global threshold at which its exit loses it.
+
+    Lowering a shared threshold moves a sample to an earlier exit exactly at its records
+    (rises of its running maximum score over the early exits), so the exits it visits as the
+    threshold falls from +inf are the last one, then its records' from the highest down. The
+    first lost value is +inf if ``lost`` at the last exit, else the highest record whose exit
+    is ``lost``, else -inf: the sample is lost at some threshold at or above ``t`` exactly
+    when its first lost value is ``>= t`` (what conformal risk control's running maximum of
+    a 0/1 loss counts).
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_exits)
+    lost : ndarray of shape (n_samples, n_exits), bool
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    n_samples, n_exits = scores.shape
+    out = np.full(n_samples, -np.inf)
+    rows = max(1, _CHUNK_ELEMENTS // n_exits)
+    for lo in range(0, n_samples, rows):
+        block, lost_block = scores[lo : lo + rows], lost[lo : lo + rows]
+        if _KERNELS:
+            _first_lost_kernel(np.ascontiguousarray(block), lost_block, out[lo : lo + rows])
+            continue
+        early = block[:, : n_exits - 1]
+        record = np.empty(early.shape, dtype=bool)
+        record[:, 0] = True
+        running = np.maximum.accumulate(early, axis=1)
+        np.greater(early[:, 1:], running[:, :-1], out=record[:, 1:])
+        record &= lost_block[:, : n_exits - 1]
+        out[lo : lo + rows] = np.max(early, axis=1, where=record, initial=-np.inf)
+        out[lo : lo + rows][lost_block[:, -1]] = np.inf
+    return out
+
+
+@jit
+def _first_lost_kernel(scores, lost, out):
+    """:func:`first_lost_values` of a block of rows, one pass (records only rise, so the
+    highest lost record is the last one)."""
+    n_rows, n_exits = scores.shape
+    for i in range(n_rows):
+        if lost[i, n_exits - 1]:
+            out[i] = np.inf
+            continue
+        run = scores[i, 0]
+        best = run if lost[i, 0] else -np.inf
+        for k in range(1, n_exits - 1):
+            if scores[i, k] > run:
+                run = scores[i, k]
+                if lost[i, k]:
+                    best = run
+        out[i] = best
+
+
 def _sorted_generic(scores, correct, chunks):
     """The moves of scores that do not pack (float64), sorted by decreasing value with a
     stable argsort; returns as :func:`_sorted_packed`."""

@@ -284,3 +284,24 @@ def test_mean_costs_near_a_level_are_exact_there():
         np.testing.assert_array_equal(got[close], exact[close])
         np.testing.assert_array_equal(got[~close], sweep.mean_costs[~close])
         assert np.array_equal(got <= exact[i], exact <= exact[i])
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "kernels"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_lost_values_follow_each_sample_down_the_thresholds(kernels, dtype):
+    """A per-sample loop over falling thresholds: the highest threshold at which the exit
+    the sample takes is lost (+inf at the last exit, -inf never)."""
+    rng = np.random.default_rng(4)
+    scores = rng.choice([-0.0, 0.0, 0.2, 0.5, 0.7, 1.0], size=(300, 5)).astype(dtype)
+    lost = rng.random((300, 5)) < 0.3
+    with kernels_as(kernels):
+        got = targets.first_lost_values(scores, lost)
+    for n in range(300):
+        expected = np.inf if lost[n, -1] else -np.inf
+        if not lost[n, -1]:
+            for tau in sorted(set(scores[n, :-1].tolist()), reverse=True):
+                exit_ = ref_exit(scores[n].tolist(), [tau] * 4 + [-np.inf])
+                if lost[n, exit_]:
+                    expected = tau
+                    break
+        assert got[n] == expected, n
