@@ -917,6 +917,16 @@ def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
 
     Returned in increasing cost; among equal points the first is kept.
     """
+    n = costs.shape[0]
+    rising = n > 1 and bool(np.all(accuracies[1:] > accuracies[:-1]))
+    if rising or (n > 1 and bool(np.all(accuracies[1:] < accuracies[:-1]))):
+        # Accuracies strictly monotone along the index (a path's other coordinate): a point
+        # is beaten exactly by the points on its more accurate side that are no dearer, so it
+        # is kept when it is cheaper than all of them (a suffix minimum, O(n), no sort).
+        ordered = costs if rising else costs[::-1]
+        after = np.minimum.accumulate(ordered[::-1])[::-1]  # min over this point and on
+        keep = np.flatnonzero(ordered < np.r_[after[1:], np.inf])
+        return keep if rising else n - 1 - keep
     order = np.lexsort((-accuracies, costs))  # by cost, then most accurate first
     best_so_far = np.maximum.accumulate(accuracies[order])
     previous_best = np.r_[-np.inf, best_so_far[:-1]]

@@ -305,3 +305,22 @@ def test_first_lost_values_follow_each_sample_down_the_thresholds(kernels, dtype
                     expected = tau
                     break
         assert got[n] == expected, n
+
+
+def _non_dominated_by_sorting(costs, accuracies):
+    order = np.lexsort((-accuracies, costs))
+    best = np.maximum.accumulate(accuracies[order])
+    return order[accuracies[order] > np.r_[-np.inf, best[:-1]]]
+
+
+@given(st.integers(0, 10_000), st.integers(1, 60), st.booleans(), st.sampled_from([3, 1000]))
+def test_non_dominated_along_a_monotone_coordinate_is_the_sorted_answer(seed, n, rising, levels):
+    """Accuracies strictly monotone along the index (a path's costs in Pareto testing): the
+    suffix-minimum answer is the sorted one, order included; ties in the costs too."""
+    rng = np.random.default_rng(seed)
+    costs = rng.integers(0, levels, n).astype(float)
+    accuracies = np.sort(rng.choice(10 * n, n, replace=False).astype(float))
+    if not rising:
+        accuracies = accuracies[::-1].copy()
+    got = targets.non_dominated(costs, accuracies)
+    np.testing.assert_array_equal(got, _non_dominated_by_sorting(costs, accuracies))
