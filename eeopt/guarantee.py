@@ -320,7 +320,9 @@ def _split(data: ExitData, share: float | None, random_state: Any) -> tuple[Exit
             f"calibration_split={share:g} leaves no samples on one side of {data.n_samples}; "
             f"use a share with at least one sample on each side."
         )
-    return data.subset(np.sort(order[:n_path])), data.subset(np.sort(order[n_path:]))
+    on_path = np.zeros(data.n_samples, dtype=bool)  # the first n_path drawn, in sample order
+    on_path[order[:n_path]] = True
+    return data.subset(np.flatnonzero(on_path)), data.subset(np.flatnonzero(~on_path))
 
 
 def _path(spec: Any, data: ExitData, settings: dict[str, Any], target: Certified) -> Candidates:

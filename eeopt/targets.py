@@ -925,7 +925,10 @@ def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
         # is kept when it is cheaper than all of them (a suffix minimum, O(n), no sort).
         ordered = costs if rising else costs[::-1]
         after = np.minimum.accumulate(ordered[::-1])[::-1]  # min over this point and on
-        keep = np.flatnonzero(ordered < np.r_[after[1:], np.inf])
+        cheaper = np.empty(n, dtype=bool)
+        np.less(ordered[:-1], after[1:], out=cheaper[:-1])
+        cheaper[-1] = True  # nothing on its more accurate side
+        keep = np.flatnonzero(cheaper)
         return keep if rising else n - 1 - keep
     order = np.lexsort((-accuracies, costs))  # by cost, then most accurate first
     best_so_far = np.maximum.accumulate(accuracies[order])
