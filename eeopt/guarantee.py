@@ -256,6 +256,10 @@ def certified_fit(
     path_data, test_data = _split(data, split, random_state)
     path = _path(spec, path_data, settings, target)
     order = _order(path, path_data, target, pareto=split is not None)
+    # The path half is not needed past here: its samples are freed before the test half's
+    # own work (a path of thresholds keeps only what its policies need).
+    n_path, built_on_labelled = path_data.n_samples, path_data is labelled
+    del path_data
     grid_of = None
     if target.grid is not None:
         order, grid_of = _grid_order(path, target)
@@ -279,9 +283,9 @@ def certified_fit(
             thresholds = v.check_thresholds(grid_of[index], data.n_exits, "grid")
             policy, info = spec.build(data, spec.name, settings, "threshold", thresholds)
             info = {**info, "threshold": grid_of[index]}
-        if path_data is labelled:  # the path's counts are the policy's on these samples
+        if built_on_labelled:  # the path's counts are the policy's on these samples
             outcome = path.outcome(index)
-    record = _record(cert, target, path, order, certified, split, path_data, test_data, grid_of)
+    record = _record(cert, target, path, order, certified, split, n_path, test_data, grid_of)
     return policy, info, record, outcome
 
 
@@ -757,7 +761,7 @@ def _level(target: Certified) -> str:
     return f"{_name(target)}={target.epsilon:g}, delta={target.delta:g}"
 
 
-def _record(cert, target, path, order, certified, split, path_data, test_data, grid_of) -> dict:
+def _record(cert, target, path, order, certified, split, n_path, test_data, grid_of) -> dict:
     """``policy.guarantee_``: the statement, its terms, and the evidence along the path."""
     what = "mean cost" if target.risk == "cost" else f"{target.risk} risk"
     if not cert.certified:
@@ -788,7 +792,7 @@ def _record(cert, target, path, order, certified, split, path_data, test_data, g
         "bound": cert.bound,
         "guarantee": target.guarantee,
         "n_calibration": int(test_data.n_samples),
-        "n_path": int(path_data.n_samples) if split is not None else int(test_data.n_samples),
+        "n_path": int(n_path),
         "calibration_split": split,
         "parameter": path.parameter,
         # Python floats (tolist: millions of tested settings at token scale)

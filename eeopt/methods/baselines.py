@@ -54,11 +54,13 @@ def threshold_candidates(
     if settings["per_exit"]:
         return _per_exit_candidates(data, method, scores)
     sweep = threshold_sweep(scores, data.correct, data.costs)
+    # The policies need the costs and shape only: the path does not keep the samples alive.
+    costs, n_classes, n_exits = data.costs, data.n_classes, data.n_exits
 
     def make(i: int) -> tuple[ScorePolicy, dict]:
         threshold = float(sweep.parameters[i])
-        thresholds = global_thresholds(threshold, data.n_exits)
-        return ScorePolicy(method, thresholds, data.costs, data.n_classes, score=method), {
+        thresholds = global_thresholds(threshold, n_exits)
+        return ScorePolicy(method, thresholds, costs, n_classes, score=method), {
             "threshold": threshold
         }
 
