@@ -735,6 +735,9 @@ def first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
     """
     n_samples, n_exits = scores.shape
     out = np.full(n_samples, -np.inf)
+    if n_exits == 1:  # no early exit: lost or not at the only one
+        out[lost[:, 0]] = np.inf
+        return out
     rows = max(1, _CHUNK_ELEMENTS // n_exits)
     for lo in range(0, n_samples, rows):
         block, lost_block = scores[lo : lo + rows], lost[lo : lo + rows]

@@ -305,6 +305,9 @@ def test_first_lost_values_follow_each_sample_down_the_thresholds(kernels, dtype
                     expected = tau
                     break
         assert got[n] == expected, n
+    with kernels_as(kernels):  # one exit: lost there or never
+        one = targets.first_lost_values(scores[:, :1], lost[:, :1])
+    np.testing.assert_array_equal(one, np.where(lost[:, 0], np.inf, -np.inf))
 
 
 def _non_dominated_by_sorting(costs, accuracies):
