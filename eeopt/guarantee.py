@@ -275,7 +275,7 @@ def certified_fit(
     else:
         on_test = None
         if split is not None:
-            on_test = _outcomes_on_test(path, certified, test_data, same_rule, tally)
+            on_test = _outcomes_on_test(certified, same_rule, tally)
         index = int(_choose(path, certified, data, target, on_test))
         if grid_of is None:
             policy, info = path.make_policy(index)
@@ -295,8 +295,7 @@ def _grid_order(path: Candidates, target: Certified) -> tuple[np.ndarray, dict[i
     at least g (no score of these samples lies in between), so that candidate's losses are
     g's; of several grid values naming one candidate, the most aggressive is used for a risk
     (the cheaper one on new data) and the most conservative for a budget."""
-    parameters = path.sweep.parameters  # decreasing, +inf first
-    named = np.searchsorted(-parameters, -target.grid, side="right") - 1
+    named = path.sweep.deciding_alike(target.grid)
     order = np.unique(named)
     pick = np.minimum if target.risk != "cost" else np.maximum
     grid_of: dict[int, float] = {}
@@ -489,26 +488,21 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, data: ExitData, targ
     other = spec.candidates(data, spec.name, settings, None)
     if not (other.parameter == "threshold" and _counts_risk(other, target)):
         return None
-    decreasing = -other.parameters
 
     def mapped(indices: np.ndarray) -> np.ndarray:
-        return np.searchsorted(decreasing, -path.parameters[indices], side="right") - 1
+        return other.sweep.deciding_alike(path.parameters[indices])
 
     return other, mapped
 
 
-def _outcomes_on_test(path, certified: np.ndarray, data: ExitData, same_rule, tally: dict):
-    """``(exit counts, correct counts)`` of the certified settings on the test samples
-    ``data``: from the same rule's path there, else from the settings' evaluations during
-    the test (any setting the test did not evaluate is evaluated here)."""
+def _outcomes_on_test(certified: np.ndarray, same_rule, tally: dict):
+    """``(exit counts, correct counts)`` of the certified settings on the test samples: from
+    the same rule's path there, else from the settings' evaluations during the test (the
+    certified settings are among the tested)."""
     if same_rule is not None:
         other, mapped = same_rule
         on_other = mapped(certified)
         return other.sweep.exit_counts(on_other), other.sweep.n_correct[on_other]
-    missing = np.array([i for i in certified.tolist() if i not in tally], dtype=np.int64)
-    for i, exits in zip(missing.tolist(), _exits_of(path, missing, data), strict=True):
-        right = 0 if data.labels is None else _n_right(data, exits)
-        tally[i] = (np.bincount(exits, minlength=data.n_exits), right)
     counts = np.array([tally[i][0] for i in certified.tolist()])
     return counts, np.array([tally[i][1] for i in certified.tolist()], dtype=np.int64)
 
@@ -538,14 +532,8 @@ def _exact_mean_blocks(path: Candidates, order: np.ndarray | None, target: Certi
     (millions of settings). The positive part is counted over the whole prefix each time
     (running sums from the first move), at most 4/3 of the work of the last prefix."""
     sweep = path.sweep
-    if target.risk == "cost":  # a budget: tested cheapest first, exact costs of every setting
-        yield sweep.exact_mean_costs(order)
-        return
-    if order is not None:  # a grid's few settings
-        if target.positive_part:
-            yield sweep.n_lost()[order] / sweep.n_samples
-        else:
-            yield (sweep.n_samples - sweep.n_correct[order]) / sweep.n_samples
+    if order is not None:  # a budget (cheapest first, every setting) or a grid's few settings
+        yield _exact_means(path, order, target)
         return
     start, stop = 0, min(len(path), _FIRST_MEANS)
     while start < stop:

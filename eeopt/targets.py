@@ -268,10 +268,16 @@ class Sweep:
         approx = self.mean_costs[indices]
         slack = _COST_SLACK * max(abs(float(approx.min())), 1.0)
         close = indices[approx <= approx.min() + slack]
-        if close.size == 1:
+        if close.size == 1:  # no exact count needed (mean_costs_near would rebuild it)
             return close
         exact = self.exact_mean_costs(close)
         return close[exact == exact.min()]
+
+    def deciding_alike(self, thresholds: Any) -> np.ndarray:
+        """For a sweep of one shared threshold, the candidate that decides every sample of
+        this sweep as each given threshold does: the last candidate at least as high (no
+        record of these samples lies in between). ``(len(thresholds),)`` int64."""
+        return np.searchsorted(-self.parameters, -np.asarray(thresholds), side="right") - 1
 
     def n_lost(self, stop: int | None = None) -> np.ndarray:
         """Samples that the last exit gets right and each candidate's exit gets wrong,

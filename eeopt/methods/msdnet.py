@@ -78,24 +78,26 @@ def _solve(exit_scores: np.ndarray, costs: np.ndarray, budget: float):
     # Rounding of the K-term mean cost is far below this margin.
     margin = 8 * n_exits * np.finfo(np.float64).eps * float(np.max(np.abs(costs)))
     realised: dict[bytes, tuple[bool, np.ndarray | None]] = {}
-    bracket: list[_Bracket] = []  # the latest, if any
-    saving: list[float] = []  # what ties can save at most, once needed
+    bracket: _Bracket | None = None  # the latest, if any
+    saving: float | None = None  # what ties can save at most, once needed
 
     def counts_of(q: float) -> np.ndarray:
         return exit_counts(geometric_fractions(q, n_exits), n_samples)
 
     def realise(counts: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-        if not (bracket and bracket[-1].holds(counts)):
+        nonlocal bracket
+        if bracket is None or not bracket.holds(counts):
             low, high = _count_bounds(counts_of(np.exp(lo)), counts_of(np.exp(hi)), counts)
             if (high - low)[:-1].sum() <= n_samples * _BRACKET_SHARE:
-                bracket[:] = [_Bracket(by_exit, low, high)]
-        if bracket and bracket[-1].holds(counts):
-            result = bracket[-1].realise(counts)
+                bracket = _Bracket(by_exit, low, high)
+        if bracket is not None and bracket.holds(counts):
+            result = bracket.realise(counts)
             if result is not None:
                 return result
         return quantile_assignment(by_exit, counts, by_exit=True)
 
     def within(q: float, lo: float, hi: float) -> bool:
+        nonlocal saving
         counts = counts_of(q)
         requested = engine.mean_cost_from_counts(counts, costs)
         if requested <= budget - margin:
@@ -104,10 +106,10 @@ def _solve(exit_scores: np.ndarray, costs: np.ndarray, budget: float):
         if key in realised:
             return realised[key][0]
         if n_samples >= _TIE_BOUND_MIN_SAMPLES:
-            if not saving:
-                saving.append(_tie_saving(by_exit, costs))
+            if saving is None:
+                saving = _tie_saving(by_exit, costs)
             # Ties cannot bring the cost of these counts down to the budget.
-            if requested - saving[0] > budget + margin:
+            if requested - saving > budget + margin:
                 realised[key] = (False, None)
         if key not in realised:
             thresholds, exits = realise(counts, lo, hi)
