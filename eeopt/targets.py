@@ -212,6 +212,9 @@ class Sweep:
         (:meth:`exit_counts`), where the sweep keeps them.
     costs : ndarray of shape (n_exits,) or None
         The cumulative costs the sweep was computed with (:meth:`exact_mean_costs`).
+    lost : ndarray of shape (n_candidates,), int64, or None
+        :meth:`n_lost` of every candidate, where the sweep counted it itself (BEEM's level
+        sweeps, a path of evaluated policies); a threshold sweep counts it from its moves.
     """
 
     parameters: np.ndarray
@@ -222,6 +225,7 @@ class Sweep:
         default=None, kw_only=True, repr=False, compare=False
     )
     costs: np.ndarray | None = field(default=None, kw_only=True, repr=False, compare=False)
+    lost: np.ndarray | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.parameters.shape[0]
@@ -288,11 +292,16 @@ class Sweep:
         Raises
         ------
         ValueError
-            The sweep does not keep its move flags (only :func:`threshold_sweep` does).
+            The sweep neither counted it nor keeps its move flags (:attr:`counts_lost`).
         """
         if not self.counts_lost:
-            raise ValueError("n_lost needs the move flags that threshold_sweep keeps.")
+            raise ValueError(
+                "n_lost needs the counts of a sweep that keeps them (threshold_sweep's move "
+                "flags, BEEM's level sweep, or lost= given)."
+            )
         n = self.parameters.shape[0] if stop is None else min(stop, self.parameters.shape[0])
+        if self.lost is not None:
+            return self.lost[:n].astype(np.int64)
         out = np.empty(n, dtype=np.int64)
         out[:1] = 0  # the first candidate: every sample at the last exit
         # A move changes the count by -change when the sample's last exit is right.
@@ -301,7 +310,9 @@ class Sweep:
 
     @property
     def counts_lost(self) -> bool:
-        """True when :meth:`n_lost` is available (a threshold sweep)."""
+        """True when :meth:`n_lost` is available (counted, or a threshold sweep's flags)."""
+        if self.lost is not None:
+            return True
         return isinstance(self.moves, ExitMoves) and self.moves.flags is not None
 
     def head(self, n: int) -> Sweep:
@@ -313,6 +324,7 @@ class Sweep:
             self.n_samples,
             moves=self.moves,
             costs=self.costs,
+            lost=None if self.lost is None else self.lost[:n],
         )
 
     def with_parameters(self, parameters: np.ndarray) -> Sweep:
@@ -324,6 +336,7 @@ class Sweep:
             self.n_samples,
             moves=self.moves,
             costs=self.costs,
+            lost=self.lost,
         )
 
     def exit_counts(self, indices) -> np.ndarray:

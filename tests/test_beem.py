@@ -235,7 +235,10 @@ def test_level_sweep_lists_each_policy_once_with_its_outcome(mode):
             assert cost == exact
         else:  # running sums, as eeopt.targets.threshold_sweep: to rounding
             assert cost == pytest.approx(exact, rel=1e-12)
-        assert n_correct == np.count_nonzero(data.correct[np.arange(data.n_samples), exits])
+        right = data.correct[np.arange(data.n_samples), exits]
+        assert n_correct == np.count_nonzero(right)
+        # The accuracy gap's positive part: wrong at its exit, right at the last.
+        assert sweep.n_lost()[len(seen)] == np.count_nonzero(~right & data.correct[:, -1])
         key = tuple(exits.tolist())
         assert key not in seen  # every step changes a decision
         seen.add(key)
@@ -278,13 +281,22 @@ def test_per_exit_sweep_gives_the_previous_sweeps_policies_bit_for_bit(
         parts = []
         while not state.done:
             parts.append(state.run(max_level, 7))
-        levels, alphas, counts, n_correct = (np.concatenate(p) for p in zip(*parts, strict=True))
+        pieces = (np.concatenate(p) for p in zip(*parts, strict=True))
+        levels, alphas, counts, n_correct, n_lost = pieces
         thresholds = np.c_[alphas, np.full(levels.shape[0], -np.inf)]
         mean_costs = eeopt.engine.mean_cost_from_counts(counts, costs)
     else:
         sweep = level_sweep(scores, correct, costs, min_samples=min_samples, max_level=max_level)
         levels, thresholds, n_correct = sweep.parameters, sweep.thresholds, sweep.n_correct
         counts, mean_costs = sweep.exit_counts(np.arange(levels.shape[0])), sweep.mean_costs
+        n_lost = sweep.n_lost()
+    # Wrong at its exit and right at the last, per policy, from its thresholds.
+    rows = np.arange(shape[0])
+    expected_lost = [
+        np.count_nonzero(~correct[rows, eeopt.engine.first_exit(scores, t)] & correct[:, -1])
+        for t in thresholds
+    ]
+    np.testing.assert_array_equal(n_lost, expected_lost)
     ref_levels, ref_thresholds, ref_counts, ref_correct = ref_per_exit_level_sweep(
         scores, correct, costs, min_samples, max_level
     )

@@ -466,18 +466,29 @@ def test_a_split_threshold_path_is_tested_through_the_test_samples_own_sweep(
     assert fast.fit_info_ == slow.fit_info_
 
 
-def test_pareto_testing_orders_a_positive_part_by_its_own_estimate():
+@pytest.mark.parametrize("method", ["maxprob", "beem-a", "beem-c"])
+def test_pareto_testing_orders_a_positive_part_by_its_own_estimate(method):
     """The accuracy gap under "hb" is tested through 1[exit wrong and final right]: Pareto
     testing orders the settings by that loss on the path samples (ordering by the gap put
     first settings whose gap is negative but whose positive part is not small, and on the
-    token data nothing was certified)."""
+    token data nothing was certified); BEEM's level sweeps count it as they go."""
     data = _data(n=900, seed=11)
-    policy = _fit(data, method="maxprob", tolerance=0.03, delta=0.1, calibration_split=0.5)
+    policy = _fit(data, method=method, tolerance=0.03, delta=0.1, calibration_split=0.5)
     path_data, _ = guarantee._split(data, 0.5, 0)
-    path = eeopt.candidates(path_data, "maxprob")
-    lost = path.sweep.n_lost()
-    first = policy.guarantee_["tested_parameters"][0]
-    assert lost[path.parameters == first][0] == lost.min()
+    path = eeopt.candidates(path_data, method)
+    lost = []  # each setting's positive part on the path samples, from its own evaluation
+    for i in range(len(path)):
+        result = path.policy(i).evaluate(path_data)
+        lost.append(
+            np.count_nonzero((result.predictions != path_data.labels) & path_data.correct[:, -1])
+        )
+    lost = np.array(lost)
+    tested = policy.guarantee_["tested_parameters"]
+    first = np.flatnonzero(path.parameters == tested[0])
+    assert lost[first].min() == lost.min()
+    # The order is by that estimate, least first, and the test went past the first setting.
+    ranks = [lost[path.parameters == t].min() for t in tested]
+    assert len(tested) > 1 and ranks == sorted(ranks)
 
 
 @pytest.mark.parametrize(

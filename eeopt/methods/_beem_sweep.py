@@ -190,6 +190,7 @@ def process_level(
     dirty,
     exit_count,
     exit_correct,
+    exit_lost,
     stack,
 ):
     """Bring every early exit's choice to the rule's at ``level``, in exit order; returns how
@@ -235,10 +236,13 @@ def process_level(
                     # it: the choice stands and next_level stays a lower bound.
                     if group <= chosen[j] or is_wrong:
                         dirty[j] = 1
+                final_right = 1 - wrong[sample, last_exit]
                 exit_count[was] -= 1
                 exit_correct[was] -= 1 - wrong[sample, was]
+                exit_lost[was] -= wrong[sample, was] * final_right
                 exit_count[k] += 1
                 exit_correct[k] += 1 - wrong[sample, k]
+                exit_lost[k] += wrong[sample, k] * final_right
                 exit_of[sample] = k
         else:  # a higher threshold: samples of groups new+1..old that left here stay on
             for position in range(group_start[k, new + 1], group_start[k, old + 1]):
@@ -257,10 +261,13 @@ def process_level(
                     if scores[sample, j] >= alpha[j]:
                         break
                     j += 1
+                final_right = 1 - wrong[sample, last_exit]
                 exit_count[k] -= 1
                 exit_correct[k] -= 1 - wrong[sample, k]
+                exit_lost[k] -= wrong[sample, k] * final_right
                 exit_count[j] += 1
                 exit_correct[j] += 1 - wrong[sample, j]
+                exit_lost[j] += wrong[sample, j] * final_right
                 exit_of[sample] = j
         chosen[k] = new
         alpha[k] = scores[order[k, group_start[k, new]], k] if new != NONE else np.inf
@@ -288,12 +295,14 @@ def advance(
     dirty,
     exit_count,
     exit_correct,
+    exit_lost,
     stack,
     cursor,
     out_level,
     out_alpha,
     out_count,
     out_correct,
+    out_lost,
 ):
     """Record policies until the output is full or the level passes ``max_level``.
 
@@ -318,19 +327,22 @@ def advance(
         changed = process_level(
             level, scores, wrong, order, group_of, group_start, n_groups, cells, trees,
             n_leaves, min_samples, exit_of, chosen, alpha, next_level, dirty, exit_count,
-            exit_correct, stack,
+            exit_correct, exit_lost, stack,
         )  # fmt: skip
         if changed == 0 and written + cursor[2] > 0:
             continue  # a lower bound was reached, but no choice changed: the same policy
         cursor[2] = 1
         out_level[written] = level
         n_correct = 0
+        n_lost = 0
         for k in range(exit_count.shape[0]):
             out_count[written, k] = exit_count[k]
             n_correct += exit_correct[k]
+            n_lost += exit_lost[k]
         for k in range(alpha.shape[0]):
             out_alpha[written, k] = alpha[k]
         out_correct[written] = n_correct
+        out_lost[written] = n_lost
         written += 1
     cursor[0] = written
 
@@ -395,6 +407,8 @@ class PerExitSweep:
         self.exit_count[-1] = n_samples
         self.exit_correct = np.zeros(n_exits, dtype=np.int64)
         self.exit_correct[-1] = n_samples - int(self.wrong[:, -1].sum())
+        # Per exit, the samples leaving there wrong whom the last exit gets right (none yet).
+        self.exit_lost = np.zeros(n_exits, dtype=np.int64)
         depth = max(self.n_leaves.bit_length(), 1)
         self.stack = np.zeros((2 * depth + 4, 5), dtype=np.int64)
         self.cursor = np.zeros(3, dtype=np.int64)
@@ -404,22 +418,25 @@ class PerExitSweep:
         return bool(self.cursor[1] == 2)
 
     def run(self, max_level: float, capacity: int):
-        """Record up to ``capacity`` more policies: ``(levels, alphas, counts, n_correct)``."""
+        """Record up to ``capacity`` more policies: ``(levels, alphas, counts, n_correct,
+        n_lost)``, ``n_lost`` counting the samples wrong at their exit and right at the last."""
         n_exits = self.exit_count.shape[0]
         out_level = np.empty(capacity)
         out_alpha = np.empty((capacity, n_exits - 1))
         out_count = np.empty((capacity, n_exits), dtype=np.int32)
         out_correct = np.empty(capacity, dtype=np.int64)
+        out_lost = np.empty(capacity, dtype=np.int64)
         self.cursor[0] = 0
         advance(
             float(max_level), self.scores, self.wrong, self.order, self.group_of,
             self.group_start, self.n_groups, self.cells, self.trees, self.n_leaves,
             self.min_samples, self.exit_of, self.chosen, self.alpha, self.next_level,
-            self.dirty, self.exit_count, self.exit_correct, self.stack, self.cursor,
-            out_level, out_alpha, out_count, out_correct,
+            self.dirty, self.exit_count, self.exit_correct, self.exit_lost, self.stack,
+            self.cursor, out_level, out_alpha, out_count, out_correct, out_lost,
         )  # fmt: skip
         written = int(self.cursor[0])
-        return out_level[:written], out_alpha[:written], out_count[:written], out_correct[:written]
+        outputs = out_level, out_alpha, out_count, out_correct, out_lost
+        return tuple(output[:written] for output in outputs)
 
 
 def _sum_up(tree: np.ndarray, n_leaves: int) -> None:

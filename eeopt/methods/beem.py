@@ -360,6 +360,7 @@ def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> Level
         thresholds=thresholds,
         moves=ExitCountTable(counts),
         costs=costs,
+        lost=sweep.outcome.n_lost()[index],
     )
 
 
@@ -377,7 +378,7 @@ def _per_exit_level_sweep(
             bar.update(chunk[0].shape[0], postfix=f"level {chunk[0][-1]:.4g} of {max_level:g}")
             capacity = min(capacity * 4, 1 << 20)
     parts = zip(*chunks, strict=True)
-    levels, alphas, counts, n_correct = (np.concatenate(part) for part in parts)
+    levels, alphas, counts, n_correct, lost = (np.concatenate(part) for part in parts)
     del chunks
     thresholds = np.empty((levels.shape[0], n_exits))
     thresholds[:, :-1] = alphas
@@ -397,6 +398,7 @@ def _per_exit_level_sweep(
         thresholds=thresholds,
         moves=ExitCountTable(counts),
         costs=costs,
+        lost=lost,
     )
 
 
