@@ -749,6 +749,20 @@ def _level(target: Certified) -> str:
     return f"{_name(target)}={target.epsilon:g}, delta={target.delta:g}"
 
 
+#: The most tested settings :func:`_record` lists (a path tested over millions of settings
+#: would make a policy file of hundreds of MB and cost seconds of bound inversions).
+RECORD_ROWS = 1000
+
+
+def _recorded_positions(n_tested: int, n_certified: int) -> np.ndarray:
+    """Positions in the testing order that the record lists: all of them, or
+    ``RECORD_ROWS`` evenly spaced ones with the last certified and the last tested."""
+    if n_tested <= RECORD_ROWS:
+        return np.arange(n_tested)
+    spaced = np.rint(np.linspace(0, n_tested - 1, RECORD_ROWS)).astype(np.int64)
+    return np.unique(np.r_[spaced, max(n_certified - 1, 0), n_tested - 1])
+
+
 def _record(cert, target, path, order, certified, split, n_path, test_data, grid_of) -> dict:
     """``policy.guarantee_``: the statement, its terms, and the evidence along the path."""
     what = "mean cost" if target.risk == "cost" else f"{target.risk} risk"
@@ -768,7 +782,8 @@ def _record(cert, target, path, order, certified, split, n_path, test_data, grid
             + (", path built on a separate split" if split is not None else "")
             + ")."
         )
-    tested = _head(order, cert.n_tested)
+    positions = _recorded_positions(cert.n_tested, certified.shape[0])
+    tested = positions if order is None else order[positions]
     parameters = path.parameters[tested] if grid_of is None else [grid_of[int(i)] for i in tested]
     record = {
         "statement": statement,
@@ -783,10 +798,13 @@ def _record(cert, target, path, order, certified, split, n_path, test_data, grid
         "n_path": int(n_path),
         "calibration_split": split,
         "parameter": path.parameter,
-        # Python floats (tolist: millions of tested settings at token scale)
+        "n_tested": int(cert.n_tested),
+        # The rows below: every tested setting, or RECORD_ROWS of millions (their positions in
+        # the testing order), with the last certified and the last tested.
+        "tested_positions": positions.tolist(),
         "tested_parameters": np.asarray(parameters, dtype=np.float64).tolist(),
         "tested_mean_costs": path.mean_costs[tested].astype(np.float64).tolist(),
-        "upper_bounds": cert.upper_bounds[: cert.n_tested].astype(np.float64).tolist(),
+        "upper_bounds": cert.upper_bounds_at(positions).astype(np.float64).tolist(),
         "n_certified": int(certified.shape[0]),
         "smallest_certifiable_epsilon": float(cert.smallest_certifiable_epsilon),
     }

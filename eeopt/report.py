@@ -559,12 +559,14 @@ def _guarantee_table(rows: list) -> str:
     body = []
     for method, record, result, risk in rows:
         n = record["n_certified"]
-        bound = f"{record['upper_bounds'][n - 1]:.4f}" if n else "–"
+        # The last certified setting's row (the record lists it whatever else it thins).
+        row = record["tested_positions"].index(n - 1) if n else None
+        bound = f"{record['upper_bounds'][row]:.4f}" if n else "–"
         ok = "ok" if risk <= record["epsilon"] else "no"
         risk = round(risk, 12) + 0.0  # no "-0.0000"
         body.append(
             f"<tr><td>{html.escape(method)}</td><td>{'yes' if record['certified'] else 'no'}"
-            f"</td><td>{len(record['upper_bounds'])}</td><td>{bound}</td>"
+            f"</td><td>{record['n_tested']}</td><td>{bound}</td>"
             f"<td class='{ok}'>{risk:+.4f}</td><td>{result.speedup:.2f}×</td></tr>"
         )
     return f"<table><thead>{header}</thead><tbody>{''.join(body)}</tbody></table>"

@@ -69,7 +69,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,8 @@ class Certification:
         risk, in loss units (NaN after ``n_tested``); setting j is rejected exactly when
         ``upper_bounds[j] <= epsilon`` (up to round-off). For ``"expectation"``: the conformal bound
         ``(n R_j + B) / (n + 1)`` of every setting (R_j the mean of the running-max losses).
+        Computed when first read (millions of tested settings cost seconds of inversions);
+        :meth:`upper_bounds_at` gives some of them, the same numbers.
     smallest_certifiable_epsilon : float
         The smallest epsilon at which these data, bound and delta certify at least the first
         setting (``index >= 0``): ``upper_bounds[0]``. When ``index == -1`` this is the level
@@ -159,10 +162,30 @@ class Certification:
     n_settings: int
     n_tested: int
     p_values: np.ndarray | None
-    upper_bounds: np.ndarray
+    #: The upper bounds of given tested settings (positions, int64) in loss units.
+    bounds_of: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     smallest_certifiable_epsilon: float
     loss_range: tuple[float | None, float]
     positive_part: bool = False
+
+    @cached_property
+    def upper_bounds(self) -> np.ndarray:
+        out = np.full(self.n_settings, np.nan)
+        out[: self.n_tested] = self.bounds_of(np.arange(self.n_tested))
+        return out
+
+    def upper_bounds_at(self, positions: Any) -> np.ndarray:
+        """``upper_bounds[positions]`` for tested settings only, without the others (a record
+        of a few of millions tested): elementwise, so the same numbers."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.size and not (0 <= positions.min() and positions.max() < self.n_tested):
+            raise ValueError(
+                f"positions must index the {self.n_tested} tested settings (0 to "
+                f"{self.n_tested - 1}); got {positions.min()} to {positions.max()}."
+            )
+        if "upper_bounds" in self.__dict__:  # already computed
+            return self.upper_bounds[positions]
+        return np.asarray(self.bounds_of(positions), dtype=np.float64).reshape(positions.shape)
 
     @property
     def certified(self) -> bool:
@@ -818,13 +841,10 @@ def fixed_sequence(p_values: Any, delta: float) -> np.ndarray:
 
 
 def _test_lazily(
-    p_values_of: Callable[[int, int], np.ndarray],
-    upper_bounds_of: Callable[[int, int], np.ndarray],
-    n_settings: int,
-    delta: float,
-) -> tuple[int, int, np.ndarray, np.ndarray]:
+    p_values_of: Callable[[int, int], np.ndarray], n_settings: int, delta: float
+) -> tuple[int, int, np.ndarray]:
     """Fixed-sequence testing that computes p-values in doubling chunks and stops at the first
-    non-rejection; then the upper bounds of the tested settings."""
+    non-rejection: ``(index, n_tested, p_values)``."""
     p_values = np.full(n_settings, np.nan)
     start, chunk, n_tested = 0, _FIRST_CHUNK, n_settings
     while start < n_settings:
@@ -836,11 +856,9 @@ def _test_lazily(
             break
         start, chunk = stop, 2 * chunk
     p_values[n_tested:] = np.nan
-    upper_bounds = np.full(n_settings, np.nan)
-    upper_bounds[:n_tested] = upper_bounds_of(0, n_tested)
     all_rejected = n_tested == n_settings and p_values[-1] <= delta
     index = n_settings - 1 if all_rejected else n_tested - 2
-    return index, n_tested, p_values, upper_bounds
+    return index, n_tested, p_values
 
 
 # -- certification ----------------------------------------------------------------------------
@@ -991,15 +1009,12 @@ def certify(
         def p_values_of(start: int, stop: int) -> np.ndarray:
             return _wsr_p(x01[start:stop][:, order], eps01, delta)
 
-        def upper_bounds_of(start: int, stop: int) -> np.ndarray:
-            return _from_unit(_wsr_ucb(x01[start:stop][:, order], delta), loss_range)
-
-        index, n_tested, p_values, upper_bounds = _test_lazily(
-            p_values_of, upper_bounds_of, n_settings, delta
-        )
+        index, n_tested, p_values = _test_lazily(p_values_of, n_settings, delta)
+        # The losses' bounds now (the certificate need not keep the losses).
+        tested_bounds = _from_unit(_wsr_ucb(x01[:n_tested][:, order], delta), loss_range)
         return _certification(
-            index, bound, epsilon, delta, n_samples, n_tested, p_values, upper_bounds,
-            loss_range, positive_part,
+            index, bound, epsilon, delta, n_samples, n_tested, p_values,
+            tested_bounds.__getitem__, loss_range, positive_part,
         )  # fmt: skip
     # The means in loss units, mapped as certify_means maps them: the same numbers exactly.
     means01 = _to_unit(arr.mean(axis=1), loss_range)
@@ -1014,7 +1029,7 @@ def _certification(
     n_samples: int,
     n_tested: int,
     p_values: np.ndarray,
-    upper_bounds: np.ndarray,
+    bounds_of: Callable[[np.ndarray], np.ndarray],
     loss_range: tuple[float, float],
     positive_part: bool,
 ) -> Certification:
@@ -1028,8 +1043,8 @@ def _certification(
         n_settings=int(p_values.shape[0]),
         n_tested=int(n_tested),
         p_values=p_values,
-        upper_bounds=upper_bounds,
-        smallest_certifiable_epsilon=float(upper_bounds[0]),
+        bounds_of=bounds_of,
+        smallest_certifiable_epsilon=float(bounds_of(np.zeros(1, dtype=np.int64))[0]),
         loss_range=loss_range,
         positive_part=bool(positive_part),
     )
@@ -1051,22 +1066,20 @@ def _certify_unit_means(
         def p_values_of(start: int, stop: int) -> np.ndarray:
             return _binomial_p(counts[start:stop], n_samples, eps01)
 
-        def upper_bounds_of(start: int, stop: int) -> np.ndarray:
-            return _from_unit(_binomial_ucb(counts[start:stop], n_samples, delta), loss_range)
+        def bounds_of(positions: np.ndarray) -> np.ndarray:
+            return _from_unit(_binomial_ucb(counts[positions], n_samples, delta), loss_range)
 
     else:
 
         def p_values_of(start: int, stop: int) -> np.ndarray:
             return _hb_p(means01[start:stop], n_samples, eps01)
 
-        def upper_bounds_of(start: int, stop: int) -> np.ndarray:
-            return _from_unit(_hb_ucb(means01[start:stop], n_samples, delta), loss_range)
+        def bounds_of(positions: np.ndarray) -> np.ndarray:
+            return _from_unit(_hb_ucb(means01[positions], n_samples, delta), loss_range)
 
-    index, n_tested, p_values, upper_bounds = _test_lazily(
-        p_values_of, upper_bounds_of, means01.shape[0], delta
-    )
+    index, n_tested, p_values = _test_lazily(p_values_of, means01.shape[0], delta)
     return _certification(
-        index, bound, epsilon, delta, n_samples, n_tested, p_values, upper_bounds, loss_range,
+        index, bound, epsilon, delta, n_samples, n_tested, p_values, bounds_of, loss_range,
         positive_part,
     )  # fmt: skip
 
@@ -1272,7 +1285,7 @@ def conformal_risk_control_from_sums(
         n_settings=int(n_settings),
         n_tested=int(n_settings),
         p_values=None,
-        upper_bounds=adjusted,
+        bounds_of=adjusted.__getitem__,
         smallest_certifiable_epsilon=float(adjusted[0]),
         loss_range=(None, loss_bound),
         positive_part=False,

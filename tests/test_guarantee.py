@@ -65,6 +65,40 @@ def test_fixed_path_certificate_matches_certify_on_a_reference_loss_matrix(
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        {"tolerance": 0.05, "risk": "consistency"},  # a fixed path: exact means, lazy bounds
+        {"tolerance": 0.05, "bound": "wsr"},  # bounds from the losses
+        {"tolerance": 0.02, "guarantee": "expectation"},  # conformal risk control
+        {"tolerance": 0.05, "grid": 200},
+    ],
+)
+def test_a_long_record_lists_evenly_spaced_tested_settings_with_the_decisive_ones(
+    monkeypatch, options
+):
+    """With more tested settings than RECORD_ROWS, the record lists that many evenly spaced
+    along the testing order, plus the last certified and the last tested, each row the full
+    record's own (same parameter, mean cost and upper bound), and the full count."""
+    data = _data(n=700, seed=4)
+    extra = {} if "guarantee" in options else {"delta": 0.1}
+    full = _fit(data, **extra, **options).guarantee_
+    n_tested = full["n_tested"]
+    assert n_tested == len(full["upper_bounds"]) > 12
+    assert full["tested_positions"] == list(range(n_tested))
+    monkeypatch.setattr(guarantee, "RECORD_ROWS", 5)
+    short = _fit(data, **extra, **options).guarantee_
+    positions = short["tested_positions"]
+    n_certified = full["n_certified"]
+    spaced = {round(j * (n_tested - 1) / 4) for j in range(5)}
+    assert set(positions) == spaced | {n_tested - 1} | ({n_certified - 1} if n_certified else set())
+    assert positions == sorted(positions) and short["n_tested"] == n_tested
+    for key in ("tested_parameters", "tested_mean_costs", "upper_bounds"):
+        assert short[key] == [full[key][p] for p in positions]
+    for key in ("n_certified", "smallest_certifiable_epsilon", "statement"):
+        assert short[key] == full[key]
+
+
+@pytest.mark.parametrize(
     "risk_name, bound, grid",
     [
         ("consistency", "hb", 21),
@@ -549,6 +583,7 @@ def test_the_choice_among_the_certified_adds_the_outcomes_of_both_parts(
 def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch, options, levels):
     """CRC of a shared threshold's own path from each sample's first lost value (or the exact
     costs): the sums, certificate and policy of the running maxima of per-sample losses."""
+    monkeypatch.setattr(guarantee, "RECORD_ROWS", 1 << 30)  # both tested prefixes in full
     data = _data(n=700, seed=17)
     if levels is not None:  # ties between samples and between exits
         probs = np.round(data.probs * levels) / levels + 1e-3
