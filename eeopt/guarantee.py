@@ -356,18 +356,18 @@ def _path(spec: Any, data: ExitData, settings: dict[str, Any], target: Certified
     return Candidates(spec.name, "budget", sweep, lambda i: fitted[i], shared_scores=False)
 
 
-def _risk_means(path: Candidates, data: ExitData, target: Certified) -> np.ndarray:
-    """Each candidate's mean loss on the samples it was built on (``data``): the estimate
-    Pareto testing orders by; the certificate uses the losses on the test samples."""
+def _risk_estimates(path: Candidates, target: Certified) -> np.ndarray:
+    """Each candidate's mean loss on the samples it was built on, up to a positive factor and
+    a shift common to all (integer counts where the loss is one: no float copies of millions
+    of candidates): the estimate Pareto testing orders by; the certificate uses the losses on
+    the test samples."""
     sweep = path.sweep
     if target.risk == "cost":
         return sweep.mean_costs
     if target.positive_part and sweep.counts_lost:  # the loss tested, not the gap it bounds
-        return sweep.n_lost() / sweep.n_samples
-    if target.risk == "accuracy-gap":
-        final_correct = np.count_nonzero(data.correct[:, -1])
-        return (final_correct - sweep.n_correct) / sweep.n_samples
-    return 1.0 - sweep.accuracies
+        return sweep.n_lost()
+    # The error, the disagreement and the gap all fall with each correct count.
+    return np.negative(sweep.n_correct)
 
 
 def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) -> np.ndarray | None:
@@ -385,7 +385,7 @@ def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) ->
     if target.risk == "cost":
         keep = non_dominated(costs, path.accuracies) if data.labels is not None else np.arange(n)
         return keep[np.argsort(costs[keep], kind="stable")]
-    risks = _risk_means(path, data, target)
+    risks = _risk_estimates(path, target)
     # Non-dominated in (cost, risk): cheaper or less risky; tested from the least risky.
     keep = non_dominated(risks, -costs)
     return keep[np.lexsort((-costs[keep], risks[keep]))]
