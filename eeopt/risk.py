@@ -145,6 +145,9 @@ class Certification:
         setting (``index >= 0``): ``upper_bounds[0]``. When ``index == -1`` this is the level
         to ask for instead (or: more calibration samples). The epsilon each later setting
         would need is :func:`certifiable_epsilons`.
+    bounds_of : callable
+        ``bounds_of(positions)``: the upper bounds of the tested settings at ``positions``
+        (int64), in loss units; what :attr:`upper_bounds` and :meth:`upper_bounds_at` read.
     loss_range : tuple
         ``(a, b)`` the losses were declared to lie in (after ``positive_part``); ``(None, B)``
         for conformal risk control, which uses only the upper bound ``B``.
@@ -162,7 +165,6 @@ class Certification:
     n_settings: int
     n_tested: int
     p_values: np.ndarray | None
-    #: The upper bounds of given tested settings (positions, int64) in loss units.
     bounds_of: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     smallest_certifiable_epsilon: float
     loss_range: tuple[float | None, float]
@@ -170,6 +172,7 @@ class Certification:
 
     @cached_property
     def upper_bounds(self) -> np.ndarray:
+        """Every setting's upper bound, NaN past ``n_tested`` (see the class docstring)."""
         out = np.full(self.n_settings, np.nan)
         out[: self.n_tested] = self.bounds_of(np.arange(self.n_tested))
         return out

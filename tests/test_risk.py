@@ -26,6 +26,7 @@ from eeopt.risk import (
     fixed_sequence,
     hb_p_value,
     hb_upper_bound,
+    sample_order,
     wsr_p_value,
     wsr_upper_bound,
 )
@@ -308,6 +309,37 @@ def test_certify_means_gives_exactly_what_certify_gives(bound):
         assert full.to_dict() == means.to_dict()
         assert np.array_equal(full.p_values, means.p_values, equal_nan=True)
         assert np.array_equal(full.upper_bounds, means.upper_bounds, equal_nan=True)
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hb", "wsr", "crc"])
+def test_some_upper_bounds_are_those_of_the_whole_path(bound):
+    """upper_bounds_at(positions), read before or after the whole array, gives its numbers:
+    each tested setting's bound inverts its own p-value (risk.*_upper_bound)."""
+    rng = np.random.default_rng(7)
+    losses = (rng.random((40, 300)) < np.linspace(0.0, 0.3, 40)[:, None]).astype(float)
+    if bound == "crc":
+        cert = conformal_risk_control(losses, 0.2)
+    else:
+        cert = certify(losses, 0.2, 0.1, bound=bound)
+    positions = np.array([cert.n_tested - 1, 0, 3, 3])
+    early = cert.upper_bounds_at(positions)  # before upper_bounds is computed
+    means = losses.mean(axis=1)
+    if bound == "binomial":
+        expected = [binomial_upper_bound(means[j], 300, 0.1) for j in positions]
+    elif bound == "hb":
+        expected = [hb_upper_bound(means[j], 300, 0.1) for j in positions]
+    elif bound == "wsr":
+        order = sample_order(300)
+        expected = [wsr_upper_bound(losses[j][order], 0.1) for j in positions]
+    else:  # the running maxima's means, (n R + B) / (n + 1)
+        running = np.maximum.accumulate(losses, axis=0).mean(axis=1)
+        expected = (300 * running[positions] + 1.0) / 301
+    np.testing.assert_allclose(early, expected, rtol=1e-12)
+    np.testing.assert_array_equal(early, cert.upper_bounds[positions])
+    np.testing.assert_array_equal(cert.upper_bounds_at(positions), early)  # after: the array
+    assert cert.smallest_certifiable_epsilon == early[1]
+    with pytest.raises(ValueError, match="tested settings"):
+        cert.upper_bounds_at([cert.n_tested])
 
 
 def test_certify_means_tests_lazily_across_chunks():
