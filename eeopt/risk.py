@@ -59,7 +59,7 @@ Examples
 >>> cert = certify(losses, epsilon=0.1, delta=0.1, bound="hb")
 >>> cert.index, cert.n_tested
 (2, 4)
->>> print(cert.statement())  # doctest: +ELLIPSIS
+>>> print(cert.statement())  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
 With probability at least 0.9 over the calibration set (2000 samples), setting 2 has mean loss
 at most 0.1 on new data...
 """

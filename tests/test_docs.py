@@ -113,3 +113,23 @@ def test_marked_page_snippets_run(page, index, code, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip()
+
+
+CORE_MODULES = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts)
+    for p in (ROOT / "eeopt").rglob("*.py")
+    if "torch" not in p.parts and p.name != "__main__.py"
+)
+
+
+@pytest.mark.parametrize("name", CORE_MODULES)
+def test_docstring_examples_print_what_they_say(name):
+    """Every ``>>>`` example in the core's docstrings gives the output written under it (a
+    folded line in risk's module docstring had failed unnoticed)."""
+    import doctest
+    import importlib
+
+    module = importlib.import_module(name)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(module, optionflags=flags, verbose=False, report=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
