@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -482,8 +482,22 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, data: ExitData, targ
     and ``mapped(indices)``: the setting of that path that decides every sample of ``data``
     as each given setting of ``path`` does (a threshold decides as the last candidate of
     ``data`` at least as high: no score of ``data`` lies in between). One threshold sweep of
-    ``data`` instead of an evaluation per setting; None for other paths."""
-    if path.parameter != "threshold" or data.labels is None or spec.candidates is None:
+    ``data`` instead of an evaluation per setting.
+
+    For a path of per-exit thresholds (BEEM's and the per-exit error-rate rule's levels), the
+    same policies replayed on ``data`` (:meth:`eeopt.methods.beem.LevelSweep.on`: only the
+    samples whose exit changes between consecutive policies move) and the identity map,
+    where the test reads exact means (``"hb"``, ``"binomial"``). None for other paths."""
+    if data.labels is None or spec.candidates is None:
+        return None
+    from eeopt.methods.beem import LevelSweep  # beem registers through this module's caller
+
+    exact_means = target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS
+    if isinstance(path.sweep, LevelSweep) and path.shared_scores and exact_means:
+        scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
+        replayed = replace(path, sweep=path.sweep.on(scores, data.correct, data.costs))
+        return replayed, lambda indices: np.asarray(indices, dtype=np.int64)
+    if path.parameter != "threshold":
         return None
     other = spec.candidates(data, spec.name, settings, None)
     if not (other.parameter == "threshold" and _counts_risk(other, target)):

@@ -471,3 +471,71 @@ def test_prefix_scores_use_the_prefix_of_the_weights():
     for k in range(4):
         prefix = policy.prefix_scores(np.ascontiguousarray(data.probs[:, : k + 1]))
         np.testing.assert_array_equal(prefix, full[:, : k + 1])
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: st.tuples(
+            arrays(
+                np.float64,
+                st.tuples(st.integers(1, 25), st.just(k)),
+                elements=st.sampled_from([0.2, 0.5, 0.8, 1.0]),
+            ),
+            arrays(
+                np.float64,
+                st.tuples(st.integers(1, 25), st.just(k)),
+                elements=st.sampled_from([0.2, 0.5, 0.8, 1.0]),
+            ),
+        )
+    ),
+    st.sampled_from(["per-exit", "global"]),
+    st.data(),
+)
+def test_a_level_path_on_other_samples_is_each_policys_evaluation(pair, mode, data):
+    """LevelSweep.on replays the path's policies on other samples: every policy's exit counts,
+    correct and lost counts and mean cost equal its own evaluation there (first_exit of its
+    thresholds), on tied scores, with thresholds that rise and fall between policies, -inf and
+    +inf among them."""
+    fit_scores, other_scores = pair
+    fit_correct = data.draw(arrays(np.bool_, fit_scores.shape), label="fit_correct")
+    correct = data.draw(arrays(np.bool_, other_scores.shape), label="correct")
+    n_exits = fit_scores.shape[1]
+    costs = np.cumsum(data.draw(arrays(np.float64, n_exits, elements=st.floats(0.1, 3))))
+    sweep = level_sweep(fit_scores, fit_correct, costs, thresholds=mode)
+    on = sweep.on(other_scores, correct, costs)
+    rows = np.arange(other_scores.shape[0])
+    for j, thresholds in enumerate(sweep.thresholds):
+        exits = eeopt.engine.first_exit(other_scores, thresholds)
+        right = correct[rows, exits]
+        np.testing.assert_array_equal(on.exit_counts([j])[0], np.bincount(exits, minlength=n_exits))
+        assert on.n_correct[j] == np.count_nonzero(right)
+        assert on.n_lost()[j] == np.count_nonzero(~right & correct[:, -1])
+        assert on.mean_costs[j] == eeopt.engine.mean_cost(exits, costs)
+    np.testing.assert_array_equal(on.parameters, sweep.parameters)
+    assert on.n_samples == other_scores.shape[0]
+
+
+def test_replay_moves_samples_both_ways_and_through_infinite_thresholds():
+    """Hand-made thresholds: lowered, raised past a later exit's, -inf and +inf."""
+    from eeopt.methods._beem_sweep import replay
+
+    scores = np.array([[0.9, 0.1, 0.0], [0.5, 0.6, 0.0], [0.2, 0.7, 0.0], [0.5, 0.2, 0.0]])
+    correct = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], dtype=bool)
+    thresholds = np.array(
+        [
+            [np.inf, np.inf, -np.inf],  # everyone at the last exit
+            [0.5, np.inf, -np.inf],  # samples 0, 1, 3 at exit 0
+            [0.5, 0.6, -np.inf],  # sample 2 at exit 1
+            [0.95, 0.6, -np.inf],  # exit 0 raised: 1 on to exit 1 (0.6), 0 and 3 to the last
+            [-np.inf, 0.6, -np.inf],  # everyone at exit 0
+            [np.inf, -np.inf, -np.inf],  # everyone at exit 1
+        ]
+    )
+    counts, n_correct, n_lost = replay(thresholds, scores, correct)
+    expected = [[0, 0, 4], [3, 0, 1], [3, 1, 0], [0, 2, 2], [4, 0, 0], [0, 4, 0]]
+    np.testing.assert_array_equal(counts, expected)
+    # right: exit 0 -> samples 0, 2; exit 1 -> 1, 2; last -> 0, 1, 3
+    np.testing.assert_array_equal(n_correct, [3, 1, 2, 4, 2, 2])
+    # lost (wrong at its exit, right at the last): exit 0 loses 1 and 3, exit 1 loses 0 and 3
+    np.testing.assert_array_equal(n_lost, [0, 2, 2, 0, 2, 2])

@@ -500,6 +500,34 @@ def test_a_split_threshold_path_is_tested_through_the_test_samples_own_sweep(
     assert fast.fit_info_ == slow.fit_info_
 
 
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("beem-a", {"tolerance": 0.03}),  # the gap's positive part, hb
+        ("beem-c", {"tolerance": 0.05, "risk": "consistency", "bound": "binomial"}),
+        ("beem-a", {"budget": 2.6}),  # the mean cost, tested cheapest first
+        ("maxprob", {"tolerance": 0.03, "per_exit": True}),
+        ("beem-a", {"tolerance": 0.001}),  # nothing certified
+    ],
+)
+def test_a_level_path_is_tested_through_its_policies_replayed_on_the_test_samples(
+    monkeypatch, method, options
+):
+    """BEEM's and the per-exit rule's paths, built on one part, are tested on the other with
+    every policy's exact counts there (LevelSweep.on) instead of an evaluation per tested
+    setting: the same certificate, record and policy."""
+    data = _data(n=900, seed=21)
+    fast = _fit(data, method=method, delta=0.1, **options)
+    monkeypatch.setattr(guarantee, "_same_rule", lambda *args: None)  # evaluate one by one
+    slow = _fit(data, method=method, delta=0.1, **options)
+    a, b = fast.guarantee_, slow.guarantee_
+    for key in ("n_tested", "n_certified", "tested_parameters", "tested_mean_costs"):
+        assert a[key] == b[key]
+    np.testing.assert_allclose(a["upper_bounds"], b["upper_bounds"], rtol=1e-12)
+    np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
+    assert fast.fit_info_ == slow.fit_info_
+
+
 @pytest.mark.parametrize("method", ["maxprob", "beem-a", "beem-c"])
 def test_pareto_testing_orders_a_positive_part_by_its_own_estimate(method):
     """The accuracy gap under "hb" is tested through 1[exit wrong and final right]: Pareto
@@ -612,7 +640,8 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
     "method, options",
     [
         ("maxprob", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
-        ("beem-a", {"tolerance": 0.05, "delta": 0.1}),
+        # a path built on the data under wsr (under hb its policies are replayed instead)
+        ("beem-a", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
         ("maxprob", {"tolerance": 0.05, "guarantee": "expectation", "grid": [0.5, 0.7, 0.9]}),
     ],
 )

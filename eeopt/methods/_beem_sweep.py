@@ -446,3 +446,113 @@ def _sum_up(tree: np.ndarray, n_leaves: int) -> None:
         half = width // 2
         tree[half:width] = tree[width : 2 * width : 2] + tree[width + 1 : 2 * width : 2]
         width = half
+
+
+# -- the same policies on other samples -----------------------------------------------------------
+@jit
+def _replay(
+    thresholds, scores, order, descending, wrong, exit_of, out_count, out_correct, out_lost
+):
+    """Each threshold vector's exit counts, correct count and lost count (wrong at its exit,
+    right at the last) on the samples of ``scores``, in turn, moving only the samples whose
+    exit changes.
+
+    Invariant: before row j, ``exit_of[i]`` is the first exit at which sample i's score reaches
+    the thresholds of the exits already updated and the previous row's elsewhere. Exits are
+    updated in order; at exit k a lower threshold lets the samples of its score band (read off
+    ``order[k]``, scores sorted decreasingly in ``descending[k]``) that are still in leave at
+    k, a higher one sends those that left at k on to the next exit they reach.
+    """
+    n_rows, n_exits = thresholds.shape
+    n_samples = scores.shape[0]
+    last = n_exits - 1
+    alpha = np.full(last, np.inf)
+    firing = np.zeros(last, dtype=np.int64)  # samples scoring at least alpha[k] at exit k
+    exit_count = np.zeros(n_exits, dtype=np.int64)
+    exit_count[last] = n_samples
+    # int64 from the start: int8 flags added to a Python 0 would stay int8 without numba.
+    n_correct, n_lost = np.int64(0), np.int64(0)
+    for i in range(n_samples):
+        n_correct += 1 - wrong[i, last]
+    for j in range(n_rows):
+        for k in range(last):
+            new = thresholds[j, k]
+            if new == alpha[k]:
+                continue
+            # Samples scoring >= new: the sorted scores are decreasing.
+            low, high = 0, n_samples
+            while low < high:
+                middle = (low + high) // 2
+                if descending[k, middle] >= new:
+                    low = middle + 1
+                else:
+                    high = middle
+            old_firing = firing[k]
+            alpha[k], firing[k] = new, low
+            if low > old_firing:  # a lower threshold: the band leaves here if still in
+                for position in range(old_firing, low):
+                    sample = order[k, position]
+                    was = exit_of[sample]
+                    if was <= k:
+                        continue
+                    to = k
+                    final_right = 1 - wrong[sample, last]
+                    exit_count[was] -= 1
+                    exit_count[to] += 1
+                    n_correct += wrong[sample, was] - wrong[sample, to]
+                    n_lost += (wrong[sample, to] - wrong[sample, was]) * final_right
+                    exit_of[sample] = to
+            else:  # a higher threshold: the band's samples that left here go on
+                for position in range(low, old_firing):
+                    sample = order[k, position]
+                    if exit_of[sample] != k:
+                        continue
+                    to = k + 1
+                    while to < last and not scores[sample, to] >= alpha[to]:
+                        to += 1
+                    final_right = 1 - wrong[sample, last]
+                    exit_count[k] -= 1
+                    exit_count[to] += 1
+                    n_correct += wrong[sample, k] - wrong[sample, to]
+                    n_lost += (wrong[sample, to] - wrong[sample, k]) * final_right
+                    exit_of[sample] = to
+        for k in range(n_exits):
+            out_count[j, k] = exit_count[k]
+        out_correct[j] = n_correct
+        out_lost[j] = n_lost
+
+
+def replay(thresholds: np.ndarray, scores: np.ndarray, correct: np.ndarray):
+    """Exit counts, correct counts and lost counts of a sequence of per-exit thresholds on
+    samples: ``(counts (n_rows, n_exits), n_correct (n_rows,), n_lost (n_rows,))``.
+
+    Consecutive rows of a level path differ at a few exits, and only the samples in the score
+    bands between their old and new thresholds there can change exit, so the work is the
+    bands' sizes, not ``O(n_samples * n_exits)`` per row. ``scores[i, k] >= thresholds[j, k]``
+    fires, as in :func:`eeopt.engine.first_exit`.
+
+    Parameters
+    ----------
+    thresholds : ndarray of shape (n_rows, n_exits)
+        The last column is ignored (the last exit always fires).
+    scores : ndarray of shape (n_samples, n_exits), float64
+    correct : ndarray of shape (n_samples, n_exits), bool
+    """
+    n_samples, n_exits = scores.shape
+    scores = np.ascontiguousarray(scores, dtype=np.float64)
+    index = np.int32 if n_samples < 2**31 - 1 else np.int64
+    order = np.empty((n_exits - 1, n_samples), dtype=index)
+    descending = np.empty((n_exits - 1, n_samples))
+    for k in range(n_exits - 1):
+        order[k] = np.argsort(-scores[:, k], kind="stable")
+        descending[k] = scores[order[k], k]
+    n_rows = thresholds.shape[0]
+    counts = np.empty((n_rows, n_exits), dtype=np.int32 if n_samples < 2**31 else np.int64)
+    n_correct = np.empty(n_rows, dtype=np.int64)
+    n_lost = np.empty(n_rows, dtype=np.int64)
+    exit_of = np.full(n_samples, n_exits - 1, dtype=np.int64)
+    _replay(
+        np.ascontiguousarray(thresholds, dtype=np.float64), scores, order, descending,
+        np.ascontiguousarray(~correct, dtype=np.int8), exit_of, counts, n_correct, n_lost,
+    )  # fmt: skip
+    return counts, n_correct, n_lost

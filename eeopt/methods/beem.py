@@ -29,7 +29,7 @@ from eeopt import _validation as v
 from eeopt import engine
 from eeopt._progress import Progress
 from eeopt.data import ExitData
-from eeopt.methods._beem_sweep import PerExitSweep
+from eeopt.methods._beem_sweep import PerExitSweep, replay
 from eeopt.methods.registry import Direct, MethodSpec, register
 from eeopt.policy import Policy, encode_floats, param_choice, param_floats
 from eeopt.targets import Candidates, ExitCountTable, Sweep, Target, threshold_sweep
@@ -257,6 +257,44 @@ class LevelSweep(Sweep):
     """
 
     thresholds: np.ndarray = None  # type: ignore[assignment]
+
+    def on(self, scores: Any, correct: Any, costs: Any) -> LevelSweep:
+        """The same policies (levels and thresholds) with their outcomes on other samples:
+        exit counts, correct counts, the accuracy gap's positive part and mean costs exactly
+        as ``policy.evaluate`` finds them there. Only the samples whose exit changes between
+        consecutive policies are moved (:func:`eeopt.methods._beem_sweep.replay`), so this
+        costs about what the sweep's own moves did, not an evaluation per policy.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_samples, n_exits)
+            The policies' scores on the other samples (the same weights).
+        correct : array-like of shape (n_samples, n_exits), bool
+        costs : array-like of shape (n_exits,)
+        """
+        scores, correct, _ = _check_rule_inputs(scores, correct, 1, "per-exit")
+        if scores.shape[1] != self.thresholds.shape[1]:
+            raise ValueError(
+                f"scores must have {self.thresholds.shape[1]} exits (the policies'), got "
+                f"shape {scores.shape}."
+            )
+        costs = v.check_costs(costs, scores.shape[1])
+        counts, n_correct, lost = replay(self.thresholds, scores, correct)
+        mean_costs = np.empty(counts.shape[0])
+        for lo in range(0, counts.shape[0], 1 << 16):
+            mean_costs[lo : lo + (1 << 16)] = engine.mean_cost_from_counts(
+                counts[lo : lo + (1 << 16)], costs
+            )
+        return LevelSweep(
+            parameters=self.parameters,
+            mean_costs=mean_costs,
+            n_correct=n_correct,
+            n_samples=scores.shape[0],
+            thresholds=self.thresholds,
+            moves=ExitCountTable(counts),
+            costs=costs,
+            lost=lost,
+        )
 
 
 class _GlobalSweep:
