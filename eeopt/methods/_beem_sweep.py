@@ -489,33 +489,25 @@ def _replay(
                     high = middle
             old_firing = firing[k]
             alpha[k], firing[k] = new, low
-            if low > old_firing:  # a lower threshold: the band leaves here if still in
-                for position in range(old_firing, low):
-                    sample = order[k, position]
-                    was = exit_of[sample]
+            lowered = low > old_firing
+            for position in range(min(low, old_firing), max(low, old_firing)):
+                sample = order[k, position]
+                was = exit_of[sample]
+                if lowered:  # a lower threshold: the band leaves here if still in
                     if was <= k:
                         continue
                     to = k
-                    final_right = 1 - wrong[sample, last]
-                    exit_count[was] -= 1
-                    exit_count[to] += 1
-                    n_correct += wrong[sample, was] - wrong[sample, to]
-                    n_lost += (wrong[sample, to] - wrong[sample, was]) * final_right
-                    exit_of[sample] = to
-            else:  # a higher threshold: the band's samples that left here go on
-                for position in range(low, old_firing):
-                    sample = order[k, position]
-                    if exit_of[sample] != k:
+                else:  # a higher one: the band's samples that left here go on
+                    if was != k:
                         continue
                     to = k + 1
                     while to < last and not scores[sample, to] >= alpha[to]:
                         to += 1
-                    final_right = 1 - wrong[sample, last]
-                    exit_count[k] -= 1
-                    exit_count[to] += 1
-                    n_correct += wrong[sample, k] - wrong[sample, to]
-                    n_lost += (wrong[sample, to] - wrong[sample, k]) * final_right
-                    exit_of[sample] = to
+                exit_count[was] -= 1
+                exit_count[to] += 1
+                n_correct += wrong[sample, was] - wrong[sample, to]
+                n_lost += (wrong[sample, to] - wrong[sample, was]) * (1 - wrong[sample, last])
+                exit_of[sample] = to
         for k in range(n_exits):
             out_count[j, k] = exit_count[k]
         out_correct[j] = n_correct
