@@ -463,8 +463,9 @@ def _test(
     if target.bound in risk.MEAN_BOUNDS and same_rule is not None:
         other, mapped = same_rule
         head = _head(order, len(path))
+        means_of = _exact_means(other, target)  # the counts once, read block by block
         blocks = (
-            _exact_means(other, mapped(head[lo : lo + _FIRST_MEANS]), target)
+            means_of(mapped(head[lo : lo + _FIRST_MEANS]))
             for lo in range(0, head.shape[0], _FIRST_MEANS)
         )
         return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
@@ -525,14 +526,17 @@ def _n_right(data: ExitData, exits: np.ndarray) -> int:
     return int(np.count_nonzero(engine.at_exit(data.predictions, exits) == data.labels))
 
 
-def _exact_means(path: Candidates, indices: np.ndarray, target: Certified) -> np.ndarray:
-    """The mean loss of given settings of a path on its own samples, from its exact counts."""
+def _exact_means(path: Candidates, target: Certified) -> Callable[[np.ndarray], np.ndarray]:
+    """``means(indices)``: the mean loss of given settings of a path on its own samples, from
+    its exact counts (the positive part's counted once, whatever the number of calls)."""
     sweep = path.sweep
     if target.risk == "cost":
-        return sweep.exact_mean_costs(indices)
+        return sweep.exact_mean_costs
+    n = sweep.n_samples
     if target.positive_part:
-        return sweep.n_lost()[indices] / sweep.n_samples
-    return (sweep.n_samples - sweep.n_correct[indices]) / sweep.n_samples
+        lost = sweep.n_lost()
+        return lambda indices: lost[indices] / n
+    return lambda indices: (n - sweep.n_correct[indices]) / n
 
 
 def _head(order: np.ndarray | None, n: int) -> np.ndarray:
@@ -547,7 +551,7 @@ def _exact_mean_blocks(path: Candidates, order: np.ndarray | None, target: Certi
     (running sums from the first move), at most 4/3 of the work of the last prefix."""
     sweep = path.sweep
     if order is not None:  # a budget (cheapest first, every setting) or a grid's few settings
-        yield _exact_means(path, order, target)
+        yield _exact_means(path, target)(order)
         return
     start, stop = 0, min(len(path), _FIRST_MEANS)
     while start < stop:

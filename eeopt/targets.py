@@ -214,7 +214,7 @@ class Sweep:
         The cumulative costs the sweep was computed with (:meth:`exact_mean_costs`).
     lost : ndarray of shape (n_candidates,), int64, or None
         :meth:`n_lost` of every candidate, where the sweep counted it itself (BEEM's level
-        sweeps, a path of evaluated policies); a threshold sweep counts it from its moves.
+        sweeps and their replays on other samples); a threshold sweep counts it from its moves.
     """
 
     parameters: np.ndarray

@@ -280,14 +280,9 @@ class LevelSweep(Sweep):
             )
         costs = v.check_costs(costs, scores.shape[1])
         counts, n_correct, lost = replay(self.thresholds, scores, correct)
-        mean_costs = np.empty(counts.shape[0])
-        for lo in range(0, counts.shape[0], 1 << 16):
-            mean_costs[lo : lo + (1 << 16)] = engine.mean_cost_from_counts(
-                counts[lo : lo + (1 << 16)], costs
-            )
         return LevelSweep(
             parameters=self.parameters,
-            mean_costs=mean_costs,
+            mean_costs=_mean_costs(counts, costs),
             n_correct=n_correct,
             n_samples=scores.shape[0],
             thresholds=self.thresholds,
@@ -422,15 +417,9 @@ def _per_exit_level_sweep(
     thresholds[:, :-1] = alphas
     thresholds[:, -1] = -np.inf
     del alphas
-    # The engine's formula, so the figures equal those of policy.evaluate bit for bit.
-    mean_costs = np.empty(levels.shape[0])
-    for lo in range(0, levels.shape[0], 1 << 16):
-        mean_costs[lo : lo + (1 << 16)] = engine.mean_cost_from_counts(
-            counts[lo : lo + (1 << 16)], costs
-        )
     return LevelSweep(
         parameters=levels,
-        mean_costs=mean_costs,
+        mean_costs=_mean_costs(counts, costs),
         n_correct=n_correct,
         n_samples=n_samples,
         thresholds=thresholds,
@@ -438,6 +427,15 @@ def _per_exit_level_sweep(
         costs=costs,
         lost=lost,
     )
+
+
+def _mean_costs(counts: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """The engine's mean cost of every row of exit counts (so that the figures equal those of
+    ``policy.evaluate`` bit for bit), in blocks of rows: its temporaries stay small."""
+    out = np.empty(counts.shape[0])
+    for lo in range(0, counts.shape[0], 1 << 16):
+        out[lo : lo + (1 << 16)] = engine.mean_cost_from_counts(counts[lo : lo + (1 << 16)], costs)
+    return out
 
 
 # -- the policy and the fitting entry point ------------------------------------------------------
