@@ -25,6 +25,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -253,21 +254,23 @@ def certified_fit(
             "grid= tests a fixed grid of shared thresholds; this path is built from the data "
             "(per_exit=True or calibration_split=): remove grid= or use one shared threshold."
         )
-    path_data, test_data = _split(data, split, random_state)
-    path = _path(spec, path_data, settings, target)
-    order = _order(path, path_data, target, pareto=split is not None)
-    # The path half is not needed past here: its samples are freed before the test half's
-    # own work (a path of thresholds keeps only what its policies need).
-    n_path, built_on_labelled = path_data.n_samples, path_data is labelled
-    del path_data
+    path_part, test_part = _split(data, split, random_state)
+    path = _path(spec, path_part, settings, target)
+    order = _order(path, data, target, pareto=split is not None)
+    # The path half is not needed past here: a copy of its samples (if one was made) is
+    # freed before the test half's own work (a path of thresholds keeps only what its
+    # policies need).
+    n_path = path_part.n_samples
+    built_on_labelled = path_part.rows is None and data is labelled
+    del path_part
     grid_of = None
     if target.grid is not None:
         order, grid_of = _grid_order(path, target)
-    same_rule = None  # where the path is one global threshold: the rule's path on test_data
+    same_rule = None  # where the path is one global threshold: the rule's path on the test part
     if split is not None:
-        same_rule = _same_rule(spec, settings, path, test_data, target)
-    tally: dict = {}  # the outcomes on test_data of the settings evaluated one by one
-    cert = _test(path, order, test_data, target, random_state, split is None, same_rule, tally)
+        same_rule = _same_rule(spec, settings, path, test_part, target)
+    tally: dict = {}  # the outcomes on the test part of the settings evaluated one by one
+    cert = _test(path, order, test_part, target, random_state, split is None, same_rule, tally)
     certified = _head(order, cert.index + 1)
     outcome = None
     if certified.size == 0:
@@ -285,7 +288,8 @@ def certified_fit(
             info = {**info, "threshold": grid_of[index]}
         if built_on_labelled:  # the path's counts are the policy's on these samples
             outcome = path.outcome(index)
-    record = _record(cert, target, path, order, certified, split, n_path, test_data, grid_of)
+    n_test = test_part.n_samples
+    record = _record(cert, target, path, order, certified, split, n_path, n_test, grid_of)
     return policy, info, record, outcome
 
 
@@ -313,9 +317,36 @@ def _split_share(spec: Any, settings: dict[str, Any], target: Certified) -> floa
     return target.calibration_split
 
 
-def _split(data: ExitData, share: float | None, random_state: Any) -> tuple[ExitData, ExitData]:
+@dataclass
+class _Part:
+    """The samples of ``whole`` at ``rows`` (increasing indices; None: all of them). A path
+    that can be built on rows in place (``spec.candidates_take_rows``, a threshold sweep)
+    reads them there; other steps get a copy, made once when first needed (at 10^7 tokens
+    the copies of both halves of a split were 1x the input and most of a second)."""
+
+    whole: ExitData
+    rows: np.ndarray | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return self.whole.n_samples if self.rows is None else int(self.rows.shape[0])
+
+    @cached_property
+    def data(self) -> ExitData:
+        return self.whole if self.rows is None else self.whole.subset(self.rows)
+
+    def candidates(self, spec: Any, settings: dict[str, Any]) -> Candidates:
+        """The method's path on these samples."""
+        if self.rows is not None and spec.candidates_take_rows and "data" not in self.__dict__:
+            return spec.candidates(self.whole, spec.name, settings, None, rows=self.rows)
+        return spec.candidates(self.data, spec.name, settings, None)
+
+
+def _split(data: ExitData, share: float | None, random_state: Any) -> tuple[_Part, _Part]:
+    """The path part and the test part: the same samples without a split, else disjoint
+    random ones (``share`` of them on the path)."""
     if share is None:
-        return data, data
+        return _Part(data), _Part(data)
     order = v.check_random_state(random_state).permutation(data.n_samples)
     n_path = int(round(share * data.n_samples))
     if not 0 < n_path < data.n_samples:
@@ -325,14 +356,15 @@ def _split(data: ExitData, share: float | None, random_state: Any) -> tuple[Exit
         )
     on_path = np.zeros(data.n_samples, dtype=bool)  # the first n_path drawn, in sample order
     on_path[order[:n_path]] = True
-    return data.subset(np.flatnonzero(on_path)), data.subset(np.flatnonzero(~on_path))
+    return _Part(data, np.flatnonzero(on_path)), _Part(data, np.flatnonzero(~on_path))
 
 
-def _path(spec: Any, data: ExitData, settings: dict[str, Any], target: Certified) -> Candidates:
+def _path(spec: Any, part: _Part, settings: dict[str, Any], target: Certified) -> Candidates:
     """The method's candidate path; for budget-solver methods, a grid of budgets from the
     dearest (no early exit) down (EENet trains once, at the budget asked for)."""
     if spec.candidates is not None:
-        return spec.candidates(data, spec.name, settings, None)
+        return part.candidates(spec, settings)
+    data = part.data
     budgets = np.linspace(data.costs[-1], data.costs[0], N_BUDGET_PATH)
     if spec.budget_path is not None:
         fitted = spec.budget_path(data, spec.name, settings, budgets, target.epsilon)
@@ -356,18 +388,17 @@ def _path(spec: Any, data: ExitData, settings: dict[str, Any], target: Certified
     return Candidates(spec.name, "budget", sweep, lambda i: fitted[i], shared_scores=False)
 
 
-def _risk_estimates(path: Candidates, target: Certified) -> np.ndarray:
-    """Each candidate's mean loss on the samples it was built on, up to a positive factor and
-    a shift common to all (integer counts where the loss is one: no float copies of millions
-    of candidates): the estimate Pareto testing orders by; the certificate uses the losses on
-    the test samples."""
+def _safety_estimates(path: Candidates, target: Certified) -> np.ndarray:
+    """Each candidate's mean loss on the samples it was built on, negated, up to a positive
+    factor and a shift common to all (higher: less risky): the estimate Pareto testing
+    orders by, as integer counts (no float copies of millions of candidates); the
+    certificate uses the losses on the test samples."""
     sweep = path.sweep
-    if target.risk == "cost":
-        return sweep.mean_costs
     if target.positive_part and sweep.counts_lost:  # the loss tested, not the gap it bounds
-        return sweep.n_lost()
+        lost = sweep.n_lost()  # a new array
+        return np.negative(lost, out=lost)
     # The error, the disagreement and the gap all fall with each correct count.
-    return np.negative(sweep.n_correct)
+    return sweep.n_correct
 
 
 def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) -> np.ndarray | None:
@@ -385,10 +416,11 @@ def _order(path: Candidates, data: ExitData, target: Certified, pareto: bool) ->
     if target.risk == "cost":
         keep = non_dominated(costs, path.accuracies) if data.labels is not None else np.arange(n)
         return keep[np.argsort(costs[keep], kind="stable")]
-    risks = _risk_estimates(path, target)
-    # Non-dominated in (cost, risk): cheaper or less risky; tested from the least risky.
-    keep = non_dominated(risks, -costs)
-    return keep[np.lexsort((-costs[keep], risks[keep]))]
+    safety = _safety_estimates(path, target)
+    # Non-dominated in (cost, risk): cheaper or less risky; tested from the least risky,
+    # then the dearest.
+    keep = non_dominated(costs, safety)
+    return keep[np.lexsort((-costs[keep], -safety[keep]))]
 
 
 def _losses(
@@ -434,32 +466,35 @@ def _exits_of(path: Candidates, indices: np.ndarray, data: ExitData):
 def _test(
     path: Candidates,
     order: np.ndarray | None,
-    data: ExitData,
+    part: _Part,
     target: Certified,
     random_state: Any,
     fixed: bool,
     same_rule: tuple[Candidates, Callable] | None = None,
     tally: dict | None = None,
 ) -> risk.Certification:
-    """Fixed-sequence testing (or CRC) of the ordered path on ``data`` (``order`` None: the
-    path's own order). Settings evaluated one by one leave their outcome in ``tally``.
+    """Fixed-sequence testing (or CRC) of the ordered path on the samples of ``part``
+    (``order`` None: the path's own order). Settings evaluated one by one leave their
+    outcome in ``tally``.
 
     The certificate is that of the tested prefix of the path (its ``n_settings``): the test
     stops at the first setting it keeps, and a path of millions of settings is not spelled
-    out beyond it. ``same_rule``: the same rule's path on ``data`` and the map from this
+    out beyond it. ``same_rule``: the same rule's path on those samples and the map from this
     path's settings to its (:func:`_same_rule`), which gives every mean exactly.
     """
-    loss_range = (data.costs[0], data.costs[-1]) if target.risk == "cost" else target.loss_range
+    costs = part.whole.costs
+    loss_range = (costs[0], costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
         # Running maxima along the whole path (a grid's are over its own settings only), or
         # of a cost, which only rises along its order.
         if fixed and path.parameter == "threshold" and (order is None or target.risk == "cost"):
-            return _crc_threshold(path, order, data, target, loss_range[1])
-        return _crc_lazily(path, _head(order, len(path)), data, target, loss_range[1], tally)
+            return _crc_threshold(path, order, part.data, target, loss_range[1])
+        head = _head(order, len(path))
+        return _crc_lazily(path, head, part.data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
         # The path was built on these very samples: its exact counts give every mean.
         blocks = _exact_mean_blocks(path, order, target)
-        return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
+        return _certify_means_lazily(blocks, part.n_samples, target, loss_range)
     if target.bound in risk.MEAN_BOUNDS and same_rule is not None:
         other, mapped = same_rule
         head = _head(order, len(path))
@@ -468,9 +503,9 @@ def _test(
             means_of(mapped(head[lo : lo + _FIRST_MEANS]))
             for lo in range(0, head.shape[0], _FIRST_MEANS)
         )
-        return _certify_means_lazily(blocks, data.n_samples, target, loss_range)
+        return _certify_means_lazily(blocks, part.n_samples, target, loss_range)
     head = _head(order, len(path))
-    return _certify_lazily(path, head, data, target, loss_range, random_state, tally)
+    return _certify_lazily(path, head, part.data, target, loss_range, random_state, tally)
 
 
 def _counts_risk(path: Candidates, target: Certified) -> bool:
@@ -478,29 +513,30 @@ def _counts_risk(path: Candidates, target: Certified) -> bool:
     return not target.positive_part or path.sweep.counts_lost
 
 
-def _same_rule(spec: Any, settings: dict, path: Candidates, data: ExitData, target: Certified):
-    """For a path of one global threshold, the same rule's path on other samples ``data``
-    and ``mapped(indices)``: the setting of that path that decides every sample of ``data``
-    as each given setting of ``path`` does (a threshold decides as the last candidate of
-    ``data`` at least as high: no score of ``data`` lies in between). One threshold sweep of
-    ``data`` instead of an evaluation per setting.
+def _same_rule(spec: Any, settings: dict, path: Candidates, part: _Part, target: Certified):
+    """For a path of one global threshold, the same rule's path on other samples (``part``)
+    and ``mapped(indices)``: the setting of that path that decides every one of those
+    samples as each given setting of ``path`` does (a threshold decides as the last
+    candidate there at least as high: no score of theirs lies in between). One threshold
+    sweep of them instead of an evaluation per setting.
 
     For a path of per-exit thresholds (BEEM's and the per-exit error-rate rule's levels), the
-    same policies replayed on ``data`` (:meth:`eeopt.methods.beem.LevelSweep.on`: only the
+    same policies replayed on those samples (:meth:`eeopt.methods.beem.LevelSweep.on`: only the
     samples whose exit changes between consecutive policies move) and the identity map,
     where the test reads exact means (``"hb"``, ``"binomial"``). None for other paths."""
-    if data.labels is None or spec.candidates is None:
+    if part.whole.labels is None or spec.candidates is None:
         return None
     from eeopt.methods.beem import LevelSweep  # beem registers through this module's caller
 
     exact_means = target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS
     if isinstance(path.sweep, LevelSweep) and path.shared_scores and exact_means:
+        data = part.data
         scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
         replayed = replace(path, sweep=path.sweep.on(scores, data.correct, data.costs))
         return replayed, lambda indices: np.asarray(indices, dtype=np.int64)
     if path.parameter != "threshold":
         return None
-    other = spec.candidates(data, spec.name, settings, None)
+    other = part.candidates(spec, settings)
     if not (other.parameter == "threshold" and _counts_risk(other, target)):
         return None
 
@@ -781,7 +817,7 @@ def _recorded_positions(n_tested: int, n_certified: int) -> np.ndarray:
     return np.unique(np.r_[spaced, max(n_certified - 1, 0), n_tested - 1])
 
 
-def _record(cert, target, path, order, certified, split, n_path, test_data, grid_of) -> dict:
+def _record(cert, target, path, order, certified, split, n_path, n_test, grid_of) -> dict:
     """``policy.guarantee_``: the statement, its terms, and the evidence along the path."""
     what = "mean cost" if target.risk == "cost" else f"{target.risk} risk"
     if not cert.certified:
@@ -812,7 +848,7 @@ def _record(cert, target, path, order, certified, split, n_path, test_data, grid
         "delta": target.delta,
         "bound": cert.bound,
         "guarantee": target.guarantee,
-        "n_calibration": int(test_data.n_samples),
+        "n_calibration": int(n_test),
         "n_path": int(n_path),
         "calibration_split": split,
         "parameter": path.parameter,

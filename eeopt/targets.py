@@ -281,7 +281,7 @@ class Sweep:
         """For a sweep of one shared threshold, the candidate that decides every sample of
         this sweep as each given threshold does: the last candidate at least as high (no
         record of these samples lies in between). ``(len(thresholds),)`` int64."""
-        return np.searchsorted(-self.parameters, -np.asarray(thresholds), side="right") - 1
+        return _last_at_least(self.parameters, np.asarray(thresholds, dtype=np.float64))
 
     def n_lost(self, stop: int | None = None) -> np.ndarray:
         """Samples that the last exit gets right and each candidate's exit gets wrong,
@@ -418,9 +418,9 @@ def _moves(values: np.ndarray, correct: np.ndarray, shift: int):
     yield run, latest + np.uint32((n_exits - 1) << shift) - correct[-1]
 
 
-def _transposed(array: np.ndarray, chunk: slice) -> np.ndarray:
-    """``array[chunk].T`` as a contiguous copy, made 1024 rows at a time (twice as fast as a
-    plain transposed copy)."""
+def _transposed(array: np.ndarray, chunk: slice | np.ndarray) -> np.ndarray:
+    """``array[chunk].T`` (a slice or row indices) as a contiguous copy, made 1024 rows at a
+    time (twice as fast as a plain transposed copy)."""
     rows = array[chunk]
     out = np.empty(rows.shape[::-1], dtype=rows.dtype)
     for lo in range(0, rows.shape[0], 1024):
@@ -440,7 +440,12 @@ def _packable(scores: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) -> Sweep:
+def threshold_sweep(
+    scores: np.ndarray,
+    correct: np.ndarray,
+    costs: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> Sweep:
     """Accuracy and mean cost of every global threshold that changes an exit decision.
 
     Parameters
@@ -449,6 +454,10 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         float32 and small integers take the packed-key sort; other dtypes an argsort.
     correct : ndarray of shape (n_samples, n_exits), bool
     costs : ndarray of shape (n_exits,)
+    rows : ndarray of shape (n_rows,), int, optional
+        Sweep only these samples (increasing indices), read block by block from ``scores``
+        and ``correct`` instead of a copy of them: the same sweep as
+        ``threshold_sweep(scores[rows], correct[rows], costs)``.
 
     Returns
     -------
@@ -462,13 +471,16 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         ``exit_counts`` reads through views; 3 per move otherwise); the work needs a few MB
         more (numba installed) or about 12 bytes per move (numpy passes).
     """
-    n_samples, n_exits = scores.shape
+    n_exits = scores.shape[1]
+    n_samples = scores.shape[0] if rows is None else rows.shape[0]
     if n_exits > _MAX_SWEEP_EXITS:
         raise ValueError(
             f"threshold_sweep packs a move between two exits in 29 bits: at most "
             f"{_MAX_SWEEP_EXITS} exits, got {n_exits}."
         )
-    base_correct = int(np.count_nonzero(correct[:, -1]))
+    final = correct[:, -1] if rows is None else correct[rows, -1]
+    base_correct = int(np.count_nonzero(final))
+    del final
     start = np.zeros(n_exits, dtype=np.int64)
     start[-1] = n_samples
     if n_exits == 1:
@@ -484,12 +496,14 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
             costs=costs,
         )
     packed = _packable(scores)
-    rows = max(1, _CHUNK_ELEMENTS // n_exits)
-    chunks = [slice(lo, min(lo + rows, n_samples)) for lo in range(0, n_samples, rows)]
+    per_chunk = max(1, _CHUNK_ELEMENTS // n_exits)
+    chunks = [slice(lo, min(lo + per_chunk, n_samples)) for lo in range(0, n_samples, per_chunk)]
+    if rows is not None:  # the same blocks of the samples swept, gathered one at a time
+        chunks = [rows[chunk] for chunk in chunks]
     step = costs[:, None].astype(np.float64) - costs[None, :]  # step[new, old]
     total = n_samples * float(costs[-1])
     if packed is not None:
-        keys = _sorted_keys(packed, correct, chunks)
+        keys = _sorted_keys(packed, correct, chunks, n_samples)
         codes, flags = _payload_views(keys)  # strided views: the sweep keeps the keys
     if packed is not None and _KERNELS:
         # The outputs are numpy's (and so seen by tracemalloc), filled by the kernel.
@@ -506,7 +520,7 @@ def threshold_sweep(scores: np.ndarray, correct: np.ndarray, costs: np.ndarray) 
         if packed is not None:
             boundary, parameters_of = _packed_runs(keys)
         else:
-            boundary, parameters_of, payload = _sorted_generic(scores, correct, chunks)
+            boundary, parameters_of, payload = _sorted_generic(scores, correct, chunks, n_samples)
             codes = (payload >> np.uint32(3)).astype(np.uint16 if n_exits <= 256 else np.uint32)
             payload &= np.uint32(7)
             flags = payload.astype(np.uint8)
@@ -572,11 +586,11 @@ def _cumulative(values, stops, lookup, initial) -> np.ndarray:
     return out
 
 
-def _sorted_keys(scores, correct, chunks) -> np.ndarray:
+def _sorted_keys(scores, correct, chunks, n_samples) -> np.ndarray:
     """The moves as uint64 keys, ``complemented order bits of the value << 32 | payload``
     with the payload ``(new * n_exits + old) << 16 | flags`` (:func:`_moves`), sorted
     ascending, i.e. by decreasing value (the complement saves inverting the keys around the
-    sort)."""
+    sort). ``chunks``: slices or index arrays of the rows, ``n_samples`` rows in all."""
     keys = _Buffer(np.uint64)
     n_exits = scores.shape[1]
     for chunk in chunks:
@@ -591,7 +605,7 @@ def _sorted_keys(scores, correct, chunks) -> np.ndarray:
                 np.left_shift(np.invert(value, out=value), 32, out=key, dtype=np.uint64)
                 key |= payload
         if chunk is chunks[0]:
-            keys.expect(_estimate(keys.size, chunk, scores.shape[0]))
+            keys.expect(_estimate(keys.size, chunk, n_samples))
     keys = keys.array()
     keys.sort()
     return keys
@@ -793,7 +807,7 @@ def _first_lost_kernel(scores, lost, out):
         out[i] = best
 
 
-def _sorted_generic(scores, correct, chunks):
+def _sorted_generic(scores, correct, chunks, n_samples):
     """The moves of scores that do not pack (float64), sorted by decreasing value with a
     stable argsort; returns as :func:`_sorted_packed`."""
     values, payloads = _Buffer(scores.dtype), _Buffer(np.uint32)
@@ -803,8 +817,8 @@ def _sorted_generic(scores, correct, chunks):
             values.extend(value.shape[0])[:] = value
             payloads.extend(value.shape[0])[:] = payload
         if chunk is chunks[0]:
-            values.expect(_estimate(values.size, chunk, scores.shape[0]))
-            payloads.expect(_estimate(payloads.size, chunk, scores.shape[0]))
+            values.expect(_estimate(values.size, chunk, n_samples))
+            payloads.expect(_estimate(payloads.size, chunk, n_samples))
     values, payloads = values.array(), payloads.array()
     order = np.argsort(values, kind="stable")[::-1]
     values, payloads = values[order], payloads[order]
@@ -818,9 +832,10 @@ def _sorted_generic(scores, correct, chunks):
     return boundary, parameters_of, payloads
 
 
-def _estimate(first_moves: int, first: slice, n_samples: int) -> int:
+def _estimate(first_moves: int, first: slice | np.ndarray, n_samples: int) -> int:
     """Moves expected for all samples from those of the first chunk, with 5% to spare."""
-    return int(first_moves * n_samples / (first.stop - first.start) * 1.05) + 1024
+    size = first.stop - first.start if isinstance(first, slice) else first.shape[0]
+    return int(first_moves * n_samples / size * 1.05) + 1024
 
 
 class _Buffer:
@@ -934,28 +949,88 @@ class Candidates:
         return int(index) % len(self)
 
 
+def _last_at_least(descending: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For a non-increasing array, the index of its last element ``>= q`` for each query
+    (-1 where none is): a binary search of all queries at once, O(len(queries)) memory
+    (``np.searchsorted`` needs an increasing array, and negating a sweep's tens of millions
+    of thresholds for each block of queries cost more than the search)."""
+    found = np.zeros(queries.shape, dtype=np.int64)  # elements >= q: in [found, beyond]
+    beyond = np.full(queries.shape, descending.shape[0], dtype=np.int64)
+    open_ = found < beyond
+    while open_.any():
+        mid = (found + beyond) // 2
+        at_least = descending[np.minimum(mid, descending.shape[0] - 1)] >= queries
+        np.copyto(found, mid + 1, where=open_ & at_least)
+        np.copyto(beyond, mid, where=open_ & ~at_least)
+        np.less(found, beyond, out=open_)
+    return found - 1
+
+
 def non_dominated(costs: np.ndarray, accuracies: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats (cheaper or equal and more accurate).
 
-    Returned in increasing cost; among equal points the first is kept.
+    Returned in increasing cost; among equal points the first is kept. Where one coordinate
+    is strictly monotone along the index (a path: its costs, or in Pareto testing its risk
+    estimates' other coordinate) a point is beaten exactly by the points on its better side
+    in that coordinate that are at least as good in the other, so it is kept when it beats
+    all of them strictly: running extremes block by block, O(n) time and O(block) memory,
+    no sort. Otherwise a lexicographic sort.
     """
     n = costs.shape[0]
-    rising = n > 1 and bool(np.all(accuracies[1:] > accuracies[:-1]))
-    if rising or (n > 1 and bool(np.all(accuracies[1:] < accuracies[:-1]))):
-        # Accuracies strictly monotone along the index (a path's other coordinate): a point
-        # is beaten exactly by the points on its more accurate side that are no dearer, so it
-        # is kept when it is cheaper than all of them (a suffix minimum, O(n), no sort).
-        ordered = costs if rising else costs[::-1]
-        after = np.minimum.accumulate(ordered[::-1])[::-1]  # min over this point and on
-        cheaper = np.empty(n, dtype=bool)
-        np.less(ordered[:-1], after[1:], out=cheaper[:-1])
-        cheaper[-1] = True  # nothing on its more accurate side
-        keep = np.flatnonzero(cheaper)
-        return keep if rising else n - 1 - keep
+    direction = _direction(accuracies)
+    if direction:  # kept: cheaper than every point on the more accurate side
+        keep = _beats_all_after(costs if direction > 0 else costs[::-1], higher=False)
+        return keep if direction > 0 else n - 1 - keep
+    direction = _direction(costs)
+    if direction:  # kept: more accurate than every point on the cheaper side
+        keep = _beats_all_after(accuracies if direction < 0 else accuracies[::-1], higher=True)
+        # Increasing cost: the cheaper side first.
+        return (n - 1 - keep if direction > 0 else keep)[::-1].copy()
     order = np.lexsort((-accuracies, costs))  # by cost, then most accurate first
     best_so_far = np.maximum.accumulate(accuracies[order])
     previous_best = np.r_[-np.inf, best_so_far[:-1]]
     return order[accuracies[order] > previous_best]
+
+
+#: Points per block of :func:`non_dominated`'s running extremes.
+_FRONT_BLOCK = 1 << 16
+
+
+def _direction(values: np.ndarray) -> int:
+    """1 if ``values`` strictly rise along the index, -1 if they strictly fall, else 0 (also
+    for fewer than two values), checked block by block."""
+    n = values.shape[0]
+    if n < 2:
+        return 0
+    rising = falling = True
+    for lo in range(0, n - 1, _FRONT_BLOCK):
+        block = values[lo : lo + _FRONT_BLOCK + 1]  # one value of overlap
+        rising = rising and bool(np.all(block[1:] > block[:-1]))
+        falling = falling and bool(np.all(block[1:] < block[:-1]))
+        if not (rising or falling):
+            return 0
+    return 1 if rising else -1
+
+
+def _beats_all_after(values: np.ndarray, higher: bool) -> np.ndarray:
+    """Increasing indices ``i`` with ``values[i]`` strictly better (higher, or lower) than
+    every later value; the last always. Blocks from the end, carrying the best so far."""
+    better = np.greater if higher else np.less
+    best_of = np.maximum if higher else np.minimum
+    kept, carry = [], None
+    for stop in range(values.shape[0], 0, -_FRONT_BLOCK):
+        block = values[max(0, stop - _FRONT_BLOCK) : stop]
+        best = best_of.accumulate(block[::-1])[::-1]  # over this point and the later ones
+        beats = np.empty(block.shape[0], dtype=bool)
+        better(block[:-1], best[1:], out=beats[:-1])
+        beats[-1] = True
+        if carry is not None:  # and better than every value of the later blocks
+            beats &= better(block, carry)
+        carry = best[0] if carry is None else best_of(best[0], carry)
+        kept.append(np.flatnonzero(beats) + (stop - block.shape[0]))
+    if not kept:
+        return np.zeros(0, dtype=np.intp)
+    return np.concatenate(kept[::-1])
 
 
 #: A move's change in correctness from its flags (see :func:`_moves`).

@@ -1,6 +1,7 @@
 """Certified targets in eeopt.fit: the wiring (path, order, split, choice, record), bad input,
 and validity on the shipped data (violation frequency over many calibration/test splits)."""
 
+import dataclasses
 import json
 import warnings
 
@@ -12,6 +13,7 @@ from scipy import stats
 
 import eeopt
 from eeopt import guarantee, risk
+from eeopt.methods import registry
 
 
 def _data(n=600, seed=0, n_exits=4):
@@ -475,9 +477,11 @@ def test_a_split_threshold_path_is_tested_through_the_test_samples_own_sweep(
     monkeypatch, options, levels
 ):
     """With calibration_split=, a global threshold's means on the test samples (and the
-    choice among the certified on all of them) come from those samples' threshold sweep: the
-    same certificate as evaluating every tested setting, the same policy. Scores with few
-    distinct values put path thresholds between the test samples' values."""
+    choice among the certified on all of them) come from those samples' threshold sweep, and
+    both parts are swept where they lie (``rows=``): the same certificate as a path swept on
+    a copy of its part and every tested setting evaluated on a copy of the other, the same
+    policy. Scores with few distinct values put path thresholds between the test samples'
+    values."""
     data = _data(n=900, seed=11)
     if levels is not None:
         probs = np.round(data.probs * levels) / levels + 1e-3
@@ -488,6 +492,8 @@ def test_a_split_threshold_path_is_tested_through_the_test_samples_own_sweep(
     fast = _fit(data, method="margin", delta=0.1, calibration_split=0.5, **options)
     assert used and None not in used  # the test samples' own sweep
     monkeypatch.setattr(guarantee, "_same_rule", lambda *args: None)
+    copies = dataclasses.replace(registry.METHODS["margin"], candidates_take_rows=False)
+    monkeypatch.setitem(registry.METHODS, "margin", copies)
     slow = _fit(data, method="margin", delta=0.1, calibration_split=0.5, **options)
     a, b = fast.guarantee_, slow.guarantee_
     assert a["n_certified"] == b["n_certified"] > 0
@@ -538,7 +544,7 @@ def test_pareto_testing_orders_a_positive_part_by_its_own_estimate(method):
     token data nothing was certified); BEEM's level sweeps count it as they go."""
     data = _data(n=900, seed=11)
     policy = _fit(data, method=method, tolerance=0.03, delta=0.1, calibration_split=0.5)
-    path_data, _ = guarantee._split(data, 0.5, 0)
+    path_data = guarantee._split(data, 0.5, 0)[0].data
     path = eeopt.candidates(path_data, method)
     lost = []  # each setting's positive part on the path samples, from its own evaluation
     for i in range(len(path)):

@@ -2,7 +2,7 @@ import contextlib
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from reference import ref_exit, ref_threshold_sweep
@@ -126,6 +126,39 @@ def test_cheapest_is_the_exact_minimum(scores, data):
         loop.append(engine.mean_cost_from_counts(counts[None], costs)[0])
     expected = indices[np.asarray(loop) == min(loop)] if loop else indices
     np.testing.assert_array_equal(sweep.cheapest(indices), expected)
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+@given(
+    st.sampled_from([np.float32, np.float64, np.int64]).flatmap(_scores),
+    st.data(),
+)
+def test_sweep_of_some_rows_in_place(kernels, scores, data):
+    """``rows=`` sweeps those samples where they lie (a certified split, no copies): the
+    per-sample reference's candidates on ``scores[rows]``, and the copy's sweep move for move
+    (exit counts and lost counts of every candidate), also across chunks."""
+    n_samples, n_exits = scores.shape
+    rows = np.flatnonzero(data.draw(arrays(np.bool_, n_samples), label="on"))
+    assume(rows.size > 0)  # a split leaves samples on both sides
+    correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
+    costs = np.cumsum(data.draw(arrays(np.float64, n_exits, elements=st.floats(0.1, 5))))
+    chunk = data.draw(st.sampled_from([targets._CHUNK_ELEMENTS, 2 * n_exits]), label="chunk")
+    saved = targets._CHUNK_ELEMENTS
+    try:
+        targets._CHUNK_ELEMENTS = chunk
+        with kernels_as(kernels):
+            sweep = threshold_sweep(scores, correct, costs, rows=rows)
+            copy = threshold_sweep(scores[rows], correct[rows], costs)
+    finally:
+        targets._CHUNK_ELEMENTS = saved
+    parameters, mean_costs, n_correct = ref_threshold_sweep(scores[rows], correct[rows], costs)
+    assert sweep.n_samples == rows.shape[0]
+    np.testing.assert_array_equal(sweep.parameters, parameters)
+    np.testing.assert_array_equal(sweep.n_correct, n_correct)
+    np.testing.assert_allclose(sweep.mean_costs, mean_costs, rtol=1e-12)
+    everything = np.arange(len(sweep))
+    np.testing.assert_array_equal(sweep.exit_counts(everything), copy.exit_counts(everything))
+    np.testing.assert_array_equal(sweep.n_lost(), copy.n_lost())
 
 
 def test_sweep_is_independent_of_the_chunk_size(monkeypatch):
@@ -316,14 +349,49 @@ def _non_dominated_by_sorting(costs, accuracies):
     return order[accuracies[order] > np.r_[-np.inf, best[:-1]]]
 
 
-@given(st.integers(0, 10_000), st.integers(1, 60), st.booleans(), st.sampled_from([3, 1000]))
-def test_non_dominated_along_a_monotone_coordinate_is_the_sorted_answer(seed, n, rising, levels):
-    """Accuracies strictly monotone along the index (a path's costs in Pareto testing): the
-    suffix-minimum answer is the sorted one, order included; ties in the costs too."""
+@given(
+    st.integers(0, 10_000),
+    st.integers(0, 60),
+    st.booleans(),
+    st.sampled_from([3, 1000]),
+    st.sampled_from(["accuracies", "costs", "neither"]),
+    st.sampled_from([1, 4, 1 << 16]),
+)
+def test_non_dominated_along_a_monotone_coordinate_is_the_sorted_answer(
+    seed, n, rising, levels, monotone, block
+):
+    """One coordinate strictly monotone along the index (a path's costs; the accuracies in
+    Pareto testing's risk order): the running-extreme answer, block by block, is the sorted
+    one, order included; ties in the other coordinate too."""
     rng = np.random.default_rng(seed)
-    costs = rng.integers(0, levels, n).astype(float)
-    accuracies = np.sort(rng.choice(10 * n, n, replace=False).astype(float))
+    other = rng.integers(0, levels, n).astype(float)
+    strict = np.sort(rng.choice(10 * n + 1, n, replace=False).astype(float))
     if not rising:
-        accuracies = accuracies[::-1].copy()
-    got = targets.non_dominated(costs, accuracies)
+        strict = strict[::-1].copy()
+    costs, accuracies = (other, strict) if monotone == "accuracies" else (strict, other)
+    if monotone == "neither":
+        costs = other
+    saved, targets._FRONT_BLOCK = targets._FRONT_BLOCK, block
+    try:
+        got = targets.non_dominated(costs, accuracies)
+    finally:
+        targets._FRONT_BLOCK = saved
     np.testing.assert_array_equal(got, _non_dominated_by_sorting(costs, accuracies))
+
+
+@given(
+    st.lists(st.sampled_from([np.inf, 1.0, 0.5, 0.0, -0.0, -1.0, -np.inf]), max_size=40),
+    st.lists(st.sampled_from([np.inf, 2.0, 1.0, 0.75, 0.5, 0.0, -0.0, -3.0, -np.inf]), max_size=9),
+)
+def test_deciding_alike_is_the_last_candidate_at_least_as_high(values, queries):
+    """A threshold decides as the last candidate at least as high (-1: none is), found by a
+    binary search over the decreasing thresholds: a loop over the candidates agrees, with
+    ties, signed zeros and infinities."""
+    parameters = np.sort(np.array(values, dtype=np.float64))[::-1].copy()
+    sweep = targets.Sweep(
+        parameters, np.zeros(parameters.shape), np.zeros(parameters.shape, np.int64), 1
+    )
+    expected = [max([i for i, p in enumerate(parameters) if p >= q], default=-1) for q in queries]
+    found = sweep.deciding_alike(queries)
+    assert found.dtype == np.int64
+    np.testing.assert_array_equal(found, np.array(expected, dtype=np.int64))

@@ -46,14 +46,20 @@ def build_threshold(
 
 
 def threshold_candidates(
-    data: ExitData, method: str, settings: dict, target: Target | None = None
+    data: ExitData,
+    method: str,
+    settings: dict,
+    target: Target | None = None,
+    rows: np.ndarray | None = None,
 ) -> Candidates:
     """Every global threshold on the method's score that changes a decision (one sort); with
-    ``per_exit=True``, every error level of the per-exit error-rate rule on the score."""
-    scores = data.score(method)
+    ``per_exit=True``, every error level of the per-exit error-rate rule on the score.
+    ``rows``: the samples to sweep (increasing indices; None: all), read in place."""
     if settings["per_exit"]:
-        return _per_exit_candidates(data, method, scores)
-    sweep = threshold_sweep(scores, data.correct, data.costs)
+        if rows is not None:
+            data = data.subset(rows)
+        return _per_exit_candidates(data, method, data.score(method))
+    sweep = threshold_sweep(data.score(method), data.correct, data.costs, rows=rows)
     # The policies need the costs and shape only: the path does not keep the samples alive.
     costs, n_classes, n_exits = data.costs, data.n_classes, data.n_exits
 
@@ -91,6 +97,7 @@ def _threshold_spec(method: str, summary: str) -> MethodSpec:
             Direct("level", v.Interval("real", 0.0, 1.0), needs_labels=True),
         ),
         candidates=threshold_candidates,
+        candidates_take_rows=True,
         requires=lambda settings: (method,),
         path_uses_data=lambda settings: settings["per_exit"],
     )

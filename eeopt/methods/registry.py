@@ -78,6 +78,9 @@ class MethodSpec:
         ``candidates(data, method, settings, target) -> Candidates``: the ordered path (most
         conservative first) with exact outcomes; ``target`` (None for the whole path) lets a
         method stop early.
+    candidates_take_rows : bool
+        Whether ``candidates`` also takes ``rows=`` (increasing sample indices to build the
+        path on, read in place: a certified target's split copies no samples for it).
     solve_budget : callable, optional
         ``solve_budget(data, method, settings, budget) -> (Policy, info)`` for methods fitted to a
         budget by a solver rather than by selecting along a path.
@@ -118,6 +121,7 @@ class MethodSpec:
     targets: tuple[str, ...] = ("budget", "accuracy")
     default_target: str | None = "accuracy"
     candidates: Callable[..., Candidates] | None = None
+    candidates_take_rows: bool = False
     solve_budget: Callable[..., tuple[Policy, dict]] | None = None
     budget_path: Callable[..., list[tuple[Policy, dict]]] | None = None
     special_targets: Mapping[str, Callable[..., tuple[dict, dict]]] = field(default_factory=dict)
