@@ -242,8 +242,9 @@ def certified_fit(
     -------
     policy, info, guarantee, outcome
         ``guarantee`` is the record stored as ``policy.guarantee_``; ``outcome`` the policy's
-        exit counts and correct count on ``data`` where the path knows them (built on
-        ``data`` itself, all of it, with its labels), else None.
+        exit counts and correct count on ``data`` where the paths know them (the path's
+        counts, plus the test part's after a split), else None (then ``fit`` evaluates it:
+        the consistency's counts are of agreement with the final exit, not of the labels).
     """
     labelled = data
     if target.risk == "consistency":  # disagreement with the final exit is its "error"
@@ -261,7 +262,6 @@ def certified_fit(
     # freed before the test half's own work (a path of thresholds keeps only what its
     # policies need).
     n_path = path_part.n_samples
-    built_on_labelled = path_part.rows is None and data is labelled
     del path_part
     grid_of = None
     if target.grid is not None:
@@ -279,14 +279,16 @@ def certified_fit(
         on_test = None
         if split is not None:
             on_test = _outcomes_on_test(certified, same_rule, tally)
-        index = int(_choose(path, certified, data, target, on_test))
+        index, outcome = _choose(path, certified, data, target, on_test)
         if grid_of is None:
             policy, info = path.make_policy(index)
         else:  # the grid's threshold that was tested (same decisions here), as a direct setting
             thresholds = v.check_thresholds(grid_of[index], data.n_exits, "grid")
             policy, info = spec.build(data, spec.name, settings, "threshold", thresholds)
             info = {**info, "threshold": grid_of[index]}
-        if built_on_labelled:  # the path's counts are the policy's on these samples
+        if target.risk == "consistency" and labelled.labels is not None:
+            outcome = None  # fit_info_'s accuracy is on the labels: evaluated
+        elif outcome is None:  # the path's counts are the policy's on these samples
             outcome = path.outcome(index)
     n_test = test_part.n_samples
     record = _record(cert, target, path, order, certified, split, n_path, n_test, grid_of)
@@ -755,14 +757,20 @@ def _choose(
     """Among the certified settings (all certified at once), the cheapest for a risk target,
     the most accurate for a budget, on all the samples: the path's own outcomes where it was
     built on all of them (``on_test`` None), else its outcomes on its samples added to
-    ``on_test`` (the exit counts and correct counts on the others)."""
+    ``on_test`` (the exit counts and correct counts on the others).
+
+    Returns
+    -------
+    index, outcome
+        The setting, and after a split its exit counts and correct count on all the samples
+        (None without a split: the path's own)."""
     if on_test is None:  # the path's exact outcomes on these samples; exact costs near the best
         sweep = path.sweep
         pool = certified
         if target.risk == "cost":
             pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
         pool = sweep.cheapest(pool)
-        return pool[np.argmax(sweep.n_correct[pool])]
+        return int(pool[np.argmax(sweep.n_correct[pool])]), None
     # Exit counts and correct counts add up over the two parts of the samples.
     counts = path.sweep.exit_counts(certified) + on_test[0]
     costs = engine.mean_cost_from_counts(counts, data.costs)
@@ -771,7 +779,7 @@ def _choose(
         best = np.lexsort((costs, -correct))[0]
     else:
         best = np.lexsort((-correct, costs))[0]
-    return certified[best]
+    return int(certified[best]), (counts[best], int(correct[best]))
 
 
 def _fallback(path: Candidates, target: Certified, cert: risk.Certification):

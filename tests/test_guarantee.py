@@ -444,11 +444,17 @@ def test_eenet_budget_certificates_hold_on_held_out_data(n_cal):
         {"tolerance": 0.03, "grid": 11},
         {"tolerance": 0.03, "bound": "binomial", "per_exit": True},
         {"budget": 2.5},
+        {"tolerance": 0.03, "calibration_split": 0.5},
+        {"tolerance": 0.05, "risk": "consistency", "calibration_split": 0.5},
+        {"budget": 2.5, "calibration_split": 0.4},
+        {"tolerance": 0.03, "bound": "wsr", "calibration_split": 0.5},
+        {"tolerance": 0.03, "method": "beem-a"},
+        {"tolerance": 0.05, "method": "beem-c", "risk": "consistency"},
     ],
 )
 def test_certified_fit_info_is_the_policys_outcome_bit_for_bit(options):
-    """fit_info_ of a certified fit (taken from the path's exact counts where the path was
-    built on all the samples with their labels) equals what evaluate finds, bit for bit."""
+    """fit_info_ of a certified fit (taken from the path's exact counts, plus the test part's
+    after a split, where they count the labels) equals what evaluate finds, bit for bit."""
     data = _data(n=500, seed=5)
     policy = _fit(data, delta=0.1, **options)
     result = policy.evaluate(data)
