@@ -33,7 +33,14 @@ import numpy as np
 from eeopt import _validation as v
 from eeopt import engine, risk
 from eeopt.data import ExitData
-from eeopt.targets import Candidates, ExitCountTable, Sweep, first_lost_values, non_dominated
+from eeopt.targets import (
+    COST_SLACK,
+    Candidates,
+    ExitCountTable,
+    Sweep,
+    first_lost_values,
+    non_dominated,
+)
 
 RISKS = ("accuracy-gap", "consistency", "error")
 GUARANTEES = ("probability", "expectation")
@@ -278,7 +285,7 @@ def certified_fit(
     else:
         on_test = None
         if split is not None:
-            on_test = _outcomes_on_test(certified, same_rule, tally)
+            on_test = _outcomes_on_test(certified, same_rule, tally, data.costs)
         index, outcome = _choose(path, certified, data, target, on_test)
         if grid_of is None:
             policy, info = path.make_policy(index)
@@ -548,16 +555,34 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, part: _Part, target:
     return other, mapped
 
 
-def _outcomes_on_test(certified: np.ndarray, same_rule, tally: dict):
-    """``(exit counts, correct counts)`` of the certified settings on the test samples: from
-    the same rule's path there, else from the settings' evaluations during the test (the
-    certified settings are among the tested)."""
+@dataclass
+class _OnTest:
+    """The certified settings' outcomes on the test samples: ``n_correct`` and
+    ``mean_costs`` (running sums where a sweep gives them) of each, in the certified order,
+    and ``exit_counts(positions)``, the exact counts of some of them."""
+
+    n_correct: np.ndarray
+    mean_costs: np.ndarray
+    exit_counts: Callable[[np.ndarray], np.ndarray]
+
+
+def _outcomes_on_test(certified: np.ndarray, same_rule, tally: dict, costs) -> _OnTest:
+    """The certified settings' outcomes on the test samples: from the same rule's path
+    there, else from the settings' evaluations during the test (the certified settings are
+    among the tested)."""
     if same_rule is not None:
         other, mapped = same_rule
         on_other = mapped(certified)
-        return other.sweep.exit_counts(on_other), other.sweep.n_correct[on_other]
+        return _OnTest(
+            other.sweep.n_correct[on_other],
+            other.sweep.mean_costs[on_other],
+            lambda positions: other.sweep.exit_counts(on_other[positions]),
+        )
     counts = np.array([tally[i][0] for i in certified.tolist()])
-    return counts, np.array([tally[i][1] for i in certified.tolist()], dtype=np.int64)
+    n_correct = np.array([tally[i][1] for i in certified.tolist()], dtype=np.int64)
+    return _OnTest(
+        n_correct, engine.mean_cost_from_counts(counts, costs), lambda positions: counts[positions]
+    )
 
 
 def _n_right(data: ExitData, exits: np.ndarray) -> int:
@@ -752,34 +777,42 @@ def _choose(
     certified: np.ndarray,
     data: ExitData,
     target: Certified,
-    on_test: tuple[np.ndarray, np.ndarray] | None,
+    on_test: _OnTest | None,
 ):
     """Among the certified settings (all certified at once), the cheapest for a risk target,
     the most accurate for a budget, on all the samples: the path's own outcomes where it was
     built on all of them (``on_test`` None), else its outcomes on its samples added to
-    ``on_test`` (the exit counts and correct counts on the others).
+    ``on_test``'s (the test samples'). Running-sum costs narrow the field; exact counts are
+    added up only for the settings within rounding of the cheapest (as
+    :meth:`eeopt.targets.Sweep.cheapest`; hundreds of thousands are certified at 10^7).
 
     Returns
     -------
     index, outcome
         The setting, and after a split its exit counts and correct count on all the samples
         (None without a split: the path's own)."""
+    sweep = path.sweep
     if on_test is None:  # the path's exact outcomes on these samples; exact costs near the best
-        sweep = path.sweep
         pool = certified
         if target.risk == "cost":
             pool = pool[sweep.n_correct[pool] == sweep.n_correct[pool].max()]
         pool = sweep.cheapest(pool)
         return int(pool[np.argmax(sweep.n_correct[pool])]), None
-    # Exit counts and correct counts add up over the two parts of the samples.
-    counts = path.sweep.exit_counts(certified) + on_test[0]
+    # Exit counts, correct counts and costs add up over the two parts of the samples.
+    correct = sweep.n_correct[certified] + on_test.n_correct
+    pool = np.arange(certified.shape[0])  # positions among the certified
+    if target.risk == "cost":  # the most accurate first
+        pool = pool[correct == correct.max()]
+    n_test = data.n_samples - sweep.n_samples
+    approx = sweep.mean_costs[certified[pool]] * sweep.n_samples
+    approx += on_test.mean_costs[pool] * n_test
+    approx /= data.n_samples
+    slack = COST_SLACK * max(abs(float(approx.min())), 1.0)
+    pool = pool[approx <= approx.min() + slack]
+    counts = sweep.exit_counts(certified[pool]) + on_test.exit_counts(pool)
     costs = engine.mean_cost_from_counts(counts, data.costs)
-    correct = path.sweep.n_correct[certified] + on_test[1]
-    if target.risk == "cost":
-        best = np.lexsort((costs, -correct))[0]
-    else:
-        best = np.lexsort((-correct, costs))[0]
-    return int(certified[best]), (counts[best], int(correct[best]))
+    best = np.lexsort((-correct[pool], costs))[0]  # the cheapest, then the most accurate
+    return int(certified[pool[best]]), (counts[best], int(correct[pool[best]]))
 
 
 def _fallback(path: Candidates, target: Certified, cert: risk.Certification):

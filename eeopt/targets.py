@@ -254,7 +254,7 @@ class Sweep:
         indices = np.asarray(indices, dtype=np.int64)
         costs = self.mean_costs[indices]
         if not self.exact_costs:
-            close = np.abs(costs - level) <= _COST_SLACK * max(abs(level), 1.0)
+            close = np.abs(costs - level) <= COST_SLACK * max(abs(level), 1.0)
             costs[close] = self.exact_mean_costs(indices[close])
         return costs
 
@@ -270,7 +270,7 @@ class Sweep:
         if indices.size == 0:
             return indices
         approx = self.mean_costs[indices]
-        slack = _COST_SLACK * max(abs(float(approx.min())), 1.0)
+        slack = COST_SLACK * max(abs(float(approx.min())), 1.0)
         close = indices[approx <= approx.min() + slack]
         if close.size == 1:  # no exact count needed (mean_costs_near would rebuild it)
             return close
@@ -1039,7 +1039,7 @@ _CHANGE = np.array([(f & 3) - 1 for f in range(8)], dtype=np.int64)
 _LOST_CHANGE = np.array([(1 - (f & 3)) * (f >> 2) for f in range(8)], dtype=np.int64)
 
 #: Relative slack within which two running-sum costs are compared exactly.
-_COST_SLACK = 1e-9
+COST_SLACK = 1e-9
 
 
 def select(candidates: Candidates | Sweep, target: Target) -> int:
@@ -1069,7 +1069,7 @@ def select(candidates: Candidates | Sweep, target: Target) -> int:
 
 
 def _select_for_budget(sweep: Sweep, budget: float) -> int:
-    slack = _COST_SLACK * max(abs(budget), 1.0)
+    slack = COST_SLACK * max(abs(budget), 1.0)
     exact_costs = sweep.exact_costs  # mean_costs are the engine's figures already
     feasible = sweep.mean_costs <= (budget if exact_costs else budget + slack)
     while feasible.any():

@@ -512,6 +512,62 @@ def test_a_split_threshold_path_is_tested_through_the_test_samples_own_sweep(
     assert fast.fit_info_ == slow.fit_info_
 
 
+@pytest.mark.parametrize("risk_name", ["accuracy-gap", "cost"])
+@pytest.mark.parametrize("same_rule", [True, False])
+@pytest.mark.parametrize("per_exit", [False, True])
+def test_a_split_keeps_the_best_certified_setting_on_all_the_samples(
+    risk_name, same_rule, per_exit
+):
+    """After a split the choice among the certified settings is on all the samples: for a
+    risk the cheapest, then the most accurate; for a budget the most accurate, then the
+    cheapest; then the first certified. Running sums narrow the field to exact counts. Here
+    against each setting's own evaluation on all the samples, on certified sets made to tie
+    at the best (two exits of equal cost give settings of equal cost and accuracy apart)."""
+    data = _data(n=700, seed=13).replace(costs=np.array([1.0, 2.0, 2.0, 4.0]))
+    path_part, test_part = guarantee._split(data, 0.5, 0)
+    spec = registry.METHODS["margin"]
+    path = path_part.candidates(spec, {"per_exit": per_exit})  # a level path: not monotone
+    target = guarantee.Certified(risk_name, 0.1, 0.1, "hb", "probability", 0.5)
+    results = [path.policy(i).evaluate(data) for i in range(len(path))]
+    outcomes = np.array([(r.mean_cost, r.accuracy) for r in results])
+    rule = guarantee._same_rule(spec, {"per_exit": per_exit}, path, test_part, target)
+    tally = {}
+    if not same_rule:  # the test part's outcomes from evaluations, as the tests leave them
+        test = test_part.data
+        for i in range(len(path)):
+            exits = path.policy(i).exit_index(test)
+            predicted = test.predictions[np.arange(test.n_samples), exits]
+            tally[i] = (np.bincount(exits, minlength=4), np.count_nonzero(predicted == test.labels))
+        rule = None
+    # The tied values: a cost (risk) or an accuracy (budget) shared by settings that differ
+    # in the other; every setting on the worse side of it is certified too.
+    column = 0 if risk_name != "cost" else 1
+    values, n_with = np.unique(outcomes[:, column], return_counts=True)
+    tied = [
+        x
+        for x in values[n_with > 1]
+        if np.unique(outcomes[outcomes[:, column] == x, 1 - column]).size > 1
+    ]
+    assert len(tied) >= 3
+    rng = np.random.default_rng(0)
+    sets = []  # tied at the best, and random ones (the cheapest on one part is not on all)
+    for value in tied[:: max(1, len(tied) // 5)]:
+        worse = outcomes[:, 0] >= value if column == 0 else outcomes[:, 1] <= value
+        sets.append(rng.permutation(np.flatnonzero(worse)))
+    sets += [rng.choice(len(path), 12, replace=False) for _ in range(10)]
+    for certified in sets:
+        on_test = guarantee._outcomes_on_test(certified, rule, tally, data.costs)
+        index, outcome = guarantee._choose(path, certified, data, target, on_test)
+        if risk_name != "cost":
+            keys = [(outcomes[i, 0], -outcomes[i, 1], k) for k, i in enumerate(certified)]
+        else:
+            keys = [(-outcomes[i, 1], outcomes[i, 0], k) for k, i in enumerate(certified)]
+        assert index == certified[min(keys)[2]]
+        counts, correct = outcome
+        np.testing.assert_array_equal(counts, np.bincount(results[index].exit_index, minlength=4))
+        assert correct == round(results[index].accuracy * data.n_samples)
+
+
 @pytest.mark.parametrize(
     "method, options",
     [
