@@ -648,8 +648,8 @@ def test_the_choice_among_the_certified_adds_the_outcomes_of_both_parts(
     assert on_test is not None and certified.size > 1
     # The two parts' outcomes add up to each certified setting's evaluation on all samples,
     # and the choice is the cheapest of those evaluations (the most accurate for a budget).
-    counts = path.sweep.exit_counts(certified) + on_test[0]
-    correct = path.sweep.n_correct[certified] + on_test[1]
+    counts = path.sweep.exit_counts(certified) + on_test.exit_counts(np.arange(certified.size))
+    correct = path.sweep.n_correct[certified] + on_test.n_correct
     results = [path.policy(int(i)).evaluate(all_samples) for i in certified]
     for row, result in enumerate(results):
         np.testing.assert_array_equal(counts[row], np.bincount(result.exit_index, minlength=4))
