@@ -593,11 +593,21 @@ def _sorted_keys(scores, correct, chunks, n_samples) -> np.ndarray:
     sort). ``chunks``: slices or index arrays of the rows, ``n_samples`` rows in all."""
     keys = _Buffer(np.uint64)
     n_exits = scores.shape[1]
+    # The kernel reads the rows where they lie (a split's rows too: no gathered copy) when
+    # the arrays are C-ordered; otherwise each chunk is copied to C order first.
+    in_place = scores.flags.c_contiguous and correct.flags.c_contiguous
+    bits = np.asarray(scores).view(np.uint32) if in_place else None
     for chunk in chunks:
         if _KERNELS:
-            rows = np.ascontiguousarray(scores[chunk])
+            rows = np.arange(chunk.start, chunk.stop) if isinstance(chunk, slice) else chunk
             free = keys.reserve(rows.shape[0] * (n_exits - 1))
-            keys.size += _packed_move_keys(rows.view(np.uint32), correct[chunk], free)
+            if in_place:
+                keys.size += _packed_move_keys(bits, correct, rows, free)
+            else:
+                block = np.ascontiguousarray(scores[chunk]).view(np.uint32)
+                block_correct = np.ascontiguousarray(correct[chunk])
+                every = np.arange(block.shape[0])
+                keys.size += _packed_move_keys(block, block_correct, every, free)
         else:
             bits = _order_bits(_transposed(scores, chunk))
             for value, payload in _moves(bits, _transposed(correct, chunk), _PACKED_SHIFT):
@@ -659,15 +669,15 @@ def _complement_order(bits):
 
 
 @jit
-def _packed_move_keys(bits, correct, out):
-    """Write the keys of :func:`_sorted_keys` for rows of float32 score bits
-    ``(n_rows, n_exits)`` uint32 and ``correct`` (bool) into ``out``, in any order; return
-    how many (at most ``n_rows * (n_exits - 1)``)."""
-    n_rows, n_exits = bits.shape
+def _packed_move_keys(bits, correct, rows, out):
+    """Write the keys of :func:`_sorted_keys` for the ``rows`` of float32 score bits
+    ``(n_samples, n_exits)`` uint32 and ``correct`` (bool) into ``out``, in any order;
+    return how many (at most ``len(rows) * (n_exits - 1)``)."""
+    n_exits = bits.shape[1]
     last = n_exits - 1
     shift, code_shift = np.uint64(32), np.uint64(_PACKED_SHIFT)
     written = 0
-    for i in range(n_rows):
+    for i in rows:
         final_bit = np.uint64(4) if correct[i, last] else np.uint64(0)
         run = _complement_order(bits[i, 0])  # the latest record, complemented
         run_exit = np.uint64(0)

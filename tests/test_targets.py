@@ -136,13 +136,16 @@ def test_cheapest_is_the_exact_minimum(scores, data):
 def test_sweep_of_some_rows_in_place(kernels, scores, data):
     """``rows=`` sweeps those samples where they lie (a certified split, no copies): the
     per-sample reference's candidates on ``scores[rows]``, and the copy's sweep move for move
-    (exit counts and lost counts of every candidate), also across chunks."""
+    (exit counts and lost counts of every candidate), also across chunks and for arrays in
+    Fortran order."""
     n_samples, n_exits = scores.shape
     rows = np.flatnonzero(data.draw(arrays(np.bool_, n_samples), label="on"))
     assume(rows.size > 0)  # a split leaves samples on both sides
     correct = data.draw(arrays(np.bool_, scores.shape), label="correct")
     costs = np.cumsum(data.draw(arrays(np.float64, n_exits, elements=st.floats(0.1, 5))))
     chunk = data.draw(st.sampled_from([targets._CHUNK_ELEMENTS, 2 * n_exits]), label="chunk")
+    if data.draw(st.booleans(), label="Fortran order"):  # read through C-ordered copies
+        scores, correct = np.asfortranarray(scores), np.asfortranarray(correct)
     saved = targets._CHUNK_ELEMENTS
     try:
         targets._CHUNK_ELEMENTS = chunk
