@@ -494,10 +494,14 @@ def _test(
     costs = part.whole.costs
     loss_range = (costs[0], costs[-1]) if target.risk == "cost" else target.loss_range
     if target.guarantee == "expectation":
-        # Running maxima along the whole path (a grid's are over its own settings only), or
-        # of a cost, which only rises along its order.
-        if fixed and path.parameter == "threshold" and (order is None or target.risk == "cost"):
-            return _crc_threshold(path, order, part.data, target, loss_range[1])
+        # Running maxima along the whole path, or of a cost, which only rises along its
+        # order; or of the thresholds tested, falling (a grid's, Pareto testing's on a split:
+        # its non-dominated thresholds by increasing risk are its falling ones).
+        if path.parameter == "threshold" and (
+            (fixed and (order is None or target.risk == "cost"))
+            or (target.risk != "cost" and _increasing(order))
+        ):
+            return _crc_threshold(path, order, part.data, target, loss_range[1], own=fixed)
         head = _head(order, len(path))
         return _crc_lazily(path, head, part.data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
@@ -698,18 +702,28 @@ def _crc_lazily(path, order, data, target, loss_bound: float, tally=None) -> ris
     )
 
 
-def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certification:
-    """Conformal risk control of a shared threshold's own path (or, for a cost, a grid of it)
-    on its own samples, without a per-sample loss per setting.
+def _increasing(order: np.ndarray | None) -> bool:
+    """Whether a testing order takes the path's settings in strictly increasing index."""
+    return order is not None and bool(np.all(order[1:] > order[:-1]))
+
+
+def _crc_threshold(
+    path, order, data, target, loss_bound: float, own: bool = True
+) -> risk.Certification:
+    """Conformal risk control of a shared threshold's path (or, for a cost, a grid of it),
+    without a per-sample loss per setting: on its own samples along the whole path (``order``
+    None), or along the settings of ``order`` (increasing indices: falling thresholds) on
+    any samples (``own`` False: not those that made the path).
 
     Lowering the threshold only moves a sample to earlier exits, at its records (its running
     maximum score). A 0/1 loss's running maximum along the path is 1 from the first setting
     at or below the sample's *first lost value*: +inf if it is lost at the last exit, else its
-    highest record whose exit loses it (the accuracy gap's running maximum is that of its
-    positive part: it is 0 at the start). So the sums are counts of those values at or
-    above each threshold, up to the first setting past the bound. A cost, tested cheapest
-    first, only rises along that order: its running maximum is the cost itself, whose sums
-    are the path's exact mean costs.
+    highest record whose exit loses it; along some of the thresholds, or on other samples,
+    the first tested threshold at which it is lost (:func:`eeopt.targets.first_lost_values`
+    ``among=``). So the sums are counts of those values at or above each threshold, up to
+    the first setting past the bound (the accuracy gap's, less a constant: below). A cost,
+    tested cheapest first, only rises along that order: its running maximum is the cost
+    itself, whose sums are the path's exact mean costs.
     """
     n, bound = data.n_samples, (data.n_samples + 1) * target.epsilon - loss_bound
     sweep = path.sweep
@@ -718,11 +732,18 @@ def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certifi
         n_tested = min(len(path), int(np.searchsorted(means, bound / n, side="right")) + 1)
         sums = np.maximum.accumulate(means[:n_tested]) * n
     else:
+        # The gap's running maximum: a sample the last exit gets right is 1 from the first
+        # setting its exit gets wrong (its first lost value), else 0; one it gets wrong is -1
+        # until then (exit right, last exit wrong), else 0: the sums count first values of
+        # "exit wrong" less those samples. (Along the whole path from +inf, they are at their
+        # last exit, wrong, from the start.) The error and the disagreement count first values.
         lost = ~data.correct
-        if target.risk == "accuracy-gap":  # exit wrong and final right: 0 at the last exit
-            lost &= data.correct[:, -1:]
-        values = first_lost_values(data.score(path.method), lost)
-        parameters = sweep.parameters  # the path's own order: falling thresholds
+        shift = int(np.count_nonzero(lost[:, -1])) if target.risk == "accuracy-gap" else 0
+        bound += shift  # compared with the counts, less the shift
+        # Falling thresholds: the path's own order, or the tested ones.
+        parameters = sweep.parameters if order is None else sweep.parameters[order]
+        among = None if own and order is None else parameters
+        values = first_lost_values(data.score(path.method), lost, among=among)
         if bound < 0:  # the first setting already fails
             sums = np.array([np.count_nonzero(values >= parameters[0])], dtype=float)
         elif bound >= n:  # every setting passes: every count is needed
@@ -734,11 +755,13 @@ def _crc_threshold(path, order, data, target, loss_bound: float) -> risk.Certifi
             # values alone; the first setting at or below it fails, counted among all.
             c = int(np.floor(bound)) + 1
             top = np.sort(np.partition(values, n - c)[n - c :])
-            n_pass = min(len(path), int(np.searchsorted(-parameters, -top[0])))
-            sums = np.empty(min(len(path), n_pass + 1))
+            n_settings = parameters.shape[0]
+            n_pass = min(n_settings, int(np.searchsorted(-parameters, -top[0])))
+            sums = np.empty(min(n_settings, n_pass + 1))
             sums[:n_pass] = c - np.searchsorted(top, parameters[:n_pass], side="left")
-            if n_pass < len(path):
+            if n_pass < n_settings:
                 sums[n_pass] = np.count_nonzero(values >= parameters[n_pass])
+        sums -= shift
     return risk.conformal_risk_control_from_sums(sums, n, target.epsilon, loss_bound=loss_bound)
 
 

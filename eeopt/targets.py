@@ -756,7 +756,9 @@ def _sweep_runs(keys, step, total, base_correct, parameters, n_correct, costs, e
             run += 1
 
 
-def first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
+def first_lost_values(
+    scores: np.ndarray, lost: np.ndarray, among: np.ndarray | None = None
+) -> np.ndarray:
     """Per sample, the highest global threshold at which its exit loses it.
 
     Lowering a shared threshold moves a sample to an earlier exit exactly at its records
@@ -767,10 +769,17 @@ def first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
     when its first lost value is ``>= t`` (what conformal risk control's running maximum of
     a 0/1 loss counts).
 
+    With ``among`` (thresholds in decreasing order: the settings tested, on samples other
+    than those that made them), the highest of those at which the sample is lost, or -inf:
+    a record's exit takes the thresholds above the record before it up to its own value,
+    the last exit those above every record.
+
     Parameters
     ----------
     scores : ndarray of shape (n_samples, n_exits)
     lost : ndarray of shape (n_samples, n_exits), bool
+    among : ndarray of shape (n_thresholds,), optional
+        Non-increasing.
 
     Returns
     -------
@@ -778,14 +787,23 @@ def first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
     """
     n_samples, n_exits = scores.shape
     out = np.full(n_samples, -np.inf)
+    if among is not None:
+        among = np.asarray(among, dtype=np.float64)
+        if among.shape[0] == 0:
+            return out
     if n_exits == 1:  # no early exit: lost or not at the only one
-        out[lost[:, 0]] = np.inf
+        out[lost[:, 0]] = np.inf if among is None else among[0]
         return out
     rows = max(1, _CHUNK_ELEMENTS // n_exits)
     for lo in range(0, n_samples, rows):
         block, lost_block = scores[lo : lo + rows], lost[lo : lo + rows]
         if _KERNELS:
-            _first_lost_kernel(np.ascontiguousarray(block), lost_block, out[lo : lo + rows])
+            if among is None:
+                _first_lost_kernel(np.ascontiguousarray(block), lost_block, out[lo : lo + rows])
+            else:
+                _first_lost_among_kernel(
+                    np.ascontiguousarray(block), lost_block, among, out[lo : lo + rows]
+                )
             continue
         early = block[:, : n_exits - 1]
         record = np.empty(early.shape, dtype=bool)
@@ -793,8 +811,22 @@ def first_lost_values(scores: np.ndarray, lost: np.ndarray) -> np.ndarray:
         running = np.maximum.accumulate(early, axis=1)
         np.greater(early[:, 1:], running[:, :-1], out=record[:, 1:])
         record &= lost_block[:, : n_exits - 1]
-        out[lo : lo + rows] = np.max(early, axis=1, where=record, initial=-np.inf)
-        out[lo : lo + rows][lost_block[:, -1]] = np.inf
+        if among is None:
+            out[lo : lo + rows] = np.max(early, axis=1, where=record, initial=-np.inf)
+            out[lo : lo + rows][lost_block[:, -1]] = np.inf
+            continue
+        part = out[lo : lo + rows]
+        falling = -among  # increasing, for searchsorted
+        for k in range(n_exits - 1):
+            # Record k's exit takes the thresholds in (running max before k, its score]; only
+            # the samples it loses are searched.
+            which = np.flatnonzero(record[:, k])
+            at = np.searchsorted(falling, -early[which, k].astype(np.float64), side="left")
+            found = among[np.minimum(at, among.shape[0] - 1)]
+            below = running[which, k - 1] if k > 0 else -np.inf
+            found[(at == among.shape[0]) | (found <= below)] = -np.inf
+            part[which] = np.maximum(part[which], found)
+        part[lost_block[:, -1] & (among[0] > running[:, -1])] = among[0]
     return out
 
 
@@ -815,6 +847,42 @@ def _first_lost_kernel(scores, lost, out):
                 if lost[i, k]:
                     best = run
         out[i] = best
+
+
+@jit
+def _first_lost_among_kernel(scores, lost, among, out):
+    """:func:`first_lost_values` of a block of rows with ``among`` (decreasing thresholds):
+    the records from the highest down, each searched in ``among`` (the first found is the
+    highest)."""
+    n_rows, n_exits = scores.shape
+    last = n_exits - 1
+    values = np.empty(last)  # the records' scores, and the running maximum before each
+    before = np.empty(last)
+    exits = np.empty(last, np.int64)
+    for i in range(n_rows):
+        n_records = 0
+        run = -np.inf
+        for k in range(last):
+            if k == 0 or scores[i, k] > run:
+                values[n_records], before[n_records], exits[n_records] = scores[i, k], run, k
+                n_records += 1
+                run = scores[i, k]
+        if lost[i, last] and among[0] > run:
+            out[i] = among[0]
+            continue
+        for m in range(n_records - 1, -1, -1):
+            if not lost[i, exits[m]]:
+                continue
+            low, high = 0, among.shape[0]  # the first threshold at or below the record
+            while low < high:
+                mid = (low + high) // 2
+                if among[mid] <= values[m]:
+                    high = mid
+                else:
+                    low = mid + 1
+            if low < among.shape[0] and among[low] > before[m]:
+                out[i] = among[low]
+                break
 
 
 def _sorted_generic(scores, correct, chunks, n_samples):

@@ -675,12 +675,17 @@ def test_the_choice_among_the_certified_adds_the_outcomes_of_both_parts(
         {"budget": 2.6},
         {"tolerance": 0.05, "grid": np.linspace(0.05, 0.95, 15)},  # a grid: some of the path
         {"budget": 2.6, "grid": np.linspace(0.05, 0.95, 15)},
+        # Pareto testing: the path's non-dominated thresholds, tested on the other samples
+        {"tolerance": 0.05, "calibration_split": 0.5},
+        {"tolerance": 0.1, "risk": "consistency", "calibration_split": 0.4},
+        {"tolerance": 0.3, "risk": "error", "calibration_split": 0.5},
     ],
 )
 @pytest.mark.parametrize("levels", [None, 5])
 def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch, options, levels):
-    """CRC of a shared threshold's own path from each sample's first lost value (or the exact
-    costs): the sums, certificate and policy of the running maxima of per-sample losses."""
+    """CRC of a shared threshold's path from each sample's first lost value, among the tested
+    thresholds where not all are (or the exact costs): the sums, certificate and policy of the
+    running maxima of per-sample losses, also on a split's other samples."""
     monkeypatch.setattr(guarantee, "RECORD_ROWS", 1 << 30)  # both tested prefixes in full
     data = _data(n=700, seed=17)
     if levels is not None:  # ties between samples and between exits
@@ -692,7 +697,7 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
         monkeypatch.setattr(
             guarantee,
             "_crc_threshold",
-            lambda path, order, data, target, bound: guarantee._crc_lazily(
+            lambda path, order, data, target, bound, own=True: guarantee._crc_lazily(
                 path, guarantee._head(order, len(path)), data, target, bound
             ),
         )
@@ -712,7 +717,8 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
         ("maxprob", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
         # a path built on the data under wsr (under hb its policies are replayed instead)
         ("beem-a", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
-        ("maxprob", {"tolerance": 0.05, "guarantee": "expectation", "grid": [0.5, 0.7, 0.9]}),
+        # a path built on the data under CRC (a shared threshold's is counted instead)
+        ("beem-a", {"tolerance": 0.05, "guarantee": "expectation"}),
     ],
 )
 def test_losses_are_computed_in_blocks_of_bounded_size(monkeypatch, method, options):
@@ -730,5 +736,10 @@ def test_losses_are_computed_in_blocks_of_bounded_size(monkeypatch, method, opti
     monkeypatch.setattr(guarantee, "_LOSS_BLOCK", 2 * 350)  # two settings of 350 test samples
     after = _fit(data, method=method, **options)
     assert sizes and max(sizes) <= max(1, 700 // after.guarantee_["n_calibration"])
-    assert after.guarantee_["upper_bounds"] == before.guarantee_["upper_bounds"]
+    a, b = after.guarantee_, before.guarantee_
+    assert a["n_certified"] == b["n_certified"]
+    # CRC computes a whole block past the first failure: a longer record in larger blocks.
+    tested = min(len(a["upper_bounds"]), len(b["upper_bounds"]))
+    assert tested > a["n_certified"]
+    assert a["upper_bounds"][:tested] == b["upper_bounds"][:tested]
     np.testing.assert_array_equal(after.thresholds_, before.thresholds_)

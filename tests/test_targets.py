@@ -346,6 +346,57 @@ def test_first_lost_values_follow_each_sample_down_the_thresholds(kernels, dtype
     np.testing.assert_array_equal(one, np.where(lost[:, 0], np.inf, -np.inf))
 
 
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "kernels"])
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 25), st.integers(1, 5)),
+        elements=st.sampled_from(_VALUES + [0.7]),
+    ),
+    st.data(),
+)
+def test_first_lost_values_among_given_thresholds(kernels, scores, data):
+    """Among given thresholds (those tested, not the samples' own records): a per-sample loop
+    down those thresholds, the first at which the exit it takes is lost (-inf: none), with
+    thresholds between, at and beyond the scores, repeated, infinite."""
+    n_samples, n_exits = scores.shape
+    lost = data.draw(arrays(np.bool_, scores.shape), label="lost")
+    pool = [np.inf, 1.0, 0.8, 0.7, 0.6, 0.5, 0.3, 0.25, 0.0, -0.0, -0.5, -1.0, -np.inf]
+    among = np.array(data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=8)))
+    among = np.sort(among)[::-1].copy()
+    with kernels_as(kernels):
+        got = targets.first_lost_values(scores, lost, among=among)
+    for n in range(n_samples):
+        expected = -np.inf
+        for tau in among:
+            if lost[n, ref_exit(scores[n].tolist(), [tau] * (n_exits - 1) + [-np.inf])]:
+                expected = tau
+                break
+        assert got[n] == expected, (n, scores[n], lost[n], among)
+    with kernels_as(kernels):
+        assert np.all(targets.first_lost_values(scores, lost, among=among[:0]) == -np.inf)
+
+
+@pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "kernels"])
+def test_first_lost_values_among_thresholds_by_hand(kernels):
+    """A record's exit takes the thresholds above the record before it: at 0.5 the first
+    sample leaves at exit 0 (0.5 >= 0.5), not at its lost record 0.7 (-inf); at 0.6 it
+    leaves at 0.7's exit (lost: 0.6). The second is lost at the last exit, which takes the
+    thresholds above 0.9 only."""
+    scores = np.array([[0.5, 0.7, 0.2], [0.9, 0.1, 0.3]], dtype=np.float32)
+    lost = np.array([[False, True, False], [False, False, True]])
+    cases = [
+        ([0.5], [-np.inf, -np.inf]),
+        ([0.6, 0.5], [0.6, -np.inf]),
+        ([1.0, 0.95], [-np.inf, 1.0]),
+    ]
+    cases.append(([np.inf, 0.5], [-np.inf, np.inf]))
+    for among, expected in cases:
+        with kernels_as(kernels):
+            got = targets.first_lost_values(scores, lost, among=np.array(among))
+        np.testing.assert_array_equal(got, expected, err_msg=str(among))
+
+
 def _non_dominated_by_sorting(costs, accuracies):
     order = np.lexsort((-accuracies, costs))
     best = np.maximum.accumulate(accuracies[order])
