@@ -502,6 +502,8 @@ def _test(
             or (target.risk != "cost" and _increasing(order))
         ):
             return _crc_threshold(path, order, part.data, target, loss_range[1], own=fixed)
+        if _replays(path) and target.risk != "cost":
+            return _crc_replayed(path, _head(order, len(path)), part.data, target, loss_range[1])
         head = _head(order, len(path))
         return _crc_lazily(path, head, part.data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
@@ -536,13 +538,14 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, part: _Part, target:
     For a path of per-exit thresholds (BEEM's and the per-exit error-rate rule's levels), the
     same policies replayed on those samples (:meth:`eeopt.methods.beem.LevelSweep.on`: only the
     samples whose exit changes between consecutive policies move) and the identity map,
-    where the test reads exact means (``"hb"``, ``"binomial"``). None for other paths."""
+    where the test reads exact means (``"hb"``, ``"binomial"``) or conformal risk control
+    counts first wrong positions. None for other paths."""
     if part.whole.labels is None or spec.candidates is None:
         return None
-    from eeopt.methods.beem import LevelSweep  # beem registers through this module's caller
-
     exact_means = target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS
-    if isinstance(path.sweep, LevelSweep) and path.shared_scores and exact_means:
+    # (Under conformal risk control the replay gives the choice its counts; the test itself
+    # reads each sample's first wrong position from a second replay, _crc_replayed.)
+    if _replays(path) and (exact_means or target.guarantee == "expectation"):
         data = part.data
         scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
         replayed = replace(path, sweep=path.sweep.on(scores, data.correct, data.costs))
@@ -699,6 +702,35 @@ def _crc_lazily(path, order, data, target, loss_bound: float, tally=None) -> ris
             break
     return risk.conformal_risk_control_from_sums(
         np.concatenate(sums), data.n_samples, target.epsilon, loss_bound=loss_bound
+    )
+
+
+def _replays(path: Candidates) -> bool:
+    """Whether the path is a level path whose policies score alike: replayable on other
+    samples (:class:`eeopt.methods.beem.LevelSweep`)."""
+    from eeopt.methods.beem import LevelSweep  # beem registers through this module's caller
+
+    return isinstance(path.sweep, LevelSweep) and path.shared_scores
+
+
+def _crc_replayed(path, order, data, target, loss_bound: float) -> risk.Certification:
+    """Conformal risk control of a level path (BEEM's, the per-exit rule's) along ``order``
+    on other samples, without a per-sample loss per setting: a 0/1 loss's running maximum is
+    1 from the sample's first position in the order at which its exit is wrong
+    (:meth:`eeopt.methods.beem.LevelSweep.first_wrong`, the policies replayed on these
+    samples); the accuracy gap's is that less the samples the last exit gets wrong (-1 until
+    their exit is wrong too). The sums up to the first setting past the bound."""
+    n, bound = data.n_samples, (data.n_samples + 1) * target.epsilon - loss_bound
+    rank = np.full(len(path), np.iinfo(np.int64).max)
+    rank[order] = np.arange(order.shape[0])
+    scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
+    first = np.sort(path.sweep.first_wrong(scores, data.correct, rank))
+    shift = int(np.count_nonzero(~data.correct[:, -1])) if target.risk == "accuracy-gap" else 0
+    sums = np.searchsorted(first, np.arange(order.shape[0]), side="right") - shift
+    failed = np.flatnonzero(sums > bound)
+    sums = sums[: failed[0] + 1] if failed.size else sums
+    return risk.conformal_risk_control_from_sums(
+        sums.astype(float), n, target.epsilon, loss_bound=loss_bound
     )
 
 

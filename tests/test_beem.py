@@ -514,6 +514,16 @@ def test_a_level_path_on_other_samples_is_each_policys_evaluation(pair, mode, da
         assert on.mean_costs[j] == eeopt.engine.mean_cost(exits, costs)
     np.testing.assert_array_equal(on.parameters, sweep.parameters)
     assert on.n_samples == other_scores.shape[0]
+    # Each sample's first position in an order (some policies left out) at which its exit is
+    # wrong: a loop over the policies' evaluations.
+    rank = data.draw(st.permutations(range(len(sweep))), label="order")
+    rank = np.array(rank) + np.where(np.arange(len(sweep)) % 3 == 2, 10**9, 0)  # untested
+    first = sweep.first_wrong(other_scores, correct, rank)
+    expected = np.full(other_scores.shape[0], np.iinfo(np.int64).max)
+    for j, thresholds in enumerate(sweep.thresholds):
+        wrong = ~correct[rows, eeopt.engine.first_exit(other_scores, thresholds)]
+        expected[wrong] = np.minimum(expected[wrong], rank[j])
+    np.testing.assert_array_equal(first, expected)
 
 
 def test_replay_moves_samples_both_ways_and_through_infinite_thresholds():

@@ -714,11 +714,50 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
 @pytest.mark.parametrize(
     "method, options",
     [
+        ("beem-a", {"tolerance": 0.05}),  # the gap: -1 until the exit is wrong too
+        ("beem-c", {"tolerance": 0.1, "risk": "consistency"}),
+        ("beem-a", {"tolerance": 0.3, "risk": "error", "calibration_split": 0.4}),
+        ("maxprob", {"tolerance": 0.05, "per_exit": True}),
+        ("beem-a", {"tolerance": 0.0005}),  # nothing certified
+        ("beem-c", {"tolerance": 0.9}),  # every setting passes
+    ],
+)
+def test_conformal_risk_control_of_a_level_path_from_its_replay(monkeypatch, method, options):
+    """CRC of a level path (BEEM's, the per-exit rule's) tested on the other part, from each
+    sample's first position in the testing order at which its exit is wrong (the policies
+    replayed there): the certificate, record and policy of the running maxima of per-sample
+    losses."""
+    monkeypatch.setattr(guarantee, "RECORD_ROWS", 1 << 30)  # both tested prefixes in full
+    data = _data(n=800, seed=23)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # nothing certified: fallback
+        fast = _fit(data, method=method, guarantee="expectation", **options)
+        monkeypatch.setattr(
+            guarantee,
+            "_crc_replayed",
+            lambda path, order, data, target, bound: guarantee._crc_lazily(
+                path, order, data, target, bound
+            ),
+        )
+        slow = _fit(data, method=method, guarantee="expectation", **options)
+    a, b = fast.guarantee_, slow.guarantee_
+    assert a["n_certified"] == b["n_certified"]
+    tested = min(len(a["upper_bounds"]), len(b["upper_bounds"]))
+    assert tested >= min(a["n_certified"] + 1, len(b["upper_bounds"]))
+    assert a["tested_parameters"][:tested] == b["tested_parameters"][:tested]
+    np.testing.assert_allclose(a["upper_bounds"][:tested], b["upper_bounds"][:tested], rtol=1e-12)
+    np.testing.assert_array_equal(fast.thresholds_, slow.thresholds_)
+    assert fast.fit_info_ == slow.fit_info_
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
         ("maxprob", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
         # a path built on the data under wsr (under hb its policies are replayed instead)
         ("beem-a", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
-        # a path built on the data under CRC (a shared threshold's is counted instead)
-        ("beem-a", {"tolerance": 0.05, "guarantee": "expectation"}),
+        # a cost under CRC along a level path (a 0/1 loss's first positions are counted)
+        ("beem-a", {"budget": 2.6, "guarantee": "expectation"}),
     ],
 )
 def test_losses_are_computed_in_blocks_of_bounded_size(monkeypatch, method, options):

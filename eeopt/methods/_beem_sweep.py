@@ -451,7 +451,17 @@ def _sum_up(tree: np.ndarray, n_leaves: int) -> None:
 # -- the same policies on other samples -----------------------------------------------------------
 @jit
 def _replay(
-    thresholds, scores, order, descending, wrong, exit_of, out_count, out_correct, out_lost
+    thresholds,
+    scores,
+    order,
+    descending,
+    wrong,
+    exit_of,
+    out_count,
+    out_correct,
+    out_lost,
+    rank,
+    first,
 ):
     """Each threshold vector's exit counts, correct count and lost count (wrong at its exit,
     right at the last) on the samples of ``scores``, in turn, moving only the samples whose
@@ -462,10 +472,24 @@ def _replay(
     updated in order; at exit k a lower threshold lets the samples of its score band (read off
     ``order[k]``, scores sorted decreasingly in ``descending[k]``) that are still in leave at
     k, a higher one sends those that left at k on to the next exit they reach.
+
+    With ``rank`` (a position per row; empty: not tracked), ``first[i]`` becomes the smallest
+    rank among the rows at which sample i's exit is wrong: each run of rows at which it stays
+    wrong is closed when it turns right (or at the end) and its smallest rank read off a
+    stack of the rows' suffix minima (rows and ranks both increasing up the stack).
     """
     n_rows, n_exits = thresholds.shape
     n_samples = scores.shape[0]
     last = n_exits - 1
+    track = rank.shape[0] > 0
+    since = np.full(n_samples if track else 0, -1, dtype=np.int64)  # a wrong run's first row
+    stack_rows = np.empty(n_rows if track else 0, dtype=np.int64)
+    stack_ranks = np.empty(n_rows if track else 0, dtype=np.int64)
+    height = 0
+    if track:
+        for i in range(n_samples):
+            if wrong[i, last]:
+                since[i] = 0
     alpha = np.full(last, np.inf)
     firing = np.zeros(last, dtype=np.int64)  # samples scoring at least alpha[k] at exit k
     exit_count = np.zeros(n_exits, dtype=np.int64)
@@ -508,15 +532,53 @@ def _replay(
                 n_correct += wrong[sample, was] - wrong[sample, to]
                 n_lost += (wrong[sample, to] - wrong[sample, was]) * (1 - wrong[sample, last])
                 exit_of[sample] = to
+                if track and wrong[sample, was] != wrong[sample, to]:
+                    if wrong[sample, to]:  # a wrong run starts at this row
+                        since[sample] = j
+                    else:  # one ends at the previous row (none if it started at this one)
+                        if since[sample] < j:
+                            best = _smallest_rank(stack_rows, stack_ranks, height, since[sample])
+                            first[sample] = min(first[sample], best)
+                        since[sample] = -1
         for k in range(n_exits):
             out_count[j, k] = exit_count[k]
         out_correct[j] = n_correct
         out_lost[j] = n_lost
+        if track:  # row j on the stack of suffix minima
+            while height > 0 and stack_ranks[height - 1] >= rank[j]:
+                height -= 1
+            stack_rows[height], stack_ranks[height] = j, rank[j]
+            height += 1
+    if track:
+        for i in range(n_samples):
+            if since[i] >= 0:
+                first[i] = min(first[i], _smallest_rank(stack_rows, stack_ranks, height, since[i]))
 
 
-def replay(thresholds: np.ndarray, scores: np.ndarray, correct: np.ndarray):
+@jit
+def _smallest_rank(stack_rows, stack_ranks, height, start):
+    """The smallest rank of the rows from ``start`` to the last pushed: that of the lowest
+    stack entry at or after ``start`` (the stack holds the suffix minima)."""
+    low, high = 0, height
+    while low < high:
+        middle = (low + high) // 2
+        if stack_rows[middle] >= start:
+            high = middle
+        else:
+            low = middle + 1
+    return stack_ranks[low]
+
+
+def replay(
+    thresholds: np.ndarray,
+    scores: np.ndarray,
+    correct: np.ndarray,
+    rank: np.ndarray | None = None,
+):
     """Exit counts, correct counts and lost counts of a sequence of per-exit thresholds on
-    samples: ``(counts (n_rows, n_exits), n_correct (n_rows,), n_lost (n_rows,))``.
+    samples: ``(counts (n_rows, n_exits), n_correct (n_rows,), n_lost (n_rows,))``; with
+    ``rank`` (an int64 position per row), also each sample's smallest rank among the rows at
+    which its exit is wrong (int64, ``np.iinfo(np.int64).max`` where it never is).
 
     Consecutive rows of a level path differ at a few exits, and only the samples in the score
     bands between their old and new thresholds there can change exit, so the work is the
@@ -543,8 +605,13 @@ def replay(thresholds: np.ndarray, scores: np.ndarray, correct: np.ndarray):
     n_correct = np.empty(n_rows, dtype=np.int64)
     n_lost = np.empty(n_rows, dtype=np.int64)
     exit_of = np.full(n_samples, n_exits - 1, dtype=np.int64)
+    ranks = np.zeros(0, np.int64) if rank is None else np.ascontiguousarray(rank, np.int64)
+    first = np.full(0 if rank is None else n_samples, np.iinfo(np.int64).max)
     _replay(
         np.ascontiguousarray(thresholds, dtype=np.float64), scores, order, descending,
         np.ascontiguousarray(~correct, dtype=np.int8), exit_of, counts, n_correct, n_lost,
+        ranks, first,
     )  # fmt: skip
-    return counts, n_correct, n_lost
+    if rank is None:
+        return counts, n_correct, n_lost
+    return counts, n_correct, n_lost, first

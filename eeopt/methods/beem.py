@@ -291,6 +291,39 @@ class LevelSweep(Sweep):
             lost=lost,
         )
 
+    def first_wrong(self, scores: Any, correct: Any, rank: Any) -> np.ndarray:
+        """Each sample's first position in a testing order at which its exit is wrong: the
+        smallest ``rank[j]`` among the policies j that send it to an exit that gets it
+        wrong (``np.iinfo(np.int64).max`` if none does), replayed as :meth:`on` does.
+
+        Conformal risk control of a 0/1 loss along that order counts these: a sample's
+        running maximum is 1 from that position on.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_samples, n_exits)
+        correct : array-like of shape (n_samples, n_exits), bool
+        rank : array-like of shape (n_policies,), int
+            Each policy's position in the order (a large value: not in it).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        scores, correct, _ = _check_rule_inputs(scores, correct, 1, "per-exit")
+        if scores.shape[1] != self.thresholds.shape[1]:
+            raise ValueError(
+                f"scores must have {self.thresholds.shape[1]} exits (the policies'), got "
+                f"shape {scores.shape}."
+            )
+        rank = np.asarray(rank, dtype=np.int64)
+        if rank.shape != (self.thresholds.shape[0],):
+            raise ValueError(
+                f"rank must have one entry per policy ({self.thresholds.shape[0]}), got shape "
+                f"{rank.shape}."
+            )
+        return replay(self.thresholds, scores, correct, rank)[3]
+
 
 class _GlobalSweep:
     """Every shared threshold that changes a decision (:func:`eeopt.targets.threshold_sweep`),
