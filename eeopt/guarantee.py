@@ -273,11 +273,20 @@ def certified_fit(
     grid_of = None
     if target.grid is not None:
         order, grid_of = _grid_order(path, target)
-    same_rule = None  # where the path is one global threshold: the rule's path on the test part
-    if split is not None:
+    # The same rule's path on the test part (one global threshold's sweep, a level path's
+    # replay): the test reads it for exact means; otherwise only the choice does, so it is
+    # made after the test, once the test's own copy of those samples (if any) is freed.
+    same_rule, reads_means = (
+        None,
+        target.guarantee == "probability" and (target.bound in risk.MEAN_BOUNDS),
+    )
+    if split is not None and reads_means:
         same_rule = _same_rule(spec, settings, path, test_part, target)
     tally: dict = {}  # the outcomes on the test part of the settings evaluated one by one
     cert = _test(path, order, test_part, target, random_state, split is None, same_rule, tally)
+    if split is not None and not reads_means:
+        test_part.free_copy()
+        same_rule = _same_rule(spec, settings, path, test_part, target)
     certified = _head(order, cert.index + 1)
     outcome = None
     if certified.size == 0:
@@ -343,6 +352,10 @@ class _Part:
     @cached_property
     def data(self) -> ExitData:
         return self.whole if self.rows is None else self.whole.subset(self.rows)
+
+    def free_copy(self) -> None:
+        """Forget the copy of the samples (made again if needed)."""
+        self.__dict__.pop("data", None)
 
     def candidates(self, spec: Any, settings: dict[str, Any]) -> Candidates:
         """The method's path on these samples."""
@@ -501,7 +514,9 @@ def _test(
             (fixed and (order is None or target.risk == "cost"))
             or (target.risk != "cost" and _increasing(order))
         ):
-            return _crc_threshold(path, order, part.data, target, loss_range[1], own=fixed)
+            return _crc_threshold(
+                path, order, part.whole, target, loss_range[1], own=fixed, rows=part.rows
+            )
         if _replays(path) and target.risk != "cost":
             return _crc_replayed(path, _head(order, len(path)), part.data, target, loss_range[1])
         head = _head(order, len(path))
@@ -740,12 +755,13 @@ def _increasing(order: np.ndarray | None) -> bool:
 
 
 def _crc_threshold(
-    path, order, data, target, loss_bound: float, own: bool = True
+    path, order, data, target, loss_bound: float, own: bool = True, rows=None
 ) -> risk.Certification:
     """Conformal risk control of a shared threshold's path (or, for a cost, a grid of it),
     without a per-sample loss per setting: on its own samples along the whole path (``order``
     None), or along the settings of ``order`` (increasing indices: falling thresholds) on
-    any samples (``own`` False: not those that made the path).
+    any samples (``own`` False: not those that made the path; ``rows``: the samples of
+    ``data`` tested, read where they lie).
 
     Lowering the threshold only moves a sample to earlier exits, at its records (its running
     maximum score). A 0/1 loss's running maximum along the path is 1 from the first setting
@@ -757,7 +773,8 @@ def _crc_threshold(
     tested cheapest first, only rises along that order: its running maximum is the cost
     itself, whose sums are the path's exact mean costs.
     """
-    n, bound = data.n_samples, (data.n_samples + 1) * target.epsilon - loss_bound
+    n = data.n_samples if rows is None else rows.shape[0]
+    bound = (n + 1) * target.epsilon - loss_bound
     sweep = path.sweep
     if target.risk == "cost":  # compared with the bound as their exact values are
         means = sweep.mean_costs_near(_head(order, len(path)), bound / n)
@@ -770,12 +787,15 @@ def _crc_threshold(
         # "exit wrong" less those samples. (Along the whole path from +inf, they are at their
         # last exit, wrong, from the start.) The error and the disagreement count first values.
         lost = ~data.correct
-        shift = int(np.count_nonzero(lost[:, -1])) if target.risk == "accuracy-gap" else 0
+        shift = 0
+        if target.risk == "accuracy-gap":
+            final = lost[:, -1] if rows is None else lost[rows, -1]
+            shift = int(np.count_nonzero(final))
         bound += shift  # compared with the counts, less the shift
         # Falling thresholds: the path's own order, or the tested ones.
         parameters = sweep.parameters if order is None else sweep.parameters[order]
         among = None if own and order is None else parameters
-        values = first_lost_values(data.score(path.method), lost, among=among)
+        values = first_lost_values(data.score(path.method), lost, among=among, rows=rows)
         if bound < 0:  # the first setting already fails
             sums = np.array([np.count_nonzero(values >= parameters[0])], dtype=float)
         elif bound >= n:  # every setting passes: every count is needed

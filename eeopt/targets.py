@@ -757,7 +757,10 @@ def _sweep_runs(keys, step, total, base_correct, parameters, n_correct, costs, e
 
 
 def first_lost_values(
-    scores: np.ndarray, lost: np.ndarray, among: np.ndarray | None = None
+    scores: np.ndarray,
+    lost: np.ndarray,
+    among: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per sample, the highest global threshold at which its exit loses it.
 
@@ -780,12 +783,18 @@ def first_lost_values(
     lost : ndarray of shape (n_samples, n_exits), bool
     among : ndarray of shape (n_thresholds,), optional
         Non-increasing.
+    rows : ndarray of shape (n_rows,), int, optional
+        Only these samples, read block by block where they lie: the same values as
+        ``first_lost_values(scores[rows], lost[rows], among)``.
 
     Returns
     -------
-    ndarray of shape (n_samples,), float64
+    ndarray of shape (n_samples,) or (n_rows,), float64
     """
-    n_samples, n_exits = scores.shape
+    n_exits = scores.shape[1]
+    n_samples = scores.shape[0] if rows is None else rows.shape[0]
+    if rows is not None and n_exits == 1:
+        scores, lost, rows = scores[rows], lost[rows], None
     out = np.full(n_samples, -np.inf)
     if among is not None:
         among = np.asarray(among, dtype=np.float64)
@@ -794,16 +803,16 @@ def first_lost_values(
     if n_exits == 1:  # no early exit: lost or not at the only one
         out[lost[:, 0]] = np.inf if among is None else among[0]
         return out
-    rows = max(1, _CHUNK_ELEMENTS // n_exits)
-    for lo in range(0, n_samples, rows):
-        block, lost_block = scores[lo : lo + rows], lost[lo : lo + rows]
+    per_block = max(1, _CHUNK_ELEMENTS // n_exits)
+    for lo in range(0, n_samples, per_block):
+        at = slice(lo, lo + per_block) if rows is None else rows[lo : lo + per_block]
+        block, lost_block = scores[at], lost[at]
+        hi = lo + block.shape[0]
         if _KERNELS:
             if among is None:
-                _first_lost_kernel(np.ascontiguousarray(block), lost_block, out[lo : lo + rows])
+                _first_lost_kernel(np.ascontiguousarray(block), lost_block, out[lo:hi])
             else:
-                _first_lost_among_kernel(
-                    np.ascontiguousarray(block), lost_block, among, out[lo : lo + rows]
-                )
+                _first_lost_among_kernel(np.ascontiguousarray(block), lost_block, among, out[lo:hi])
             continue
         early = block[:, : n_exits - 1]
         record = np.empty(early.shape, dtype=bool)
@@ -812,19 +821,19 @@ def first_lost_values(
         np.greater(early[:, 1:], running[:, :-1], out=record[:, 1:])
         record &= lost_block[:, : n_exits - 1]
         if among is None:
-            out[lo : lo + rows] = np.max(early, axis=1, where=record, initial=-np.inf)
-            out[lo : lo + rows][lost_block[:, -1]] = np.inf
+            out[lo:hi] = np.max(early, axis=1, where=record, initial=-np.inf)
+            out[lo:hi][lost_block[:, -1]] = np.inf
             continue
-        part = out[lo : lo + rows]
+        part = out[lo:hi]
         falling = -among  # increasing, for searchsorted
         for k in range(n_exits - 1):
             # Record k's exit takes the thresholds in (running max before k, its score]; only
             # the samples it loses are searched.
             which = np.flatnonzero(record[:, k])
-            at = np.searchsorted(falling, -early[which, k].astype(np.float64), side="left")
-            found = among[np.minimum(at, among.shape[0] - 1)]
+            found_at = np.searchsorted(falling, -early[which, k].astype(np.float64), side="left")
+            found = among[np.minimum(found_at, among.shape[0] - 1)]
             below = running[which, k - 1] if k > 0 else -np.inf
-            found[(at == among.shape[0]) | (found <= below)] = -np.inf
+            found[(found_at == among.shape[0]) | (found <= below)] = -np.inf
             part[which] = np.maximum(part[which], found)
         part[lost_block[:, -1] & (among[0] > running[:, -1])] = among[0]
     return out

@@ -697,8 +697,12 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
         monkeypatch.setattr(
             guarantee,
             "_crc_threshold",
-            lambda path, order, data, target, bound, own=True: guarantee._crc_lazily(
-                path, guarantee._head(order, len(path)), data, target, bound
+            lambda path, order, data, target, bound, own=True, rows=None: guarantee._crc_lazily(
+                path,
+                guarantee._head(order, len(path)),
+                data if rows is None else data.subset(rows),
+                target,
+                bound,
             ),
         )
         slow = _fit(data, method="entropy", guarantee="expectation", **options)

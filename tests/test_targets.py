@@ -375,6 +375,14 @@ def test_first_lost_values_among_given_thresholds(kernels, scores, data):
         assert got[n] == expected, (n, scores[n], lost[n], among)
     with kernels_as(kernels):
         assert np.all(targets.first_lost_values(scores, lost, among=among[:0]) == -np.inf)
+        # Some rows, read where they lie (a split's test part), across blocks.
+        rows = np.flatnonzero(data.draw(arrays(np.bool_, n_samples), label="rows"))
+        saved, targets._CHUNK_ELEMENTS = targets._CHUNK_ELEMENTS, 2 * n_exits
+        try:
+            some = targets.first_lost_values(scores, lost, among=among, rows=rows)
+        finally:
+            targets._CHUNK_ELEMENTS = saved
+    np.testing.assert_array_equal(some, got[rows])
 
 
 @pytest.mark.parametrize("kernels", [False, True], ids=["numpy", "kernels"])
