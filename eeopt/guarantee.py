@@ -794,27 +794,52 @@ def _crc_threshold(
         bound += shift  # compared with the counts, less the shift
         # Falling thresholds: the path's own order, or the tested ones.
         parameters = sweep.parameters if order is None else sweep.parameters[order]
-        among = None if own and order is None else parameters
-        values = first_lost_values(data.score(path.method), lost, among=among, rows=rows)
-        if bound < 0:  # the first setting already fails
-            sums = np.array([np.count_nonzero(values >= parameters[0])], dtype=float)
-        elif bound >= n:  # every setting passes: every count is needed
-            values.sort()
-            sums = (n - np.searchsorted(values, parameters, side="left")).astype(float)
+        scores = data.score(path.method)
+        if own and order is None:
+            values = first_lost_values(scores, lost, rows=rows)
+            sums = _counts_at_or_above(values, parameters, bound)
         else:
-            # A count of at least c = floor(bound) + 1 is reached at the thresholds up to the
-            # c-th largest value: the settings above it pass, counted among the c largest
-            # values alone; the first setting at or below it fails, counted among all.
-            c = int(np.floor(bound)) + 1
-            top = np.sort(np.partition(values, n - c)[n - c :])
-            n_settings = parameters.shape[0]
-            n_pass = min(n_settings, int(np.searchsorted(-parameters, -top[0])))
-            sums = np.empty(min(n_settings, n_pass + 1))
-            sums[:n_pass] = c - np.searchsorted(top, parameters[:n_pass], side="left")
-            if n_pass < n_settings:
-                sums[n_pass] = np.count_nonzero(values >= parameters[n_pass])
+            # Among the first m tested thresholds the first lost values are exact for those
+            # m settings; the test usually fails early, so m grows until it does (a search
+            # in a short array, in cache, instead of one in millions of thresholds).
+            m = min(parameters.shape[0], _FIRST_CRC_SETTINGS)
+            while True:
+                values = first_lost_values(scores, lost, among=parameters[:m], rows=rows)
+                sums = _counts_at_or_above(values, parameters[:m], bound)
+                if m == parameters.shape[0] or sums.shape[0] < m or sums[-1] > bound:
+                    break
+                m = min(parameters.shape[0], 8 * m)
         sums -= shift
     return risk.conformal_risk_control_from_sums(sums, n, target.epsilon, loss_bound=loss_bound)
+
+
+#: Tested thresholds whose first lost values conformal risk control on other samples finds
+#: first (then eight times as many, until a setting fails).
+_FIRST_CRC_SETTINGS = 4096
+
+
+def _counts_at_or_above(values: np.ndarray, thresholds: np.ndarray, bound: float) -> np.ndarray:
+    """For falling ``thresholds``, the number of ``values`` at or above each (float), up to
+    the first count above ``bound`` (included; all of them if none is). ``values`` may be
+    reordered."""
+    n = values.shape[0]
+    if bound < 0:  # the first setting already fails
+        return np.array([np.count_nonzero(values >= thresholds[0])], dtype=float)
+    if bound >= n:  # every setting passes: every count is needed
+        values.sort()
+        return (n - np.searchsorted(values, thresholds, side="left")).astype(float)
+    # A count of at least c = floor(bound) + 1 is reached at the thresholds up to the c-th
+    # largest value: the settings above it pass, counted among the c largest values alone;
+    # the first setting at or below it fails, counted among all.
+    c = int(np.floor(bound)) + 1
+    top = np.sort(np.partition(values, n - c)[n - c :])
+    n_settings = thresholds.shape[0]
+    n_pass = min(n_settings, int(np.searchsorted(-thresholds, -top[0])))
+    sums = np.empty(min(n_settings, n_pass + 1))
+    sums[:n_pass] = c - np.searchsorted(top, thresholds[:n_pass], side="left")
+    if n_pass < n_settings:
+        sums[n_pass] = np.count_nonzero(values >= thresholds[n_pass])
+    return sums
 
 
 def _certify_lazily(

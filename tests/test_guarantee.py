@@ -694,6 +694,10 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # nothing certified: fallback
         fast = _fit(data, method="entropy", guarantee="expectation", **options)
+        # Tested thresholds taken 2, then 16, 128, ... at a time until one fails: the same.
+        monkeypatch.setattr(guarantee, "_FIRST_CRC_SETTINGS", 2)
+        in_steps = _fit(data, method="entropy", guarantee="expectation", **options)
+        assert in_steps.guarantee_ == fast.guarantee_
         monkeypatch.setattr(
             guarantee,
             "_crc_threshold",
