@@ -285,7 +285,8 @@ def certified_fit(
     tally: dict = {}  # the outcomes on the test part of the settings evaluated one by one
     cert = _test(path, order, test_part, target, random_state, split is None, same_rule, tally)
     if split is not None and not reads_means:
-        test_part.free_copy()
+        if not _replays(path):  # a threshold sweep reads the rows in place; a replay copies
+            test_part.free_copy()
         same_rule = _same_rule(spec, settings, path, test_part, target)
     certified = _head(order, cert.index + 1)
     outcome = None
