@@ -596,13 +596,13 @@ def _sorted_keys(scores, correct, chunks, n_samples) -> np.ndarray:
     # The kernel reads the rows where they lie (a split's rows too: no gathered copy) when
     # the arrays are C-ordered; otherwise each chunk is copied to C order first.
     in_place = scores.flags.c_contiguous and correct.flags.c_contiguous
-    bits = np.asarray(scores).view(np.uint32) if in_place else None
+    all_bits = np.asarray(scores).view(np.uint32) if in_place else None
     for chunk in chunks:
         if _KERNELS:
             rows = np.arange(chunk.start, chunk.stop) if isinstance(chunk, slice) else chunk
             free = keys.reserve(rows.shape[0] * (n_exits - 1))
             if in_place:
-                keys.size += _packed_move_keys(bits, correct, rows, free)
+                keys.size += _packed_move_keys(all_bits, correct, rows, free)
             else:
                 block = np.ascontiguousarray(scores[chunk]).view(np.uint32)
                 block_correct = np.ascontiguousarray(correct[chunk])
