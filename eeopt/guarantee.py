@@ -274,17 +274,18 @@ def certified_fit(
     if target.grid is not None:
         order, grid_of = _grid_order(path, target)
     # The same rule's path on the test part (one global threshold's sweep, a level path's
-    # replay): the test reads it for exact means; otherwise only the choice does, so it is
+    # replay): the test reads it for exact means, and conformal risk control a level path's
+    # first wrong positions from its replay; otherwise only the choice reads it, so it is
     # made after the test, once the test's own copy of those samples (if any) is freed.
-    same_rule, reads_means = (
-        None,
-        target.guarantee == "probability" and (target.bound in risk.MEAN_BOUNDS),
+    same_rule = None
+    test_reads_rule = (target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS) or (
+        target.guarantee == "expectation" and _replays(path) and target.risk != "cost"
     )
-    if split is not None and reads_means:
-        same_rule = _same_rule(spec, settings, path, test_part, target)
+    if split is not None and test_reads_rule:
+        same_rule = _same_rule(spec, settings, path, test_part, target, order)
     tally: dict = {}  # the outcomes on the test part of the settings evaluated one by one
     cert = _test(path, order, test_part, target, random_state, split is None, same_rule, tally)
-    if split is not None and not reads_means:
+    if split is not None and not test_reads_rule:
         if not _replays(path):  # a threshold sweep reads the rows in place; a replay copies
             test_part.free_copy()
         same_rule = _same_rule(spec, settings, path, test_part, target)
@@ -518,8 +519,10 @@ def _test(
             return _crc_threshold(
                 path, order, part.whole, target, loss_range[1], own=fixed, rows=part.rows
             )
-        if _replays(path) and target.risk != "cost":
-            return _crc_replayed(path, _head(order, len(path)), part.data, target, loss_range[1])
+        if same_rule is not None and _replays(path) and target.risk != "cost":
+            replayed = same_rule[0].sweep  # with each test sample's first wrong position
+            n_tested = len(path) if order is None else order.shape[0]
+            return _crc_replayed(replayed, n_tested, part.data, target, loss_range[1])
         head = _head(order, len(path))
         return _crc_lazily(path, head, part.data, target, loss_range[1], tally)
     if target.bound in risk.MEAN_BOUNDS and fixed and _counts_risk(path, target):
@@ -544,7 +547,14 @@ def _counts_risk(path: Candidates, target: Certified) -> bool:
     return not target.positive_part or path.sweep.counts_lost
 
 
-def _same_rule(spec: Any, settings: dict, path: Candidates, part: _Part, target: Certified):
+def _same_rule(
+    spec: Any,
+    settings: dict,
+    path: Candidates,
+    part: _Part,
+    target: Certified,
+    order: np.ndarray | None = None,
+):
     """For a path of one global threshold, the same rule's path on other samples (``part``)
     and ``mapped(indices)``: the setting of that path that decides every one of those
     samples as each given setting of ``path`` does (a threshold decides as the last
@@ -554,17 +564,21 @@ def _same_rule(spec: Any, settings: dict, path: Candidates, part: _Part, target:
     For a path of per-exit thresholds (BEEM's and the per-exit error-rate rule's levels), the
     same policies replayed on those samples (:meth:`eeopt.methods.beem.LevelSweep.on`: only the
     samples whose exit changes between consecutive policies move) and the identity map,
-    where the test reads exact means (``"hb"``, ``"binomial"``) or conformal risk control
-    counts first wrong positions. None for other paths."""
+    where the test reads exact means (``"hb"``, ``"binomial"``), or conformal risk control
+    each sample's first wrong position along ``order`` (tracked in the same replay). None
+    for other paths."""
     if part.whole.labels is None or spec.candidates is None:
         return None
     exact_means = target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS
-    # (Under conformal risk control the replay gives the choice its counts; the test itself
-    # reads each sample's first wrong position from a second replay, _crc_replayed.)
     if _replays(path) and (exact_means or target.guarantee == "expectation"):
+        rank = None
+        if target.guarantee == "expectation" and target.risk != "cost":
+            rank = np.full(len(path), np.iinfo(np.int64).max)
+            head = _head(order, len(path))
+            rank[head] = np.arange(head.shape[0])
         data = part.data
         scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
-        replayed = replace(path, sweep=path.sweep.on(scores, data.correct, data.costs))
+        replayed = replace(path, sweep=path.sweep.on(scores, data.correct, data.costs, rank))
         return replayed, lambda indices: np.asarray(indices, dtype=np.int64)
     if path.parameter != "threshold":
         return None
@@ -729,20 +743,17 @@ def _replays(path: Candidates) -> bool:
     return isinstance(path.sweep, LevelSweep) and path.shared_scores
 
 
-def _crc_replayed(path, order, data, target, loss_bound: float) -> risk.Certification:
-    """Conformal risk control of a level path (BEEM's, the per-exit rule's) along ``order``
-    on other samples, without a per-sample loss per setting: a 0/1 loss's running maximum is
-    1 from the sample's first position in the order at which its exit is wrong
-    (:meth:`eeopt.methods.beem.LevelSweep.first_wrong`, the policies replayed on these
-    samples); the accuracy gap's is that less the samples the last exit gets wrong (-1 until
-    their exit is wrong too). The sums up to the first setting past the bound."""
+def _crc_replayed(replayed, n_tested: int, data, target, loss_bound: float) -> risk.Certification:
+    """Conformal risk control of a level path (BEEM's, the per-exit rule's) along its testing
+    order on other samples ``data``, without a per-sample loss per setting: a 0/1 loss's
+    running maximum is 1 from the sample's first position in the order at which its exit is
+    wrong (``replayed.first_wrong``: :meth:`eeopt.methods.beem.LevelSweep.on` with the
+    order's ranks); the accuracy gap's is that less the samples the last exit gets wrong (-1
+    until their exit is wrong too). The sums up to the first setting past the bound."""
     n, bound = data.n_samples, (data.n_samples + 1) * target.epsilon - loss_bound
-    rank = np.full(len(path), np.iinfo(np.int64).max)
-    rank[order] = np.arange(order.shape[0])
-    scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
-    first = np.sort(path.sweep.first_wrong(scores, data.correct, rank))
+    first = np.sort(replayed.first_wrong)
     shift = int(np.count_nonzero(~data.correct[:, -1])) if target.risk == "accuracy-gap" else 0
-    sums = np.searchsorted(first, np.arange(order.shape[0]), side="right") - shift
+    sums = np.searchsorted(first, np.arange(n_tested), side="right") - shift
     failed = np.flatnonzero(sums > bound)
     sums = sums[: failed[0] + 1] if failed.size else sums
     return risk.conformal_risk_control_from_sums(

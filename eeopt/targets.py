@@ -800,6 +800,7 @@ def first_lost_values(
         among = np.asarray(among, dtype=np.float64)
         if among.shape[0] == 0:
             return out
+        falling = -among  # increasing, for searchsorted (once, not per block)
     if n_exits == 1:  # no early exit: lost or not at the only one
         out[lost[:, 0]] = np.inf if among is None else among[0]
         return out
@@ -812,7 +813,9 @@ def first_lost_values(
             if among is None:
                 _first_lost_kernel(np.ascontiguousarray(block), lost_block, out[lo:hi])
             else:
-                _first_lost_among_kernel(np.ascontiguousarray(block), lost_block, among, out[lo:hi])
+                _first_lost_among_kernel(
+                    np.ascontiguousarray(block), lost_block, among, falling, out[lo:hi]
+                )
             continue
         early = block[:, : n_exits - 1]
         record = np.empty(early.shape, dtype=bool)
@@ -825,7 +828,6 @@ def first_lost_values(
             out[lo:hi][lost_block[:, -1]] = np.inf
             continue
         part = out[lo:hi]
-        falling = -among  # increasing, for searchsorted
         for k in range(n_exits - 1):
             # Record k's exit takes the thresholds in (running max before k, its score]; only
             # the samples it loses are searched.
@@ -859,10 +861,10 @@ def _first_lost_kernel(scores, lost, out):
 
 
 @jit
-def _first_lost_among_kernel(scores, lost, among, out):
-    """:func:`first_lost_values` of a block of rows with ``among`` (decreasing thresholds):
-    the records from the highest down, each searched in ``among`` (the first found is the
-    highest)."""
+def _first_lost_among_kernel(scores, lost, among, falling, out):
+    """:func:`first_lost_values` of a block of rows with ``among`` (decreasing thresholds;
+    ``falling`` is ``-among``, for searchsorted): the records from the highest down, each
+    searched in ``among`` (the first found is the highest)."""
     n_rows, n_exits = scores.shape
     last = n_exits - 1
     values = np.empty(last)  # the records' scores, and the running maximum before each
@@ -882,13 +884,7 @@ def _first_lost_among_kernel(scores, lost, among, out):
         for m in range(n_records - 1, -1, -1):
             if not lost[i, exits[m]]:
                 continue
-            low, high = 0, among.shape[0]  # the first threshold at or below the record
-            while low < high:
-                mid = (low + high) // 2
-                if among[mid] <= values[m]:
-                    high = mid
-                else:
-                    low = mid + 1
+            low = np.searchsorted(falling, -values[m])  # the first threshold at or below it
             if low < among.shape[0] and among[low] > before[m]:
                 out[i] = among[low]
                 break

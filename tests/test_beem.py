@@ -518,7 +518,7 @@ def test_a_level_path_on_other_samples_is_each_policys_evaluation(pair, mode, da
     # wrong: a loop over the policies' evaluations.
     rank = data.draw(st.permutations(range(len(sweep))), label="order")
     rank = np.array(rank) + np.where(np.arange(len(sweep)) % 3 == 2, 10**9, 0)  # untested
-    first = sweep.first_wrong(other_scores, correct, rank)
+    first = sweep.on(other_scores, correct, costs, rank=rank).first_wrong
     expected = np.full(other_scores.shape[0], np.iinfo(np.int64).max)
     for j, thresholds in enumerate(sweep.thresholds):
         wrong = ~correct[rows, eeopt.engine.first_exit(other_scores, thresholds)]

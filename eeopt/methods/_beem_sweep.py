@@ -454,7 +454,7 @@ def _replay(
     thresholds,
     scores,
     order,
-    descending,
+    negated,
     wrong,
     exit_of,
     out_count,
@@ -470,7 +470,7 @@ def _replay(
     Invariant: before row j, ``exit_of[i]`` is the first exit at which sample i's score reaches
     the thresholds of the exits already updated and the previous row's elsewhere. Exits are
     updated in order; at exit k a lower threshold lets the samples of its score band (read off
-    ``order[k]``, scores sorted decreasingly in ``descending[k]``) that are still in leave at
+    ``order[k]``, scores sorted decreasingly: ``negated[k]`` rises) that are still in leave at
     k, a higher one sends those that left at k on to the next exit they reach.
 
     With ``rank`` (a position per row; empty: not tracked), ``first[i]`` becomes the smallest
@@ -503,14 +503,7 @@ def _replay(
             new = thresholds[j, k]
             if new == alpha[k]:
                 continue
-            # Samples scoring >= new: the sorted scores are decreasing.
-            low, high = 0, n_samples
-            while low < high:
-                middle = (low + high) // 2
-                if descending[k, middle] >= new:
-                    low = middle + 1
-                else:
-                    high = middle
+            low = np.searchsorted(negated[k], -new, side="right")  # samples scoring >= new
             old_firing = firing[k]
             alpha[k], firing[k] = new, low
             lowered = low > old_firing
@@ -559,14 +552,7 @@ def _replay(
 def _smallest_rank(stack_rows, stack_ranks, height, start):
     """The smallest rank of the rows from ``start`` to the last pushed: that of the lowest
     stack entry at or after ``start`` (the stack holds the suffix minima)."""
-    low, high = 0, height
-    while low < high:
-        middle = (low + high) // 2
-        if stack_rows[middle] >= start:
-            high = middle
-        else:
-            low = middle + 1
-    return stack_ranks[low]
+    return stack_ranks[np.searchsorted(stack_rows[:height], start)]
 
 
 def replay(
@@ -596,10 +582,10 @@ def replay(
     scores = np.ascontiguousarray(scores, dtype=np.float64)
     index = np.int32 if n_samples < 2**31 - 1 else np.int64
     order = np.empty((n_exits - 1, n_samples), dtype=index)
-    descending = np.empty((n_exits - 1, n_samples))
+    negated = np.empty((n_exits - 1, n_samples))  # each exit's sorted scores, negated
     for k in range(n_exits - 1):
         order[k] = np.argsort(-scores[:, k], kind="stable")
-        descending[k] = scores[order[k], k]
+        np.negative(scores[order[k], k], out=negated[k])
     n_rows = thresholds.shape[0]
     counts = np.empty((n_rows, n_exits), dtype=np.int32 if n_samples < 2**31 else np.int64)
     n_correct = np.empty(n_rows, dtype=np.int64)
@@ -608,7 +594,7 @@ def replay(
     ranks = np.zeros(0, np.int64) if rank is None else np.ascontiguousarray(rank, np.int64)
     first = np.full(0 if rank is None else n_samples, np.iinfo(np.int64).max)
     _replay(
-        np.ascontiguousarray(thresholds, dtype=np.float64), scores, order, descending,
+        np.ascontiguousarray(thresholds, dtype=np.float64), scores, order, negated,
         np.ascontiguousarray(~correct, dtype=np.int8), exit_of, counts, n_correct, n_lost,
         ranks, first,
     )  # fmt: skip

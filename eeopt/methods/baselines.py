@@ -54,7 +54,8 @@ def threshold_candidates(
 ) -> Candidates:
     """Every global threshold on the method's score that changes a decision (one sort); with
     ``per_exit=True``, every error level of the per-exit error-rate rule on the score.
-    ``rows``: the samples to sweep (increasing indices; None: all), read in place."""
+    ``rows``: the samples to build it on (increasing indices; None: all), read in place by
+    the threshold sweep (the per-exit rule's level sweep takes a copy of them)."""
     if settings["per_exit"]:
         if rows is not None:
             data = data.subset(rows)

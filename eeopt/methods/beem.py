@@ -257,13 +257,21 @@ class LevelSweep(Sweep):
     """
 
     thresholds: np.ndarray = None  # type: ignore[assignment]
+    #: After :meth:`on` with ``rank``: each sample's smallest rank among the policies at which
+    #: its exit is wrong (``np.iinfo(np.int64).max`` if none), ``(n_samples,)`` int64.
+    first_wrong: np.ndarray | None = None
 
-    def on(self, scores: Any, correct: Any, costs: Any) -> LevelSweep:
+    def on(self, scores: Any, correct: Any, costs: Any, rank: Any = None) -> LevelSweep:
         """The same policies (levels and thresholds) with their outcomes on other samples:
         exit counts, correct counts, the accuracy gap's positive part and mean costs exactly
         as ``policy.evaluate`` finds them there. Only the samples whose exit changes between
         consecutive policies are moved (:func:`eeopt.methods._beem_sweep.replay`), so this
         costs about what the sweep's own moves did, not an evaluation per policy.
+
+        With ``rank`` (each policy's position in a testing order; a large value: not in it),
+        the result's ``first_wrong`` holds each sample's first position in that order at which
+        its exit is wrong, tracked in the same replay: conformal risk control of a 0/1 loss
+        counts these (a sample's running maximum is 1 from that position on).
 
         Parameters
         ----------
@@ -271,6 +279,7 @@ class LevelSweep(Sweep):
             The policies' scores on the other samples (the same weights).
         correct : array-like of shape (n_samples, n_exits), bool
         costs : array-like of shape (n_exits,)
+        rank : array-like of shape (n_policies,), int, optional
         """
         scores, correct, _ = _check_rule_inputs(scores, correct, 1, "per-exit")
         if scores.shape[1] != self.thresholds.shape[1]:
@@ -279,7 +288,16 @@ class LevelSweep(Sweep):
                 f"shape {scores.shape}."
             )
         costs = v.check_costs(costs, scores.shape[1])
-        counts, n_correct, lost = replay(self.thresholds, scores, correct)
+        if rank is not None:
+            rank = np.asarray(rank)
+            if rank.shape != (self.thresholds.shape[0],) or not np.issubdtype(
+                rank.dtype, np.integer
+            ):
+                raise ValueError(
+                    f"rank must hold one integer per policy ({self.thresholds.shape[0]}), got "
+                    f"shape {rank.shape} of {rank.dtype}."
+                )
+        counts, n_correct, lost, *first = replay(self.thresholds, scores, correct, rank)
         return LevelSweep(
             parameters=self.parameters,
             mean_costs=_mean_costs(counts, costs),
@@ -289,40 +307,8 @@ class LevelSweep(Sweep):
             moves=ExitCountTable(counts),
             costs=costs,
             lost=lost,
+            first_wrong=first[0] if first else None,
         )
-
-    def first_wrong(self, scores: Any, correct: Any, rank: Any) -> np.ndarray:
-        """Each sample's first position in a testing order at which its exit is wrong: the
-        smallest ``rank[j]`` among the policies j that send it to an exit that gets it
-        wrong (``np.iinfo(np.int64).max`` if none does), replayed as :meth:`on` does.
-
-        Conformal risk control of a 0/1 loss along that order counts these: a sample's
-        running maximum is 1 from that position on.
-
-        Parameters
-        ----------
-        scores : array-like of shape (n_samples, n_exits)
-        correct : array-like of shape (n_samples, n_exits), bool
-        rank : array-like of shape (n_policies,), int
-            Each policy's position in the order (a large value: not in it).
-
-        Returns
-        -------
-        ndarray of shape (n_samples,), int64
-        """
-        scores, correct, _ = _check_rule_inputs(scores, correct, 1, "per-exit")
-        if scores.shape[1] != self.thresholds.shape[1]:
-            raise ValueError(
-                f"scores must have {self.thresholds.shape[1]} exits (the policies'), got "
-                f"shape {scores.shape}."
-            )
-        rank = np.asarray(rank, dtype=np.int64)
-        if rank.shape != (self.thresholds.shape[0],):
-            raise ValueError(
-                f"rank must have one entry per policy ({self.thresholds.shape[0]}), got shape "
-                f"{rank.shape}."
-            )
-        return replay(self.thresholds, scores, correct, rank)[3]
 
 
 class _GlobalSweep:
