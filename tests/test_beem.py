@@ -549,3 +549,17 @@ def test_replay_moves_samples_both_ways_and_through_infinite_thresholds():
     np.testing.assert_array_equal(n_correct, [3, 1, 2, 4, 2, 2])
     # lost (wrong at its exit, right at the last): exit 0 loses 1 and 3, exit 1 loses 0 and 3
     np.testing.assert_array_equal(n_lost, [0, 2, 2, 0, 2, 2])
+
+
+def test_a_level_path_on_other_samples_rejects_mismatched_inputs():
+    """Scores with another number of exits, and ranks that are not one integer per policy,
+    are named in a ValueError before any replay."""
+    rng = np.random.default_rng(2)
+    scores, correct = rng.random((60, 4)), rng.random((60, 4)) < 0.6
+    sweep = level_sweep(scores, correct, np.arange(1.0, 5.0))
+    with pytest.raises(ValueError, match="scores must have 4 exits"):
+        sweep.on(scores[:, :3], correct[:, :3], np.arange(1.0, 4.0))
+    with pytest.raises(ValueError, match="rank must hold one integer per policy"):
+        sweep.on(scores, correct, np.arange(1.0, 5.0), rank=np.arange(len(sweep) + 1))
+    with pytest.raises(ValueError, match="rank must hold one integer per policy"):
+        sweep.on(scores, correct, np.arange(1.0, 5.0), rank=np.zeros(len(sweep)))
