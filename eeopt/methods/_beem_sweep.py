@@ -347,6 +347,27 @@ def advance(
     cursor[0] = written
 
 
+@jit
+def _group_exit(k, negated, order, wrong, group_of, group_start, cells):
+    """Exit k's groups of equal score along its sorted ``order``: each sample's group, where
+    each group starts, and each group's packed count and errors; returns the number of groups.
+    One pass in sorted order (``negated`` holds the column's scores negated, by sample)."""
+    n_samples = order.shape[0]
+    group = -1
+    previous = 0.0
+    for position in range(n_samples):
+        sample = order[position]
+        value = negated[sample]
+        if position == 0 or value != previous:
+            group += 1
+            group_start[group] = position
+            previous = value
+        group_of[sample] = group
+        cells[group] += ONE + int(wrong[sample, k])
+    group_start[group + 1 :] = n_samples
+    return group + 1
+
+
 class PerExitSweep:
     """The sorted exits, the trees and the simulation state for one level sweep.
 
@@ -371,23 +392,15 @@ class PerExitSweep:
         self.group_start = np.empty((n_early, n_samples + 1), dtype=index)
         self.cells = np.zeros((n_early, n_samples + 1), dtype=np.int64)
         self.n_groups = np.zeros(n_early, dtype=np.int64)
+        column = np.empty(n_samples)
         for k in range(n_early):
-            column = self.scores[:, k]
-            order = np.argsort(-column)  # decreasing score (ties form groups: any order)
-            ordered = column[order]
-            new_group = np.empty(n_samples, dtype=bool)
-            new_group[0] = True
-            np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
-            start = np.flatnonzero(new_group)
-            n_groups = start.shape[0]
-            self.order[k] = order
-            self.group_of[k, order] = np.cumsum(new_group) - 1
-            self.group_start[k, :n_groups] = start
-            self.group_start[k, n_groups:] = n_samples
-            self.n_groups[k] = n_groups
-            sizes = np.diff(np.r_[start, n_samples])
-            errors = np.add.reduceat(self.wrong[order, k].astype(np.int64), start)
-            self.cells[k, :n_groups] = (sizes << 32) + errors
+            np.negative(self.scores[:, k], out=column)  # contiguous: argsort rises
+            self.order[k] = np.argsort(column)  # decreasing score (ties form groups: any order)
+            self.n_groups[k] = _group_exit(
+                k, column, self.order[k], self.wrong, self.group_of[k], self.group_start[k],
+                self.cells[k],
+            )  # fmt: skip
+        del column
         n_blocks = -(-int(self.n_groups.max()) // BLOCK)
         self.n_leaves = 1 << max(int(n_blocks - 1).bit_length(), 0)
         self.trees = np.zeros((n_early, 2 * self.n_leaves), dtype=np.int64)
