@@ -2,6 +2,7 @@
 
     python benchmarks/bench_scale.py [--sizes 100000 1000000 10000000] [--exits 24]
         [--data-dir /tmp/eeopt-tokens] [--beem-max-n N] [--beem-front-max-n N] [--beem-only]
+        [--beem-levels 256] [--beem-levels-max-n N]
         [--mmap] [--skip-memory] [--only certified ...] [--json out.json]
 
 For each N, the synthetic token source of ``benchmarks/tokens.py`` (K = 24 exits, score-only:
@@ -23,6 +24,10 @@ threshold; the first run's ratio is printed too), with the peak memory the measu
   ``guarantee="expectation"`` (conformal risk control), alone and with the same split;
 - ``BEEM accuracy target``: ``eeopt.fit(data, method="beem-a", target="accuracy")``;
 - ``BEEM front``: ``eeopt.pareto_front(data, method="beem-a")``;
+- the same accuracy target and front with ``levels=256`` (``--beem-levels``: the rule at 256
+  evenly spaced error levels instead of every level that changes a decision; the note gives
+  the fitted mean cost against the exact target's where both ran), and one evaluation of the
+  fitted BEEM-A policy (its scores, then its exits: BEEM's own baseline);
 - ``BEEM certified consistency``: ``eeopt.fit(data, method="beem-a", risk="consistency",
   tolerance=0.05, delta=0.1)`` (its level path built on half the samples, replayed on the
   other half); ``BEEM certified accuracy gap (crc, split)``: ``tolerance=0.02,
@@ -120,8 +125,9 @@ def measure(n: int, args) -> list[dict]:
     base = seconds(lambda: fixed.evaluate(data), 5)
 
     def record(name, fn, note_of=None, once=False):
+        """Time ``fn`` and measure its peak memory; returns its last result (None if skipped)."""
         if args.only and not any(word in name for word in args.only):
-            return
+            return None
         # The machine is shared: the evaluation is timed again next to each measurement, and
         # the ratio is to that (best of 3), so that both saw about the same load.
         local = min(base, seconds(lambda: fixed.evaluate(data), 3))
@@ -151,6 +157,7 @@ def measure(n: int, args) -> list[dict]:
             f"{note} [load {os.getloadavg()[0]:.1f}]",
             flush=True,
         )
+        return results[-1]
 
     print(f"N = {n:,}: input {size / 2**20:.0f} MiB; one evaluation {base:.4f} s", flush=True)
     if not args.beem_only:
@@ -198,12 +205,19 @@ def measure(n: int, args) -> list[dict]:
             ),
             lambda p: f"{p.guarantee_['n_certified']} certified",
         )
-    if n <= args.beem_max_n and (not args.only or any("BEEM" in w for w in args.only)):
-        quiet_fit(data.subset(slice(0, 200)), "beem-a", target="accuracy")  # compiles (numba)
+    beem_wanted = not args.only or any("BEEM" in w for w in args.only)
+    exact_cost = {}  # the exact accuracy target's mean cost, to compare levels= with
 
-        def levels(policy):
+    def levels(policy):
+        cost = policy.fit_info_["fit_mean_cost"]
+        if "exact" not in exact_cost:
+            exact_cost["exact"] = cost
             return f"level {policy.fit_info_['level']:.4g}"
+        gap = cost / exact_cost["exact"] - 1
+        return f"level {policy.fit_info_['level']:.4g}, mean cost {gap:+.3%} against exact"
 
+    if n <= args.beem_max_n and beem_wanted:
+        quiet_fit(data.subset(slice(0, 200)), "beem-a", target="accuracy")  # compiles (numba)
         record(
             "BEEM accuracy target",
             lambda: quiet_fit(data, "beem-a", target="accuracy"),
@@ -235,6 +249,23 @@ def measure(n: int, args) -> list[dict]:
                 lambda front: f"{len(front)} front points",
                 True,
             )
+    if n <= args.beem_levels_max_n and beem_wanted:
+        grid = args.beem_levels
+        quiet_fit(data.subset(slice(0, 200)), "beem-a", target="accuracy", levels=grid)
+        policy = record(
+            f"BEEM accuracy target (levels={grid})",
+            lambda: quiet_fit(data, "beem-a", target="accuracy", levels=grid),
+            levels,
+            True,
+        )
+        if policy is not None:  # BEEM's own evaluation (its scores, then the exits): a baseline
+            record(f"BEEM-A policy evaluation (levels={grid})", lambda: policy.evaluate(data))
+        record(
+            f"BEEM front (levels={grid})",
+            lambda: eeopt.pareto_front(data, method="beem-a", levels=grid, verbose=False),
+            lambda front: f"{len(front)} front points",
+            True,
+        )
     return rows
 
 
@@ -247,6 +278,10 @@ def main() -> None:
     default_beem = 1_000_000 if HAVE_NUMBA else 10_000
     parser.add_argument("--beem-max-n", type=int, default=default_beem)
     parser.add_argument("--beem-front-max-n", type=int, default=default_beem)
+    parser.add_argument(
+        "--beem-levels-max-n", type=int, default=10_000_000 if HAVE_NUMBA else default_beem
+    )
+    parser.add_argument("--beem-levels", type=int, default=256, help="BEEM's levels= rows")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--mmap", action="store_true", help="memory-map the token arrays")
     parser.add_argument("--beem-only", action="store_true", help="only the BEEM measurements")

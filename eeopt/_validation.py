@@ -438,6 +438,33 @@ class Weights(Constraint):
         return "one non-negative weight per exit"
 
 
+class Levels(Constraint):
+    """Error levels (BEEM's ``levels=``): an int n >= 2 (n levels evenly spaced on a range the
+    caller knows), returned as is, or the levels themselves, a non-empty 1-d array of values in
+    ``[0, 1]``, returned sorted without repeats."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> int | np.ndarray:
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+            return int(Interval("int", 2, None).check(value, name))
+        try:
+            values = None if isinstance(value, str) else np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = None
+        if values is None or values.ndim != 1 or values.size == 0:
+            raise TypeError(f"{name} must be {self.describe()}, got {value!r}.")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} must be {self.describe()}; it holds NaN or infinity.")
+        if values.min() < 0.0 or values.max() > 1.0:
+            raise ValueError(
+                f"{name} must be {self.describe()}: error rates lie in [0, 1]; got values from "
+                f"{values.min():g} to {values.max():g}."
+            )
+        return np.unique(values)
+
+    def describe(self) -> str:
+        return "an int n >= 2 (n evenly spaced error levels) or a 1-d array of levels in [0, 1]"
+
+
 class AnyOf(Constraint):
     """The first of several constraints that accepts the value (``Interval(...)`` or
     ``Choice("auto")``); the error lists them all."""

@@ -307,6 +307,161 @@ def test_per_exit_sweep_gives_the_previous_sweeps_policies_bit_for_bit(
     np.testing.assert_array_equal(mean_costs, eeopt.engine.mean_cost_from_counts(ref_counts, costs))
 
 
+def _ref_policies_at(scores, correct, costs, levels, min_samples, mode):
+    """The rule by brute force at each level in turn, a policy kept only where it differs
+    from the previous level's: (levels, thresholds, exit counts, correct, lost)."""
+    rows = np.arange(len(scores))
+    kept = []
+    for level in levels:
+        t = ref_exit_error_thresholds(scores.tolist(), correct.tolist(), level, min_samples, mode)
+        if kept and kept[-1][1] == t:
+            continue
+        exits = np.array([ref_exit(list(s), t) for s in scores])
+        right = correct[rows, exits]
+        counts = np.bincount(exits, minlength=scores.shape[1])
+        lost = np.count_nonzero(~right & correct[:, -1])
+        kept.append((level, t, counts, np.count_nonzero(right), lost))
+    return [np.array(column) for column in zip(*kept, strict=True)]
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(2, 5).flatmap(
+        lambda k: st.tuples(
+            arrays(np.int64, st.tuples(st.integers(1, 25), st.just(k)), elements=st.integers(0, 2)),
+            arrays(np.float64, k, elements=st.sampled_from([0.25, 0.5, 1.0])),
+        )
+    ),
+    st.integers(1, 3),
+    st.sampled_from([1.0, 0.5, 0.3]),
+    st.one_of(
+        st.integers(2, 30),
+        st.lists(st.sampled_from([0.0, 0.1, 0.2, 0.25, 1 / 3, 0.5, 0.6, 1.0]), min_size=1),
+    ),
+    st.sampled_from(["per-exit", "global", "pieces"]),
+    st.data(),
+)
+def test_levels_give_the_rule_at_each_level_bit_for_bit(
+    arrays_, min_samples, max_level, levels, mode, data
+):
+    """levels=: the brute-force rule at each given level (an int: evenly spaced on [0,
+    max_level]), each distinct policy once at its lowest level, with its exit counts, correct
+    and lost counts; also when the kernel is stopped and resumed every 3 policies."""
+    predictions, weights = arrays_
+    shape = predictions.shape
+    confidence = data.draw(
+        arrays(np.float64, shape, elements=st.sampled_from([0.5, 0.6, 0.8, 1.0])), label="conf"
+    )
+    correct = data.draw(arrays(np.bool_, shape), label="correct")
+    costs = np.cumsum(data.draw(arrays(np.float64, shape[1], elements=st.floats(0.1, 3))))
+    scores = beem_scores(predictions, confidence, weights)
+    if isinstance(levels, int):
+        grid = [max_level * i / (levels - 1) for i in range(levels)]
+    else:
+        grid = sorted(x for x in set(levels) if x <= max_level)
+    if not grid:
+        with pytest.raises(ValueError, match="levels= holds no error level"):
+            level_sweep(scores, correct, costs, max_level=max_level, levels=levels)
+        return
+    rule = "global" if mode == "global" else "per-exit"
+    ref = _ref_policies_at(scores, correct, costs, grid, min_samples, rule)
+    if mode == "pieces":
+        state = PerExitSweep(scores, correct, min_samples)
+        parts = []
+        while not state.done:
+            parts.append(state.run(max_level, 3, np.array(grid)))
+        got_levels, alphas, counts, n_correct, n_lost = (
+            np.concatenate(p) for p in zip(*parts, strict=True)
+        )
+        thresholds = np.c_[alphas, np.full(got_levels.shape[0], -np.inf)]
+    else:
+        sweep = level_sweep(
+            scores, correct, costs, min_samples=min_samples, thresholds=rule,
+            max_level=max_level, levels=levels,
+        )  # fmt: skip
+        got_levels, thresholds, n_correct = sweep.parameters, sweep.thresholds, sweep.n_correct
+        counts, n_lost = sweep.exit_counts(np.arange(len(sweep))), sweep.n_lost()
+        np.testing.assert_array_equal(
+            sweep.mean_costs, eeopt.engine.mean_cost_from_counts(ref[2], costs)
+        )
+    np.testing.assert_allclose(got_levels, ref[0], rtol=1e-15)  # linspace against i / (n - 1)
+    np.testing.assert_array_equal(thresholds, ref[1])
+    np.testing.assert_array_equal(counts, ref[2])
+    np.testing.assert_array_equal(n_correct, ref[3])
+    np.testing.assert_array_equal(n_lost, ref[4])
+
+
+@pytest.mark.parametrize("mode", ["per-exit", "global"])
+def test_levels_targets_and_front_choose_among_the_policies_at_those_levels(mode):
+    """With levels=, the accuracy target is the cheapest of the rule's policies at those levels
+    (up to p) that keeps the accuracy, a budget the most accurate within it, and the front the
+    non-dominated ones: each policy here from exit_error_thresholds and policy.evaluate."""
+    logits, labels = make_multi_exit(n=800, n_exits=5, n_classes=6, seed=21)
+    data = eeopt.ExitData.from_logits(logits, labels, costs=[0.2, 0.3, 0.5, 0.8, 1.0])
+    per_exit = mode == "per-exit"
+    scores = beem_scores(data.predictions, data.maxprob, data.exit_accuracy)
+    p = np.count_nonzero(~data.correct[:, -1]) / data.n_samples
+
+    def outcomes(levels):
+        out = []
+        for level in levels:
+            t = exit_error_thresholds(scores, data.correct, level, thresholds=mode)
+            result = eeopt.fit(data, method="beem-a", alpha=t, per_exit=True).evaluate(data)
+            out.append((level, result.accuracy, result.mean_cost))
+        return out
+
+    accuracy_levels = np.linspace(0, p, 12)
+    policy = eeopt.fit(data, method="beem-a", target="accuracy", levels=12, per_exit=per_exit)
+    result = policy.evaluate(data)
+    holding = [(c, -a) for _, a, c in outcomes(accuracy_levels) if a >= data.exit_accuracy[-1]]
+    assert (result.mean_cost, -result.accuracy) == pytest.approx(min(holding))
+    assert policy.fit_info_["level"] in accuracy_levels
+    # A budget: the most accurate policy within it, among the 9 given levels.
+    levels = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.8, 1.0]
+    every = outcomes(levels)
+    budget = float(np.median([c for _, _, c in every]))
+    result = eeopt.fit(data, method="beem-a", budget=budget, levels=levels, per_exit=per_exit)
+    result = result.evaluate(data)
+    within = [(a, -c) for _, a, c in every if c <= budget]
+    assert (result.accuracy, -result.mean_cost) == pytest.approx(max(within))
+    front = eeopt.pareto_front(data, method="beem-a", levels=levels, per_exit=per_exit)
+    expected = [
+        (level, a, c)
+        for level, a, c in every
+        if not any(a2 >= a and c2 <= c and (a2, c2) != (a, c) for _, a2, c2 in every)
+    ]
+    points = sorted(zip(front.parameters, front.accuracies, front.mean_costs, strict=True))
+    seen = {}
+    for level, a, c in expected:  # one point per outcome, at its lowest level
+        seen.setdefault((a, round(c, 12)), level)
+    assert [x[0] for x in points] == sorted(seen.values())
+
+
+def test_levels_option_conflicts_and_bad_values_name_the_fix():
+    logits, labels = make_multi_exit(n=200, n_exits=4, seed=3)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    for options in ({}, {"alpha": 1.0}, {"level": 0.1}, {"target": "exit-error"}):
+        with pytest.raises(ValueError, match="remove levels="):
+            eeopt.fit(data, method="beem-a", levels=8, **options)
+    for value, error in [
+        (1, ValueError),
+        (0, ValueError),
+        (True, TypeError),
+        (1.5, TypeError),
+        ("many", TypeError),
+        ([], TypeError),
+        ([[0.1, 0.2]], TypeError),
+        ([0.1, np.nan], ValueError),
+        ([-0.1, 0.2], ValueError),
+        ([0.2, 1.5], ValueError),
+    ]:
+        with pytest.raises(error, match="levels"):
+            eeopt.fit(data, method="beem-a", budget=float(data.costs[1]), levels=value)
+    p = 1 - data.exit_accuracy[-1]
+    with pytest.raises(ValueError, match="levels= holds no error level"):
+        eeopt.fit(data, method="beem-a", target="accuracy", levels=[min(p + 0.01, 1.0)])
+
+
 def test_the_reference_sweep_no_longer_repeats_a_level():
     """The step-by-step sweep used to stop early when two exits changed at one level and
     record an intermediate state; fixed in the reference, and the event sweep agrees."""
@@ -563,3 +718,20 @@ def test_a_level_path_on_other_samples_rejects_mismatched_inputs():
         sweep.on(scores, correct, np.arange(1.0, 5.0), rank=np.arange(len(sweep) + 1))
     with pytest.raises(ValueError, match="rank must hold one integer per policy"):
         sweep.on(scores, correct, np.arange(1.0, 5.0), rank=np.zeros(len(sweep)))
+
+
+def test_a_certified_target_with_levels_tests_the_policies_at_those_levels():
+    """A certified BEEM target with levels= tests the rule's policies at those levels only,
+    built on one part of the data: each tested policy is the rule at its level there."""
+    logits, labels = make_multi_exit(n=2000, n_exits=4, n_classes=5, seed=4)
+    data = eeopt.ExitData.from_logits(logits, labels)
+    policy = eeopt.fit(
+        data, method="beem-a", tolerance=0.2, delta=0.1, levels=16, random_state=0, verbose=False
+    )
+    record = policy.guarantee_
+    grid = np.linspace(0, 1, 16)
+    tested = np.array(record["tested_parameters"])
+    assert record["n_tested"] == tested.size > 1
+    np.testing.assert_array_equal(tested, grid[np.searchsorted(grid, tested)])
+    assert policy.fit_info_["level"] in tested[: record["n_certified"]]
+    assert record["upper_bounds"][record["n_certified"] - 1] <= 0.2

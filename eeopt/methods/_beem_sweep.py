@@ -45,7 +45,7 @@ NONE = -1
 ONE = 1 << 32
 LOW = ONE - 1
 #: Groups per leaf of the trees: a leaf's groups are scanned, the tree is over the leaves.
-BLOCK = 4
+BLOCK = 16
 
 
 @jit
@@ -297,6 +297,7 @@ def advance(
     exit_correct,
     exit_lost,
     stack,
+    grid,
     cursor,
     out_level,
     out_alpha,
@@ -306,14 +307,25 @@ def advance(
 ):
     """Record policies until the output is full or the level passes ``max_level``.
 
+    The levels are the events (the next level at which some choice changes), or with a
+    non-empty ``grid`` (increasing) the grid's levels only: the state jumps from one to the
+    next, moving only the samples whose exit differs between the two policies.
+
     ``cursor = [records written, 0 before the first level / 1 running / 2 done, 1 once the
-    first policy is recorded]``; the state arrays carry everything else, so a call resumes
-    where the previous one stopped.
+    first policy is recorded, grid levels used]``; the state arrays carry everything else, so
+    a call resumes where the previous one stopped.
     """
     capacity = out_level.shape[0]
     written = cursor[0]
     while written < capacity:
-        if cursor[1] == 0:
+        if grid.shape[0] > 0:
+            if cursor[3] == grid.shape[0] or not grid[cursor[3]] <= max_level:
+                cursor[1] = 2
+                break
+            level = grid[cursor[3]]
+            cursor[1] = 1
+            cursor[3] += 1
+        elif cursor[1] == 0:
             level = 0.0
             cursor[1] = 1
         else:
@@ -424,15 +436,17 @@ class PerExitSweep:
         self.exit_lost = np.zeros(n_exits, dtype=np.int64)
         depth = max(self.n_leaves.bit_length(), 1)
         self.stack = np.zeros((2 * depth + 4, 5), dtype=np.int64)
-        self.cursor = np.zeros(3, dtype=np.int64)
+        self.cursor = np.zeros(4, dtype=np.int64)
 
     @property
     def done(self) -> bool:
         return bool(self.cursor[1] == 2)
 
-    def run(self, max_level: float, capacity: int):
+    def run(self, max_level: float, capacity: int, grid: np.ndarray | None = None):
         """Record up to ``capacity`` more policies: ``(levels, alphas, counts, n_correct,
-        n_lost)``, ``n_lost`` counting the samples wrong at their exit and right at the last."""
+        n_lost)``, ``n_lost`` counting the samples wrong at their exit and right at the last.
+        With ``grid`` (increasing levels, the same at every call), only the policies at those
+        levels, each distinct one once at the lowest of them."""
         n_exits = self.exit_count.shape[0]
         out_level = np.empty(capacity)
         out_alpha = np.empty((capacity, n_exits - 1))
@@ -445,6 +459,7 @@ class PerExitSweep:
             self.group_start, self.n_groups, self.cells, self.trees, self.n_leaves,
             self.min_samples, self.exit_of, self.chosen, self.alpha, self.next_level,
             self.dirty, self.exit_count, self.exit_correct, self.exit_lost, self.stack,
+            np.empty(0) if grid is None else np.ascontiguousarray(grid, dtype=np.float64),
             self.cursor, out_level, out_alpha, out_count, out_correct, out_lost,
         )  # fmt: skip
         written = int(self.cursor[0])

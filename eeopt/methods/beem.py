@@ -341,9 +341,11 @@ def level_sweep(
     min_samples: int = 1,
     thresholds: str = "per-exit",
     max_level: float = 1.0,
+    levels: Any = None,
     verbose: bool = False,
 ) -> LevelSweep:
-    """Accuracy and mean cost of BEEM's error-rate rule at every level that changes a decision.
+    """Accuracy and mean cost of BEEM's error-rate rule at every level that changes a decision
+    (or at the given ``levels`` only).
 
     The rule's thresholds are a step function of the error level: exit k's choice changes only
     when the level reaches the error rate of a candidate with a lower threshold, or when the
@@ -369,6 +371,14 @@ def level_sweep(
     min_samples, thresholds : as in :func:`exit_error_thresholds`
     max_level : float, default=1.0
         Stop at this level (error rates never exceed 1).
+    levels : int or array-like of shape (n_levels,), optional
+        Only these error levels: an int n for n levels evenly spaced on ``[0, max_level]``, or
+        the levels themselves (in ``[0, 1]``; those above ``max_level`` are left out). Each
+        distinct policy is listed once, at the lowest of these levels that gives it: the exact
+        sweep's policies in effect at these levels (the last one at or below each). Per exit
+        the state jumps from one level to the next, moving only the samples whose exit differs
+        between the two policies, so the time no longer grows with the number of distinct
+        policies (on token data the exact sweep lists 1.6 per token).
     verbose : bool, default=False
         Progress bar (policies found, current level) for the per-exit sweep.
 
@@ -381,9 +391,43 @@ def level_sweep(
     costs = v.check_costs(costs, n_exits)
     if n_exits == 1:
         raise ValueError("BEEM needs at least 2 exits.")
+    grid = None if levels is None else level_grid(levels, max_level)
     if thresholds == "global":
-        return _global_level_sweep(scores, correct, costs, min_samples, max_level)
-    return _per_exit_level_sweep(scores, correct, costs, min_samples, max_level, verbose)
+        sweep = _global_level_sweep(scores, correct, costs, min_samples, max_level)
+        return sweep if grid is None else _at_levels(sweep, grid)
+    return _per_exit_level_sweep(scores, correct, costs, min_samples, max_level, grid, verbose)
+
+
+def level_grid(levels: Any, max_level: float) -> np.ndarray:
+    """The error levels of ``levels=`` (an int n: n evenly spaced on ``[0, max_level]``; else the
+    values, checked by :class:`eeopt._validation.Levels`) up to ``max_level``, increasing."""
+    levels = v.Levels().check(levels, "levels")
+    if isinstance(levels, int):
+        return np.linspace(0.0, max_level, levels)
+    kept = levels[levels <= max_level]
+    if kept.size == 0:
+        raise ValueError(
+            f"levels= holds no error level at or below {max_level:g}, the highest this target "
+            f"searches (an accuracy target: the final exit's error rate); add lower levels."
+        )
+    return kept
+
+
+def _at_levels(sweep: LevelSweep, grid: np.ndarray) -> LevelSweep:
+    """The policies of an exact level sweep in effect at the ``grid`` levels (the last at or
+    below each), each distinct one once, at the lowest grid level giving it."""
+    rows = np.searchsorted(sweep.parameters, grid, side="right") - 1  # parameters[0] is 0
+    rows, first = np.unique(rows, return_index=True)
+    return LevelSweep(
+        parameters=grid[first],
+        mean_costs=sweep.mean_costs[rows],
+        n_correct=sweep.n_correct[rows],
+        n_samples=sweep.n_samples,
+        thresholds=sweep.thresholds[rows],
+        moves=ExitCountTable(sweep.moves.table[rows]),
+        costs=sweep.costs,
+        lost=sweep.lost[rows],
+    )
 
 
 def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> LevelSweep:
@@ -417,7 +461,7 @@ def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> Level
 
 
 def _per_exit_level_sweep(
-    scores, correct, costs, min_samples, max_level, verbose=False
+    scores, correct, costs, min_samples, max_level, grid=None, verbose=False
 ) -> LevelSweep:
     n_samples, n_exits = scores.shape
     state = PerExitSweep(scores, correct, min_samples)
@@ -425,7 +469,7 @@ def _per_exit_level_sweep(
     with Progress(None, "BEEM level sweep (policies)", verbose) as bar:
         capacity = 1024
         while not state.done:
-            chunk = state.run(max_level, capacity)
+            chunk = state.run(max_level, capacity, grid)
             chunks.append(chunk)
             bar.update(chunk[0].shape[0], postfix=f"level {chunk[0][-1]:.4g} of {max_level:g}")
             capacity = min(capacity * 4, 1 << 20)
@@ -533,6 +577,7 @@ def build_beem(
     data: ExitData, method: str, settings: dict, name: str, value: Any
 ) -> tuple[BeemPolicy, dict]:
     """A direct setting: thresholds ``alpha=``, or the rule at an error ``level=``."""
+    _no_levels(settings, f"{name}=")
     per_exit, min_samples = settings["per_exit"], settings["min_samples"]
     weights = weights_for(method, data, settings["weights"])
     if name == "level":
@@ -559,15 +604,26 @@ def exit_error_level(
     data: ExitData, method: str, settings: dict, tolerance: float
 ) -> tuple[dict, dict]:
     """The paper's rule: the error level is the final exit's error rate plus ``tolerance``."""
+    _no_levels(settings, "target='exit-error' (BEEM's default)")
     p = _final_error(data)
     return {"level": p + tolerance}, {"final_error": p}
+
+
+def _no_levels(settings: dict, setting: str) -> None:
+    """``levels=`` picks the levels a target or a front searches: with one level it conflicts."""
+    if settings["levels"] is not None:
+        raise ValueError(
+            f"levels= lists the error levels that budget=, target='accuracy' and the Pareto "
+            f"front search; {setting} sets one level or the thresholds: remove levels=."
+        )
 
 
 def beem_candidates(
     data: ExitData, method: str, settings: dict, target: Target | None = None
 ) -> Candidates:
-    """Every error level that changes a decision (:func:`level_sweep`); an accuracy target
-    needs only the levels up to the final exit's error rate."""
+    """Every error level that changes a decision, or those of ``levels=``
+    (:func:`level_sweep`); an accuracy target needs only the levels up to the final exit's
+    error rate."""
     p = _final_error(data)
     max_level = p if target is not None and target.kind == "accuracy" else 1.0
     weights = weights_for(method, data, settings["weights"])
@@ -578,6 +634,7 @@ def beem_candidates(
         min_samples=settings["min_samples"],
         thresholds="per-exit" if settings["per_exit"] else "global",
         max_level=max_level,
+        levels=settings["levels"],
         verbose=settings["verbose"],
     )
 
@@ -604,6 +661,7 @@ def _beem_spec(method: str, summary: str) -> MethodSpec:
             "reset": (v.Choice(*RESET_MODES), "paper"),
             "per_exit": (v.Boolean(), True),
             "min_samples": (v.Interval("int", 1, None), 1),
+            "levels": (v.Levels(), None),
         },
         direct=(
             Direct("alpha", v.Thresholds()),
