@@ -279,7 +279,7 @@ def certified_fit(
     # made after the test, once the test's own copy of those samples (if any) is freed.
     same_rule = None
     test_reads_rule = (target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS) or (
-        target.guarantee == "expectation" and _replays(path) and target.risk != "cost"
+        target.guarantee == "expectation" and _replays(path)
     )
     if split is not None and test_reads_rule:
         same_rule = _same_rule(spec, settings, path, test_part, target, order)
@@ -519,8 +519,8 @@ def _test(
             return _crc_threshold(
                 path, order, part.whole, target, loss_range[1], own=fixed, rows=part.rows
             )
-        if same_rule is not None and _replays(path) and target.risk != "cost":
-            replayed = same_rule[0].sweep  # with each test sample's first wrong position
+        if same_rule is not None and _replays(path):
+            replayed = same_rule[0].sweep  # with each test sample's first positions
             n_tested = len(path) if order is None else order.shape[0]
             return _crc_replayed(replayed, n_tested, part.data, target, loss_range[1])
         head = _head(order, len(path))
@@ -565,20 +565,22 @@ def _same_rule(
     same policies replayed on those samples (:meth:`eeopt.methods.beem.LevelSweep.on`: only the
     samples whose exit changes between consecutive policies move) and the identity map,
     where the test reads exact means (``"hb"``, ``"binomial"``), or conformal risk control
-    each sample's first wrong position along ``order`` (tracked in the same replay). None
-    for other paths."""
+    each sample's first wrong position along ``order`` (for a cost, its first position at or
+    past each exit; tracked in the same replay). None for other paths."""
     if part.whole.labels is None or spec.candidates is None:
         return None
     exact_means = target.guarantee == "probability" and target.bound in risk.MEAN_BOUNDS
     if _replays(path) and (exact_means or target.guarantee == "expectation"):
         rank = None
-        if target.guarantee == "expectation" and target.risk != "cost":
+        if target.guarantee == "expectation":
             rank = np.full(len(path), np.iinfo(np.int64).max)
             head = _head(order, len(path))
             rank[head] = np.arange(head.shape[0])
         data = part.data
         scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
-        replayed = replace(path, sweep=path.sweep.on(scores, data.correct, data.costs, rank))
+        reach = rank is not None and target.risk == "cost"
+        sweep = path.sweep.on(scores, data.correct, data.costs, rank, reach)
+        replayed = replace(path, sweep=sweep)
         return replayed, lambda indices: np.asarray(indices, dtype=np.int64)
     if path.parameter != "threshold":
         return None
@@ -749,11 +751,22 @@ def _crc_replayed(replayed, n_tested: int, data, target, loss_bound: float) -> r
     running maximum is 1 from the sample's first position in the order at which its exit is
     wrong (``replayed.first_wrong``: :meth:`eeopt.methods.beem.LevelSweep.on` with the
     order's ranks); the accuracy gap's is that less the samples the last exit gets wrong (-1
-    until their exit is wrong too). The sums up to the first setting past the bound."""
+    until their exit is wrong too). A cost's running maximum is the cost of the latest exit
+    the sample has reached along the order: ``costs[0]`` plus, for each later exit k, the
+    step ``costs[k] - costs[k - 1]`` from its first position at or past k
+    (``replayed.first_reach``). The sums up to the first setting past the bound."""
     n, bound = data.n_samples, (data.n_samples + 1) * target.epsilon - loss_bound
-    first = np.sort(replayed.first_wrong)
-    shift = int(np.count_nonzero(~data.correct[:, -1])) if target.risk == "accuracy-gap" else 0
-    sums = np.searchsorted(first, np.arange(n_tested), side="right") - shift
+    positions = np.arange(n_tested)
+    if target.risk == "cost":
+        costs = data.costs
+        sums = np.full(n_tested, n * costs[0])
+        for k in range(1, costs.shape[0]):  # rounding only rises with the counts: monotone
+            reached = np.sort(replayed.first_reach[:, k - 1])
+            sums += (costs[k] - costs[k - 1]) * np.searchsorted(reached, positions, "right")
+    else:
+        first = np.sort(replayed.first_wrong)
+        shift = int(np.count_nonzero(~data.correct[:, -1])) if target.risk == "accuracy-gap" else 0
+        sums = np.searchsorted(first, positions, side="right") - shift
     failed = np.flatnonzero(sums > bound)
     sums = sums[: failed[0] + 1] if failed.size else sums
     return risk.conformal_risk_control_from_sums(

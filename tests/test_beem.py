@@ -679,6 +679,16 @@ def test_a_level_path_on_other_samples_is_each_policys_evaluation(pair, mode, da
         wrong = ~correct[rows, eeopt.engine.first_exit(other_scores, thresholds)]
         expected[wrong] = np.minimum(expected[wrong], rank[j])
     np.testing.assert_array_equal(first, expected)
+    # ... and, for a cost, its first position at which it leaves at exit k or later.
+    reached = sweep.on(other_scores, correct, costs, rank=rank, reach=True)
+    assert reached.first_wrong is None
+    expected = np.full((other_scores.shape[0], n_exits - 1), np.iinfo(np.int64).max)
+    for j, thresholds in enumerate(sweep.thresholds):
+        exits = eeopt.engine.first_exit(other_scores, thresholds)
+        at_or_past = exits[:, None] >= np.arange(1, n_exits)[None, :]
+        expected[at_or_past] = np.minimum(expected[at_or_past], rank[j])
+    np.testing.assert_array_equal(reached.first_reach, expected)
+    np.testing.assert_array_equal(reached.exit_counts(np.arange(len(sweep))), on.moves.table)
 
 
 def test_replay_moves_samples_both_ways_and_through_infinite_thresholds():
@@ -718,6 +728,8 @@ def test_a_level_path_on_other_samples_rejects_mismatched_inputs():
         sweep.on(scores, correct, np.arange(1.0, 5.0), rank=np.arange(len(sweep) + 1))
     with pytest.raises(ValueError, match="rank must hold one integer per policy"):
         sweep.on(scores, correct, np.arange(1.0, 5.0), rank=np.zeros(len(sweep)))
+    with pytest.raises(ValueError, match="pass rank= too"):
+        sweep.on(scores, correct, np.arange(1.0, 5.0), reach=True)
 
 
 def test_a_certified_target_with_levels_tests_the_policies_at_those_levels():

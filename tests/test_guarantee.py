@@ -728,13 +728,19 @@ def test_conformal_risk_control_of_a_threshold_path_from_its_records(monkeypatch
         ("maxprob", {"tolerance": 0.05, "per_exit": True}),
         ("beem-a", {"tolerance": 0.0005}),  # nothing certified
         ("beem-c", {"tolerance": 0.9}),  # every setting passes
+        # a budget: each sample's first position at or past each exit
+        ("beem-a", {"budget": 2.6}),
+        ("beem-c", {"budget": 2.2, "calibration_split": 0.4}),
+        ("maxprob", {"budget": 2.9, "per_exit": True}),
+        ("beem-a", {"budget": 1.005}),  # nothing certified
+        ("beem-a", {"budget": 4.0}),  # every setting passes
     ],
 )
 def test_conformal_risk_control_of_a_level_path_from_its_replay(monkeypatch, method, options):
     """CRC of a level path (BEEM's, the per-exit rule's) tested on the other part, from each
-    sample's first position in the testing order at which its exit is wrong (the policies
-    replayed there): the certificate, record and policy of the running maxima of per-sample
-    losses."""
+    sample's first position in the testing order at which its exit is wrong, or for a cost
+    at or past each exit (the policies replayed there): the certificate, record and policy
+    of the running maxima of per-sample losses."""
     monkeypatch.setattr(guarantee, "RECORD_ROWS", 1 << 30)  # both tested prefixes in full
     data = _data(n=800, seed=23)
     with warnings.catch_warnings():
@@ -760,8 +766,8 @@ def test_conformal_risk_control_of_a_level_path_from_its_replay(monkeypatch, met
         ("maxprob", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
         # a path built on the data under wsr (under hb its policies are replayed instead)
         ("beem-a", {"tolerance": 0.05, "delta": 0.1, "bound": "wsr"}),
-        # a cost under CRC along a level path (a 0/1 loss's first positions are counted)
-        ("beem-a", {"budget": 2.6, "guarantee": "expectation"}),
+        # a path of budgets under CRC (a level path's first positions are counted instead)
+        ("msdnet", {"budget": 2.5, "guarantee": "expectation"}),
     ],
 )
 def test_losses_are_computed_in_blocks_of_bounded_size(monkeypatch, method, options):

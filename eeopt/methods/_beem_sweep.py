@@ -490,6 +490,7 @@ def _replay(
     out_lost,
     rank,
     first,
+    reach,
 ):
     """Each threshold vector's exit counts, correct count and lost count (wrong at its exit,
     right at the last) on the samples of ``scores``, in turn, moving only the samples whose
@@ -504,7 +505,10 @@ def _replay(
     With ``rank`` (a position per row; empty: not tracked), ``first[i]`` becomes the smallest
     rank among the rows at which sample i's exit is wrong: each run of rows at which it stays
     wrong is closed when it turns right (or at the end) and its smallest rank read off a
-    stack of the rows' suffix minima (rows and ranks both increasing up the stack).
+    stack of the rows' suffix minima (rows and ranks both increasing up the stack). With
+    ``reach`` (``(n_samples, n_exits - 1)``; empty: not tracked), likewise ``reach[i, k - 1]``
+    becomes the smallest rank among the rows at which sample i leaves at exit k or later, for
+    k = 1 .. n_exits - 1 (the runs of rows at or past each exit, closed as it moves earlier).
     """
     n_rows, n_exits = thresholds.shape
     n_samples = scores.shape[0]
@@ -514,10 +518,15 @@ def _replay(
     stack_rows = np.empty(n_rows if track else 0, dtype=np.int64)
     stack_ranks = np.empty(n_rows if track else 0, dtype=np.int64)
     height = 0
-    if track:
+    track_wrong = track and first.shape[0] > 0
+    track_reach = track and reach.shape[0] > 0
+    if track_wrong:
         for i in range(n_samples):
             if wrong[i, last]:
                 since[i] = 0
+    # Per sample and exit k >= 1, the first row of its current run at exit k or later (-1:
+    # none); everyone starts at the last exit, in every run.
+    reach_since = np.zeros((n_samples, last) if track_reach else (0, 0), dtype=np.int64)
     alpha = np.full(last, np.inf)
     firing = np.zeros(last, dtype=np.int64)  # samples scoring at least alpha[k] at exit k
     exit_count = np.zeros(n_exits, dtype=np.int64)
@@ -553,7 +562,18 @@ def _replay(
                 n_correct += wrong[sample, was] - wrong[sample, to]
                 n_lost += (wrong[sample, to] - wrong[sample, was]) * (1 - wrong[sample, last])
                 exit_of[sample] = to
-                if track and wrong[sample, was] != wrong[sample, to]:
+                if track_reach:
+                    if to > was:  # runs at exits was+1 .. to start at this row
+                        for k2 in range(was, to):
+                            reach_since[sample, k2] = j
+                    else:  # runs at exits to+1 .. was end at the previous row
+                        for k2 in range(to, was):
+                            start = reach_since[sample, k2]
+                            if start < j:
+                                best = _smallest_rank(stack_rows, stack_ranks, height, start)
+                                reach[sample, k2] = min(reach[sample, k2], best)
+                            reach_since[sample, k2] = -1
+                if track_wrong and wrong[sample, was] != wrong[sample, to]:
                     if wrong[sample, to]:  # a wrong run starts at this row
                         since[sample] = j
                     else:  # one ends at the previous row (none if it started at this one)
@@ -570,10 +590,16 @@ def _replay(
                 height -= 1
             stack_rows[height], stack_ranks[height] = j, rank[j]
             height += 1
-    if track:
+    if track_wrong:
         for i in range(n_samples):
             if since[i] >= 0:
                 first[i] = min(first[i], _smallest_rank(stack_rows, stack_ranks, height, since[i]))
+    if track_reach:
+        for i in range(n_samples):
+            for k2 in range(exit_of[i]):
+                start = reach_since[i, k2]
+                best = _smallest_rank(stack_rows, stack_ranks, height, start)
+                reach[i, k2] = min(reach[i, k2], best)
 
 
 @jit
@@ -588,11 +614,14 @@ def replay(
     scores: np.ndarray,
     correct: np.ndarray,
     rank: np.ndarray | None = None,
+    reach: bool = False,
 ):
     """Exit counts, correct counts and lost counts of a sequence of per-exit thresholds on
     samples: ``(counts (n_rows, n_exits), n_correct (n_rows,), n_lost (n_rows,))``; with
     ``rank`` (an int64 position per row), also each sample's smallest rank among the rows at
-    which its exit is wrong (int64, ``np.iinfo(np.int64).max`` where it never is).
+    which its exit is wrong (int64, ``np.iinfo(np.int64).max`` where it never is), and with
+    ``reach`` as well, instead, per sample and exit k = 1 .. n_exits - 1 the smallest rank
+    among the rows at which it leaves at exit k or later (``(n_samples, n_exits - 1)``).
 
     Consecutive rows of a level path differ at a few exits, and only the samples in the score
     bands between their old and new thresholds there can change exit, so the work is the
@@ -620,12 +649,14 @@ def replay(
     n_lost = np.empty(n_rows, dtype=np.int64)
     exit_of = np.full(n_samples, n_exits - 1, dtype=np.int64)
     ranks = np.zeros(0, np.int64) if rank is None else np.ascontiguousarray(rank, np.int64)
-    first = np.full(0 if rank is None else n_samples, np.iinfo(np.int64).max)
+    never = np.iinfo(np.int64).max
+    first = np.full(0 if rank is None or reach else n_samples, never)
+    reached = np.full((n_samples, n_exits - 1) if rank is not None and reach else (0, 0), never)
     _replay(
         np.ascontiguousarray(thresholds, dtype=np.float64), scores, order, negated,
         np.ascontiguousarray(~correct, dtype=np.int8), exit_of, counts, n_correct, n_lost,
-        ranks, first,
+        ranks, first, reached,
     )  # fmt: skip
     if rank is None:
         return counts, n_correct, n_lost
-    return counts, n_correct, n_lost, first
+    return counts, n_correct, n_lost, reached if reach else first

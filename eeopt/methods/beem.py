@@ -260,8 +260,14 @@ class LevelSweep(Sweep):
     #: After :meth:`on` with ``rank``: each sample's smallest rank among the policies at which
     #: its exit is wrong (``np.iinfo(np.int64).max`` if none), ``(n_samples,)`` int64.
     first_wrong: np.ndarray | None = None
+    #: After :meth:`on` with ``rank`` and ``reach=True``: per sample and exit k = 1 ..
+    #: n_exits - 1, the smallest rank among the policies at which it leaves at exit k or
+    #: later, ``(n_samples, n_exits - 1)`` int64 (``np.iinfo(np.int64).max`` if none).
+    first_reach: np.ndarray | None = None
 
-    def on(self, scores: Any, correct: Any, costs: Any, rank: Any = None) -> LevelSweep:
+    def on(
+        self, scores: Any, correct: Any, costs: Any, rank: Any = None, reach: bool = False
+    ) -> LevelSweep:
         """The same policies (levels and thresholds) with their outcomes on other samples:
         exit counts, correct counts, the accuracy gap's positive part and mean costs exactly
         as ``policy.evaluate`` finds them there. Only the samples whose exit changes between
@@ -271,7 +277,10 @@ class LevelSweep(Sweep):
         With ``rank`` (each policy's position in a testing order; a large value: not in it),
         the result's ``first_wrong`` holds each sample's first position in that order at which
         its exit is wrong, tracked in the same replay: conformal risk control of a 0/1 loss
-        counts these (a sample's running maximum is 1 from that position on).
+        counts these (a sample's running maximum is 1 from that position on). With
+        ``reach=True`` as well, ``first_reach`` instead: a cost's running maximum along that
+        order is the cost of the latest exit reached so far, so its sums follow from each
+        sample's first position at or past each exit.
 
         Parameters
         ----------
@@ -280,6 +289,7 @@ class LevelSweep(Sweep):
         correct : array-like of shape (n_samples, n_exits), bool
         costs : array-like of shape (n_exits,)
         rank : array-like of shape (n_policies,), int, optional
+        reach : bool, default=False
         """
         scores, correct, _ = _check_rule_inputs(scores, correct, 1, "per-exit")
         if scores.shape[1] != self.thresholds.shape[1]:
@@ -297,7 +307,9 @@ class LevelSweep(Sweep):
                     f"rank must hold one integer per policy ({self.thresholds.shape[0]}), got "
                     f"shape {rank.shape} of {rank.dtype}."
                 )
-        counts, n_correct, lost, *first = replay(self.thresholds, scores, correct, rank)
+        if reach and rank is None:
+            raise ValueError("reach=True tracks positions in a testing order: pass rank= too.")
+        counts, n_correct, lost, *first = replay(self.thresholds, scores, correct, rank, reach)
         return LevelSweep(
             parameters=self.parameters,
             mean_costs=_mean_costs(counts, costs),
@@ -307,7 +319,8 @@ class LevelSweep(Sweep):
             moves=ExitCountTable(counts),
             costs=costs,
             lost=lost,
-            first_wrong=first[0] if first else None,
+            first_wrong=first[0] if first and not reach else None,
+            first_reach=first[0] if first and reach else None,
         )
 
 
