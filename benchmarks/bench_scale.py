@@ -31,7 +31,8 @@ threshold; the first run's ratio is printed too), with the peak memory the measu
 - ``BEEM certified consistency``: ``eeopt.fit(data, method="beem-a", risk="consistency",
   tolerance=0.05, delta=0.1)`` (its level path built on half the samples, replayed on the
   other half); ``BEEM certified accuracy gap (crc, split)``: ``tolerance=0.02,
-  guarantee="expectation"`` (conformal risk control along the replay).
+  guarantee="expectation"`` (conformal risk control along the replay), and ``BEEM certified
+  budget (crc, split)``: ``budget=B, guarantee="expectation"``.
 
 Each fit's ratio includes ``fit``'s own evaluation of the fitted policy (``fit_info_``).
 """
@@ -230,6 +231,14 @@ def measure(n: int, args) -> list[dict]:
             "BEEM certified consistency (hb, split)",
             lambda: quiet_fit(
                 data, "beem-a", tolerance=0.05, delta=0.1, risk="consistency", random_state=0
+            ),
+            lambda p: f"{p.guarantee_['n_tested']} tested",
+            True,
+        )
+        record(
+            "BEEM certified budget (crc, split)",
+            lambda: quiet_fit(
+                data, "beem-a", budget=budget, guarantee="expectation", random_state=0
             ),
             lambda p: f"{p.guarantee_['n_tested']} tested",
             True,
