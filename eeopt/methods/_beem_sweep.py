@@ -229,7 +229,7 @@ def process_level(
                 if was <= k:  # already gone, at an earlier exit
                     continue
                 for j in range(k + 1, min(was, last_exit - 1) + 1):
-                    group = group_of[j, sample]
+                    group = group_of[sample, j]
                     is_wrong = wrong[sample, j]
                     tree_add(cells[j], trees[j], n_leaves, group, -1, is_wrong)
                     # A right sample leaving after the choice only raises the rates after
@@ -251,7 +251,7 @@ def process_level(
                     continue
                 j = k + 1
                 while j < last_exit:
-                    group = group_of[j, sample]
+                    group = group_of[sample, j]
                     is_wrong = wrong[sample, j]
                     tree_add(cells[j], trees[j], n_leaves, group, 1, is_wrong)
                     # Likewise a wrong sample arriving after the choice (with min_samples = 1,
@@ -374,7 +374,7 @@ def _group_exit(k, negated, order, wrong, group_of, group_start, cells):
             group += 1
             group_start[group] = position
             previous = value
-        group_of[sample] = group
+        group_of[sample, k] = group
         cells[group] += ONE + int(wrong[sample, k])
     group_start[group + 1 :] = n_samples
     return group + 1
@@ -400,7 +400,7 @@ class PerExitSweep:
         self.wrong = np.ascontiguousarray(~correct, dtype=np.int8)
         index = np.int32 if n_samples < 2**31 - 1 else np.int64
         self.order = np.empty((n_early, n_samples), dtype=index)
-        self.group_of = np.empty((n_early, n_samples), dtype=index)
+        self.group_of = np.empty((n_samples, n_early), dtype=index)  # a sample's in one row
         self.group_start = np.empty((n_early, n_samples + 1), dtype=index)
         self.cells = np.zeros((n_early, n_samples + 1), dtype=np.int64)
         self.n_groups = np.zeros(n_early, dtype=np.int64)
@@ -409,7 +409,7 @@ class PerExitSweep:
             np.negative(self.scores[:, k], out=column)  # contiguous: argsort rises
             self.order[k] = np.argsort(column)  # decreasing score (ties form groups: any order)
             self.n_groups[k] = _group_exit(
-                k, column, self.order[k], self.wrong, self.group_of[k], self.group_start[k],
+                k, column, self.order[k], self.wrong, self.group_of, self.group_start[k],
                 self.cells[k],
             )  # fmt: skip
         del column
