@@ -258,7 +258,7 @@ def process_level(
                     # so that no group turns eligible).
                     if group <= chosen[j] or not is_wrong or min_samples > 1:
                         dirty[j] = 1
-                    if scores[sample, j] >= alpha[j]:
+                    if group <= chosen[j]:  # its score reaches alpha[j]: it leaves at j
                         break
                     j += 1
                 final_right = 1 - wrong[sample, last_exit]
