@@ -747,3 +747,20 @@ def test_a_certified_target_with_levels_tests_the_policies_at_those_levels():
     np.testing.assert_array_equal(tested, grid[np.searchsorted(grid, tested)])
     assert policy.fit_info_["level"] in tested[: record["n_certified"]]
     assert record["upper_bounds"][record["n_certified"] - 1] <= 0.2
+
+
+@pytest.mark.parametrize("levels", [None, 40])
+def test_the_sweep_ends_on_a_chunk_that_records_nothing(monkeypatch, capsys, levels):
+    """When the policies fill the sweep's first chunk exactly, the next call records none:
+    the sweep ends there (with its progress bar) and lists the same policies."""
+    from eeopt.methods import beem
+
+    rng = np.random.default_rng(3)
+    scores, correct = rng.random((300, 4)), rng.random((300, 4)) < 0.7
+    costs = np.arange(1.0, 5.0)
+    expected = level_sweep(scores, correct, costs, levels=levels)
+    monkeypatch.setattr(beem, "_FIRST_CHUNK", len(expected))
+    got = level_sweep(scores, correct, costs, levels=levels, verbose=True)
+    np.testing.assert_array_equal(got.thresholds, expected.thresholds)
+    np.testing.assert_array_equal(got.parameters, expected.parameters)
+    assert "BEEM level sweep" in capsys.readouterr().err

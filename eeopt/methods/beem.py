@@ -473,19 +473,29 @@ def _global_level_sweep(scores, correct, costs, min_samples, max_level) -> Level
     )
 
 
+#: Policies the first call of the per-exit sweep records (then four times as many per call).
+_FIRST_CHUNK = 1024
+
+
 def _per_exit_level_sweep(
     scores, correct, costs, min_samples, max_level, grid=None, verbose=False
 ) -> LevelSweep:
     n_samples, n_exits = scores.shape
     state = PerExitSweep(scores, correct, min_samples)
     chunks = []
-    with Progress(None, "BEEM level sweep (policies)", verbose) as bar:
-        capacity = 1024
+    # Every level: the policies found so far; given levels: how many of them are done.
+    total, unit = (None, "policies") if grid is None else (grid.shape[0], "levels")
+    with Progress(total, f"BEEM level sweep ({unit})", verbose) as bar:
+        capacity = _FIRST_CHUNK if grid is None else 16
         while not state.done:
+            used = int(state.cursor[3])
             chunk = state.run(max_level, capacity, grid)
             chunks.append(chunk)
-            bar.update(chunk[0].shape[0], postfix=f"level {chunk[0][-1]:.4g} of {max_level:g}")
-            capacity = min(capacity * 4, 1 << 20)
+            step = chunk[0].shape[0] if grid is None else int(state.cursor[3]) - used
+            postfix = f"level {chunk[0][-1]:.4g} of {max_level:g}" if chunk[0].size else None
+            bar.update(step, postfix=postfix)
+            if grid is None:
+                capacity = min(capacity * 4, 1 << 20)
     parts = zip(*chunks, strict=True)
     levels, alphas, counts, n_correct, lost = (np.concatenate(part) for part in parts)
     del chunks
