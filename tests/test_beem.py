@@ -248,14 +248,35 @@ def test_level_sweep_lists_each_policy_once_with_its_outcome(mode):
         assert tuple(eeopt.engine.first_exit(scores, t).tolist()) in seen
 
 
-@settings(max_examples=60)
-@given(
-    st.integers(2, 5).flatmap(
+def _predictions_and_weights(max_samples):
+    """Predictions of up to ``max_samples`` samples at 2 to 5 exits (3 classes: many
+    agreements) and weights with ties."""
+    return st.integers(2, 5).flatmap(
         lambda k: st.tuples(
-            arrays(np.int64, st.tuples(st.integers(1, 30), st.just(k)), elements=st.integers(0, 2)),
+            arrays(
+                np.int64,
+                st.tuples(st.integers(1, max_samples), st.just(k)),
+                elements=st.integers(0, 2),
+            ),
             arrays(np.float64, k, elements=st.sampled_from([0.25, 0.5, 1.0])),
         )
-    ),
+    )
+
+
+def _draw_rule_inputs(data, predictions, weights):
+    """Tied confidences, correctness and costs for those predictions: (scores, correct, costs)."""
+    shape = predictions.shape
+    confidence = data.draw(
+        arrays(np.float64, shape, elements=st.sampled_from([0.5, 0.6, 0.8, 1.0])), label="conf"
+    )
+    correct = data.draw(arrays(np.bool_, shape), label="correct")
+    costs = np.cumsum(data.draw(arrays(np.float64, shape[1], elements=st.floats(0.1, 3))))
+    return beem_scores(predictions, confidence, weights), correct, costs
+
+
+@settings(max_examples=60)
+@given(
+    _predictions_and_weights(30),
     st.integers(1, 4),
     st.sampled_from([1.0, 0.5, 0.2, 0.0]),
     st.booleans(),
@@ -268,14 +289,8 @@ def test_per_exit_sweep_gives_the_previous_sweeps_policies_bit_for_bit(
     step-by-step sweep it replaced (tests/reference.py), on tied scores, with min_samples > 1
     and max_level < 1; also when the kernel is stopped and resumed every 7 policies. (The
     kernel is compiled where numba is installed, plain Python elsewhere: CI runs the latter.)"""
-    predictions, weights = arrays_
-    shape = predictions.shape
-    confidence = data.draw(
-        arrays(np.float64, shape, elements=st.sampled_from([0.5, 0.6, 0.8, 1.0])), label="conf"
-    )
-    correct = data.draw(arrays(np.bool_, shape), label="correct")
-    costs = np.cumsum(data.draw(arrays(np.float64, shape[1], elements=st.floats(0.1, 3))))
-    scores = beem_scores(predictions, confidence, weights)
+    scores, correct, costs = _draw_rule_inputs(data, *arrays_)
+    shape = scores.shape
     if in_pieces:
         state = PerExitSweep(scores, correct, min_samples)
         parts = []
@@ -326,12 +341,7 @@ def _ref_policies_at(scores, correct, costs, levels, min_samples, mode):
 
 @settings(max_examples=60)
 @given(
-    st.integers(2, 5).flatmap(
-        lambda k: st.tuples(
-            arrays(np.int64, st.tuples(st.integers(1, 25), st.just(k)), elements=st.integers(0, 2)),
-            arrays(np.float64, k, elements=st.sampled_from([0.25, 0.5, 1.0])),
-        )
-    ),
+    _predictions_and_weights(25),
     st.integers(1, 3),
     st.sampled_from([1.0, 0.5, 0.3]),
     st.one_of(
@@ -347,14 +357,7 @@ def test_levels_give_the_rule_at_each_level_bit_for_bit(
     """levels=: the brute-force rule at each given level (an int: evenly spaced on [0,
     max_level]), each distinct policy once at its lowest level, with its exit counts, correct
     and lost counts; also when the kernel is stopped and resumed every 3 policies."""
-    predictions, weights = arrays_
-    shape = predictions.shape
-    confidence = data.draw(
-        arrays(np.float64, shape, elements=st.sampled_from([0.5, 0.6, 0.8, 1.0])), label="conf"
-    )
-    correct = data.draw(arrays(np.bool_, shape), label="correct")
-    costs = np.cumsum(data.draw(arrays(np.float64, shape[1], elements=st.floats(0.1, 3))))
-    scores = beem_scores(predictions, confidence, weights)
+    scores, correct, costs = _draw_rule_inputs(data, *arrays_)
     if isinstance(levels, int):
         grid = [max_level * i / (levels - 1) for i in range(levels)]
     else:
