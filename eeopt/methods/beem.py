@@ -494,8 +494,7 @@ def _per_exit_level_sweep(
             step = chunk[0].shape[0] if grid is None else int(state.cursor[3]) - used
             postfix = f"level {chunk[0][-1]:.4g} of {max_level:g}" if chunk[0].size else None
             bar.update(step, postfix=postfix)
-            if grid is None:
-                capacity = min(capacity * 4, 1 << 20)
+            capacity = min(capacity * 4, 1 << 20) if grid is None else min(capacity * 2, 1024)
     parts = zip(*chunks, strict=True)
     levels, alphas, counts, n_correct, lost = (np.concatenate(part) for part in parts)
     del chunks
