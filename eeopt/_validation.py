@@ -465,6 +465,22 @@ class Levels(Constraint):
         return "an int n >= 2 (n evenly spaced error levels) or a 1-d array of levels in [0, 1]"
 
 
+class NJobs(Constraint):
+    """scikit-learn's ``n_jobs``: None (1, unless a ``joblib.parallel_config`` says
+    otherwise), a positive count, or a negative one (-1: every core, -2: all but one, ...)."""
+
+    def check(self, value: Any, name: str, data: Any = None) -> int | None:
+        if value is None:
+            return None
+        value = Interval("int", None, None).check(value, name)
+        if value == 0:
+            raise ValueError(f"{name} must be {self.describe()}, not 0.")
+        return int(value)
+
+    def describe(self) -> str:
+        return "None, a positive number of workers or a negative one (-1: every core)"
+
+
 class AnyOf(Constraint):
     """The first of several constraints that accepts the value (``Interval(...)`` or
     ``Choice("auto")``); the error lists them all."""

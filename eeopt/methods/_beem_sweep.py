@@ -35,7 +35,10 @@ The kernels are written for numba (:mod:`eeopt._accel`) and run as plain Python 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from joblib import effective_n_jobs
 
 from eeopt._accel import jit
 
@@ -391,9 +394,15 @@ class PerExitSweep:
     scores : ndarray of shape (n_samples, n_exits), float64
     correct : ndarray of shape (n_samples, n_exits), bool
     min_samples : int
+    n_jobs : int, optional
+        Threads sorting and grouping the exits (scikit-learn's convention, through
+        ``joblib.effective_n_jobs``; ``np.argsort`` and the compiled kernel release the GIL,
+        so with numba they run side by side). The state is the same whatever the number.
     """
 
-    def __init__(self, scores: np.ndarray, correct: np.ndarray, min_samples: int) -> None:
+    def __init__(
+        self, scores: np.ndarray, correct: np.ndarray, min_samples: int, n_jobs: int | None = None
+    ) -> None:
         n_samples, n_exits = scores.shape
         n_early = n_exits - 1
         self.scores = np.ascontiguousarray(scores, dtype=np.float64)
@@ -404,15 +413,22 @@ class PerExitSweep:
         self.group_start = np.empty((n_early, n_samples + 1), dtype=index)
         self.cells = np.zeros((n_early, n_samples + 1), dtype=np.int64)
         self.n_groups = np.zeros(n_early, dtype=np.int64)
-        column = np.empty(n_samples)
-        for k in range(n_early):
-            np.negative(self.scores[:, k], out=column)  # contiguous: argsort rises
+
+        def sort_and_group(k: int) -> None:  # each exit writes its own rows (group_of: column)
+            column = np.negative(self.scores[:, k])  # contiguous: argsort rises
             self.order[k] = np.argsort(column)  # decreasing score (ties form groups: any order)
             self.n_groups[k] = _group_exit(
                 k, column, self.order[k], self.wrong, self.group_of, self.group_start[k],
                 self.cells[k],
             )  # fmt: skip
-        del column
+
+        workers = min(effective_n_jobs(n_jobs), n_early)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(sort_and_group, range(n_early)))
+        else:
+            for k in range(n_early):
+                sort_and_group(k)
         n_blocks = -(-int(self.n_groups.max()) // BLOCK)
         self.n_leaves = 1 << max(int(n_blocks - 1).bit_length(), 0)
         self.trees = np.zeros((n_early, 2 * self.n_leaves), dtype=np.int64)

@@ -355,6 +355,7 @@ def level_sweep(
     thresholds: str = "per-exit",
     max_level: float = 1.0,
     levels: Any = None,
+    n_jobs: int | None = None,
     verbose: bool = False,
 ) -> LevelSweep:
     """Accuracy and mean cost of BEEM's error-rate rule at every level that changes a decision
@@ -392,6 +393,9 @@ def level_sweep(
         the state jumps from one level to the next, moving only the samples whose exit differs
         between the two policies, so the time no longer grows with the number of distinct
         policies (on token data the exact sweep lists 1.6 per token).
+    n_jobs : int, optional
+        Threads sorting and grouping the exits before the per-exit sweep (scikit-learn's
+        convention: None is 1, -1 every core); the same result whatever the number.
     verbose : bool, default=False
         Progress bar (policies found, current level) for the per-exit sweep.
 
@@ -405,10 +409,13 @@ def level_sweep(
     if n_exits == 1:
         raise ValueError("BEEM needs at least 2 exits.")
     grid = None if levels is None else level_grid(levels, max_level)
+    n_jobs = v.NJobs().check(n_jobs, "n_jobs")  # the per-exit sweep's; one sort for "global"
     if thresholds == "global":
         sweep = _global_level_sweep(scores, correct, costs, min_samples, max_level)
         return sweep if grid is None else _at_levels(sweep, grid)
-    return _per_exit_level_sweep(scores, correct, costs, min_samples, max_level, grid, verbose)
+    return _per_exit_level_sweep(
+        scores, correct, costs, min_samples, max_level, grid, n_jobs, verbose
+    )
 
 
 def level_grid(levels: Any, max_level: float) -> np.ndarray:
@@ -478,10 +485,10 @@ _FIRST_CHUNK = 1024
 
 
 def _per_exit_level_sweep(
-    scores, correct, costs, min_samples, max_level, grid=None, verbose=False
+    scores, correct, costs, min_samples, max_level, grid=None, n_jobs=None, verbose=False
 ) -> LevelSweep:
     n_samples, n_exits = scores.shape
-    state = PerExitSweep(scores, correct, min_samples)
+    state = PerExitSweep(scores, correct, min_samples, n_jobs)
     chunks = []
     # Every level: the policies found so far; given levels: how many of them are done.
     total, unit = (None, "policies") if grid is None else (grid.shape[0], "levels")
@@ -657,6 +664,7 @@ def beem_candidates(
         thresholds="per-exit" if settings["per_exit"] else "global",
         max_level=max_level,
         levels=settings["levels"],
+        n_jobs=settings["n_jobs"],
         verbose=settings["verbose"],
     )
 
@@ -684,6 +692,7 @@ def _beem_spec(method: str, summary: str) -> MethodSpec:
             "per_exit": (v.Boolean(), True),
             "min_samples": (v.Interval("int", 1, None), 1),
             "levels": (v.Levels(), None),
+            "n_jobs": (v.NJobs(), None),
         },
         direct=(
             Direct("alpha", v.Thresholds()),
