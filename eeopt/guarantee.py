@@ -579,7 +579,8 @@ def _same_rule(
         data = part.data
         scores = path.policy(0).compute_scores(data)  # every policy of the path scores alike
         reach = rank is not None and target.risk == "cost"
-        sweep = path.sweep.on(scores, data.correct, data.costs, rank, reach)
+        n_jobs = settings.get("n_jobs")  # BEEM's threads, where the method has them
+        sweep = path.sweep.on(scores, data.correct, data.costs, rank, reach, n_jobs)
         replayed = replace(path, sweep=sweep)
         return replayed, lambda indices: np.asarray(indices, dtype=np.int64)
     if path.parameter != "threshold":

@@ -784,12 +784,27 @@ def test_threads_build_the_same_sweep(mode):
         np.testing.assert_array_equal(many.thresholds, one.thresholds)
         np.testing.assert_array_equal(many.moves.table, one.moves.table)
         np.testing.assert_array_equal(many.n_correct, one.n_correct)
+    # ... and its replay on other samples, with each one's first positions in an order.
+    other_scores, other_correct = scores[::-1].copy(), correct[::2].repeat(2, axis=0)
+    rank = np.arange(len(one))[::-1].copy()
+    alone = one.on(other_scores, other_correct, costs, rank=rank, reach=True)
+    threaded = one.on(other_scores, other_correct, costs, rank=rank, reach=True, n_jobs=2)
+    np.testing.assert_array_equal(threaded.moves.table, alone.moves.table)
+    np.testing.assert_array_equal(threaded.first_reach, alone.first_reach)
     logits, labels = make_multi_exit(n=600, n_exits=4, seed=9)
     data = eeopt.ExitData.from_logits(logits, labels)
     policy = eeopt.fit(data, method="beem-a", target="accuracy", n_jobs=2)
     reference = eeopt.fit(data, method="beem-a", target="accuracy")
     np.testing.assert_array_equal(policy.thresholds_, reference.thresholds_)
     assert policy.fit_params_["n_jobs"] == 2
+    certified = [
+        eeopt.fit(
+            data, method="beem-a", budget=2.5, guarantee="expectation", random_state=0, **jobs
+        )
+        for jobs in ({}, {"n_jobs": 2})
+    ]
+    assert certified[0].guarantee_ == certified[1].guarantee_
+    np.testing.assert_array_equal(certified[0].thresholds_, certified[1].thresholds_)
     for value, error in [(0, ValueError), (1.5, TypeError), ("all", TypeError)]:
         with pytest.raises(error, match="n_jobs"):
             eeopt.fit(data, method="beem-a", target="accuracy", n_jobs=value)

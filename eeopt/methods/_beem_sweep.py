@@ -422,13 +422,7 @@ class PerExitSweep:
                 self.cells[k],
             )  # fmt: skip
 
-        workers = min(effective_n_jobs(n_jobs), n_early)
-        if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(sort_and_group, range(n_early)))
-        else:
-            for k in range(n_early):
-                sort_and_group(k)
+        _each_exit(sort_and_group, n_early, n_jobs)
         n_blocks = -(-int(self.n_groups.max()) // BLOCK)
         self.n_leaves = 1 << max(int(n_blocks - 1).bit_length(), 0)
         self.trees = np.zeros((n_early, 2 * self.n_leaves), dtype=np.int64)
@@ -481,6 +475,18 @@ class PerExitSweep:
         written = int(self.cursor[0])
         outputs = out_level, out_alpha, out_count, out_correct, out_lost
         return tuple(output[:written] for output in outputs)
+
+
+def _each_exit(work, n_early: int, n_jobs: int | None) -> None:
+    """``work(k)`` for every early exit k, in ``n_jobs`` threads (scikit-learn's convention;
+    each call writes its own rows, and sorts and compiled kernels release the GIL)."""
+    workers = min(effective_n_jobs(n_jobs), n_early)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, range(n_early)))
+    else:
+        for k in range(n_early):
+            work(k)
 
 
 def _sum_up(tree: np.ndarray, n_leaves: int) -> None:
@@ -631,6 +637,7 @@ def replay(
     correct: np.ndarray,
     rank: np.ndarray | None = None,
     reach: bool = False,
+    n_jobs: int | None = None,
 ):
     """Exit counts, correct counts and lost counts of a sequence of per-exit thresholds on
     samples: ``(counts (n_rows, n_exits), n_correct (n_rows,), n_lost (n_rows,))``; with
@@ -650,15 +657,20 @@ def replay(
         The last column is ignored (the last exit always fires).
     scores : ndarray of shape (n_samples, n_exits), float64
     correct : ndarray of shape (n_samples, n_exits), bool
+    n_jobs : int, optional
+        Threads sorting the exits (as :class:`PerExitSweep`'s).
     """
     n_samples, n_exits = scores.shape
     scores = np.ascontiguousarray(scores, dtype=np.float64)
     index = np.int32 if n_samples < 2**31 - 1 else np.int64
     order = np.empty((n_exits - 1, n_samples), dtype=index)
     negated = np.empty((n_exits - 1, n_samples))  # each exit's sorted scores, negated
-    for k in range(n_exits - 1):
+
+    def sort(k: int) -> None:
         order[k] = np.argsort(-scores[:, k], kind="stable")
         np.negative(scores[order[k], k], out=negated[k])
+
+    _each_exit(sort, n_exits - 1, n_jobs)
     n_rows = thresholds.shape[0]
     counts = np.empty((n_rows, n_exits), dtype=np.int32 if n_samples < 2**31 else np.int64)
     n_correct = np.empty(n_rows, dtype=np.int64)

@@ -266,7 +266,13 @@ class LevelSweep(Sweep):
     first_reach: np.ndarray | None = None
 
     def on(
-        self, scores: Any, correct: Any, costs: Any, rank: Any = None, reach: bool = False
+        self,
+        scores: Any,
+        correct: Any,
+        costs: Any,
+        rank: Any = None,
+        reach: bool = False,
+        n_jobs: int | None = None,
     ) -> LevelSweep:
         """The same policies (levels and thresholds) with their outcomes on other samples:
         exit counts, correct counts, the accuracy gap's positive part and mean costs exactly
@@ -290,6 +296,8 @@ class LevelSweep(Sweep):
         costs : array-like of shape (n_exits,)
         rank : array-like of shape (n_policies,), int, optional
         reach : bool, default=False
+        n_jobs : int, optional
+            Threads sorting the other samples' exits (as :func:`level_sweep`'s).
         """
         scores, correct, _ = _check_rule_inputs(scores, correct, 1, "per-exit")
         if scores.shape[1] != self.thresholds.shape[1]:
@@ -309,7 +317,10 @@ class LevelSweep(Sweep):
                 )
         if reach and rank is None:
             raise ValueError("reach=True tracks positions in a testing order: pass rank= too.")
-        counts, n_correct, lost, *first = replay(self.thresholds, scores, correct, rank, reach)
+        n_jobs = v.NJobs().check(n_jobs, "n_jobs")
+        counts, n_correct, lost, *first = replay(
+            self.thresholds, scores, correct, rank, reach, n_jobs
+        )
         return LevelSweep(
             parameters=self.parameters,
             mean_costs=_mean_costs(counts, costs),
