@@ -387,7 +387,7 @@ def test_levels_give_the_rule_at_each_level_bit_for_bit(
         np.testing.assert_array_equal(
             sweep.mean_costs, eeopt.engine.mean_cost_from_counts(ref[2], costs)
         )
-    np.testing.assert_allclose(got_levels, ref[0], rtol=1e-15)  # linspace against i / (n - 1)
+    np.testing.assert_allclose(got_levels, ref[0], rtol=1e-15)  # i / (n - 1) of max_level
     np.testing.assert_array_equal(thresholds, ref[1])
     np.testing.assert_array_equal(counts, ref[2])
     np.testing.assert_array_equal(n_correct, ref[3])
@@ -413,7 +413,7 @@ def test_levels_targets_and_front_choose_among_the_policies_at_those_levels(mode
             out.append((level, result.accuracy, result.mean_cost))
         return out
 
-    accuracy_levels = np.linspace(0, p, 12)
+    accuracy_levels = p * np.arange(12) / 11  # levels=12: evenly spaced, i / 11 of p
     policy = eeopt.fit(data, method="beem-a", target="accuracy", levels=12, per_exit=per_exit)
     result = policy.evaluate(data)
     holding = [(c, -a) for _, a, c in outcomes(accuracy_levels) if a >= data.exit_accuracy[-1]]
@@ -744,7 +744,7 @@ def test_a_certified_target_with_levels_tests_the_policies_at_those_levels():
         data, method="beem-a", tolerance=0.2, delta=0.1, levels=16, random_state=0, verbose=False
     )
     record = policy.guarantee_
-    grid = np.linspace(0, 1, 16)
+    grid = np.arange(16) / 15  # levels=16
     tested = np.array(record["tested_parameters"])
     assert record["n_tested"] == tested.size > 1
     np.testing.assert_array_equal(tested, grid[np.searchsorted(grid, tested)])
@@ -810,3 +810,40 @@ def test_threads_build_the_same_sweep(mode):
             eeopt.fit(data, method="beem-a", target="accuracy", n_jobs=value)
         with pytest.raises(error, match="n_jobs"):
             level_sweep(scores, correct, costs, thresholds=mode, n_jobs=value)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exit_groups_alike_in_numpy_and_in_the_kernel(monkeypatch, seed):
+    """The build's groups of one exit (each sample's group, the group starts, the packed
+    counts) from the vectorised numpy passes used without numba equal the one-pass kernel's
+    (compiled or plain Python), on tied scores."""
+    from eeopt.methods import _beem_sweep
+
+    rng = np.random.default_rng(seed)
+    n, n_exits, k = 300, 4, 2
+    scores = rng.choice([0.1, 0.4, 0.5, 0.9], size=(n, n_exits))
+    wrong = (rng.random((n, n_exits)) < 0.4).astype(np.int8)
+    negated = -scores[:, k]
+    order = np.argsort(negated).astype(np.int32)
+    outputs = []
+    for compiled in (True, False):
+        monkeypatch.setattr(_beem_sweep, "HAVE_NUMBA", compiled)
+        group_of = np.full((n, n_exits - 1), -1, dtype=np.int32)
+        group_start = np.zeros(n + 1, dtype=np.int32)
+        cells = np.zeros(n + 1, dtype=np.int64)
+        if compiled:
+            count = _beem_sweep._group_exit_kernel(
+                k, negated, order, wrong, group_of, group_start, cells
+            )
+        else:
+            count = _beem_sweep._group_exit(k, negated, order, wrong, group_of, group_start, cells)
+        outputs.append((count, group_of, group_start, cells))
+    (count, group_of, group_start, cells), numpy_path = outputs
+    assert count == numpy_path[0] == np.unique(scores[:, k]).size
+    for got, expected in zip(numpy_path[1:], (group_of, group_start, cells), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    # Each group: its samples' score, size and errors (a loop over the groups).
+    for g in range(count):
+        members = order[group_start[g] : group_start[g + 1]]
+        assert np.unique(scores[members, k]).size == 1
+        assert cells[g] == (members.size << 32) + int(wrong[members, k].sum())

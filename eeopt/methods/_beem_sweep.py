@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from joblib import effective_n_jobs
 
-from eeopt._accel import jit
+from eeopt._accel import HAVE_NUMBA, jit
 
 #: The rule's choice "none" (alpha = +inf).
 NONE = -1
@@ -362,11 +362,33 @@ def advance(
     cursor[0] = written
 
 
+def _group_exit(k, negated, order, wrong, group_of, group_start, cells) -> int:
+    """Exit k's groups of equal score along its sorted ``order``: each sample's group
+    (``group_of[:, k]``), where each group starts, and each group's packed count and errors;
+    returns the number of groups. ``negated`` holds the column's scores negated, by sample.
+
+    Compiled, one pass in sorted order; without numba, vectorised numpy passes (a Python loop
+    over the samples would be ten times slower)."""
+    if HAVE_NUMBA:
+        return _group_exit_kernel(k, negated, order, wrong, group_of, group_start, cells)
+    n_samples = order.shape[0]
+    ordered = negated[order]
+    new_group = np.empty(n_samples, dtype=bool)
+    new_group[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new_group[1:])
+    start = np.flatnonzero(new_group)
+    n_groups = start.shape[0]
+    group_of[order, k] = np.cumsum(new_group) - 1
+    group_start[:n_groups] = start
+    group_start[n_groups:] = n_samples
+    errors = np.add.reduceat(wrong[order, k].astype(np.int64), start)
+    cells[:n_groups] = (np.diff(np.r_[start, n_samples]) << 32) + errors
+    return n_groups
+
+
 @jit
-def _group_exit(k, negated, order, wrong, group_of, group_start, cells):
-    """Exit k's groups of equal score along its sorted ``order``: each sample's group, where
-    each group starts, and each group's packed count and errors; returns the number of groups.
-    One pass in sorted order (``negated`` holds the column's scores negated, by sample)."""
+def _group_exit_kernel(k, negated, order, wrong, group_of, group_start, cells):
+    """:func:`_group_exit` in one pass along the sorted order."""
     n_samples = order.shape[0]
     group = -1
     previous = 0.0
