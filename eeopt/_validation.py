@@ -438,10 +438,21 @@ class Weights(Constraint):
         return "one non-negative weight per exit"
 
 
-class Levels(Constraint):
-    """Error levels (BEEM's ``levels=``): an int n >= 2 (n levels evenly spaced on a range the
-    caller knows), returned as is, or the levels themselves, a non-empty 1-d array of values in
-    ``[0, 1]``, returned sorted without repeats."""
+class UnitGrid(Constraint):
+    """Values to try on ``[0, 1]``: an int n >= 2 (n evenly spaced, on a range the caller
+    knows), returned as is, or the values themselves, a non-empty 1-d array in ``[0, 1]``,
+    returned sorted without repeats. ``grid=``'s shared thresholds, BEEM's ``levels=``.
+
+    Parameters
+    ----------
+    what : str
+        What the values are ("thresholds", "error levels"), for the messages.
+    why : str
+        Why they lie in ``[0, 1]``, for the message of one that does not.
+    """
+
+    def __init__(self, what: str, why: str) -> None:
+        self.what, self.why = what, why
 
     def check(self, value: Any, name: str, data: Any = None) -> int | np.ndarray:
         if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
@@ -456,13 +467,15 @@ class Levels(Constraint):
             raise ValueError(f"{name} must be {self.describe()}; it holds NaN or infinity.")
         if values.min() < 0.0 or values.max() > 1.0:
             raise ValueError(
-                f"{name} must be {self.describe()}: error rates lie in [0, 1]; got values from "
+                f"{name}: {self.what} must lie in [0, 1] ({self.why}); got values from "
                 f"{values.min():g} to {values.max():g}."
             )
         return np.unique(values)
 
     def describe(self) -> str:
-        return "an int n >= 2 (n evenly spaced error levels) or a 1-d array of levels in [0, 1]"
+        return (
+            f"an int n >= 2 (n evenly spaced {self.what}) or a 1-d array of {self.what} in [0, 1]"
+        )
 
 
 class NJobs(Constraint):

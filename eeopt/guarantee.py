@@ -34,11 +34,11 @@ from eeopt import _validation as v
 from eeopt import engine, risk
 from eeopt.data import ExitData
 from eeopt.targets import (
-    COST_SLACK,
     Candidates,
     ExitCountTable,
     Sweep,
     first_lost_values,
+    near_cheapest,
     non_dominated,
 )
 
@@ -172,21 +172,10 @@ def _check_grid(spec: Any, grid: Any) -> np.ndarray | None:
             f"grid= lists shared thresholds to test; method {spec.name!r} has none (it takes "
             f"grid= with maxprob, entropy or margin): remove grid=."
         )
-    if isinstance(grid, (int, np.integer)) and not isinstance(grid, bool):
-        n = v.Interval("int", 2, None).check(grid, "grid")
-        return np.arange(n - 1, -1, -1) / (n - 1)  # 1, (n-2)/(n-1), ..., 0: i/100 at n = 101
-    values = np.asarray(grid, dtype=np.float64) if not isinstance(grid, str) else None
-    if values is None or values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
-        raise ValueError(
-            f"grid must be an int n >= 2 (n thresholds evenly spaced on [0, 1]) or a 1-d "
-            f"array of finite thresholds, got {grid!r}."
-        )
-    if values.min() < 0.0 or values.max() > 1.0:  # maxprob, entropy and margin lie in [0, 1]
-        raise ValueError(
-            f"grid thresholds must lie in [0, 1], where the {spec.name} score lies; got values "
-            f"from {values.min():g} to {values.max():g}."
-        )
-    return np.unique(values)[::-1].copy()  # tested from the most conservative
+    values = v.UnitGrid("thresholds", f"where the {spec.name} score lies").check(grid, "grid")
+    if isinstance(values, int):
+        return np.arange(values - 1, -1, -1) / (values - 1)  # 1, ..., 0: i/100 at n = 101
+    return values[::-1].copy()  # tested from the most conservative
 
 
 def _check_terms(options, delta, bound, guarantee, calibration_split):
@@ -936,8 +925,7 @@ def _choose(
     approx = sweep.mean_costs[certified[pool]] * sweep.n_samples
     approx += on_test.mean_costs[pool] * n_test
     approx /= data.n_samples
-    slack = COST_SLACK * max(abs(float(approx.min())), 1.0)
-    pool = pool[approx <= approx.min() + slack]
+    pool = pool[near_cheapest(approx)]
     counts = sweep.exit_counts(certified[pool]) + on_test.exit_counts(pool)
     costs = engine.mean_cost_from_counts(counts, data.costs)
     best = np.lexsort((-correct[pool], costs))[0]  # the cheapest, then the most accurate

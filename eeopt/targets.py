@@ -254,7 +254,7 @@ class Sweep:
         indices = np.asarray(indices, dtype=np.int64)
         costs = self.mean_costs[indices]
         if not self.exact_costs:
-            close = np.abs(costs - level) <= COST_SLACK * max(abs(level), 1.0)
+            close = np.abs(costs - level) <= _COST_SLACK * max(abs(level), 1.0)
             costs[close] = self.exact_mean_costs(indices[close])
         return costs
 
@@ -269,9 +269,7 @@ class Sweep:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             return indices
-        approx = self.mean_costs[indices]
-        slack = COST_SLACK * max(abs(float(approx.min())), 1.0)
-        close = indices[approx <= approx.min() + slack]
+        close = indices[near_cheapest(self.mean_costs[indices])]
         if close.size == 1:  # no exact count needed (mean_costs_near would rebuild it)
             return close
         exact = self.exact_mean_costs(close)
@@ -1122,7 +1120,14 @@ _CHANGE = np.array([(f & 3) - 1 for f in range(8)], dtype=np.int64)
 _LOST_CHANGE = np.array([(1 - (f & 3)) * (f >> 2) for f in range(8)], dtype=np.int64)
 
 #: Relative slack within which two running-sum costs are compared exactly.
-COST_SLACK = 1e-9
+_COST_SLACK = 1e-9
+
+
+def near_cheapest(costs: np.ndarray) -> np.ndarray:
+    """Which running-sum mean ``costs`` lie within rounding of the smallest, ``(len(costs),)``
+    bool: the candidates whose exact cost may be the smallest (the others' cannot)."""
+    slack = _COST_SLACK * max(abs(float(costs.min())), 1.0)
+    return costs <= costs.min() + slack
 
 
 def select(candidates: Candidates | Sweep, target: Target) -> int:
@@ -1152,7 +1157,7 @@ def select(candidates: Candidates | Sweep, target: Target) -> int:
 
 
 def _select_for_budget(sweep: Sweep, budget: float) -> int:
-    slack = COST_SLACK * max(abs(budget), 1.0)
+    slack = _COST_SLACK * max(abs(budget), 1.0)
     exact_costs = sweep.exact_costs  # mean_costs are the engine's figures already
     feasible = sweep.mean_costs <= (budget if exact_costs else budget + slack)
     while feasible.any():

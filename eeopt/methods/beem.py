@@ -38,6 +38,8 @@ from eeopt.targets import Candidates, ExitCountTable, Sweep, Target, threshold_s
 RESET_MODES = ("paper", "zero")
 #: ``thresholds=`` values of the functions (and the fit option before ``per_exit=``).
 THRESHOLD_MODES = ("per-exit", "global")
+#: ``levels=``: how many evenly spaced error levels, or which.
+LEVELS = v.UnitGrid("error levels", "error rates do")
 
 
 # -- the score ----------------------------------------------------------------------------------
@@ -431,10 +433,10 @@ def level_sweep(
 
 def level_grid(levels: Any, max_level: float) -> np.ndarray:
     """The error levels of ``levels=`` (an int n: n evenly spaced on ``[0, max_level]``; else the
-    values, checked by :class:`eeopt._validation.Levels`) up to ``max_level``, increasing."""
-    levels = v.Levels().check(levels, "levels")
+    values, checked by :data:`LEVELS`) up to ``max_level``, increasing."""
+    levels = LEVELS.check(levels, "levels")
     if isinstance(levels, int):
-        return np.linspace(0.0, max_level, levels)
+        return max_level * np.arange(levels) / (levels - 1)  # i / (n - 1) exactly at max 1
     kept = levels[levels <= max_level]
     if kept.size == 0:
         raise ValueError(
@@ -702,7 +704,7 @@ def _beem_spec(method: str, summary: str) -> MethodSpec:
             "reset": (v.Choice(*RESET_MODES), "paper"),
             "per_exit": (v.Boolean(), True),
             "min_samples": (v.Interval("int", 1, None), 1),
-            "levels": (v.Levels(), None),
+            "levels": (LEVELS, None),
             "n_jobs": (v.NJobs(), None),
         },
         direct=(
